@@ -1,0 +1,69 @@
+# Say-and-See. `make demo` and `make test` bootstrap everything they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The Raspberry Pi OS Bookworm combination: numpy 1.x + tflite-runtime, no TensorFlow.
+DEVICE_VENV := .venv-device
+DEVICE_STAMP := $(DEVICE_VENV)/.installed
+
+FORMAT ?= synthetic
+DATA ?=
+REPORTS ?= reports
+HOST ?=
+HOSTS ?= $(HOST)
+CONFIG ?= config/default.toml
+
+.PHONY: venv device-venv demo test test-device train-sound train-marimba export models bench deploy check clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[device,train,dev]'
+	@touch $@
+
+venv: $(STAMP)
+
+$(DEVICE_STAMP): pyproject.toml
+	@test -x $(DEVICE_VENV)/bin/python || $(PYTHON) -m venv $(DEVICE_VENV)
+	$(DEVICE_VENV)/bin/python -m pip install -q 'numpy<2' 'tflite-runtime' pyserial mido pygame pytest
+	@touch $@
+
+device-venv: $(DEVICE_STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m device demo
+
+# Full suite in the workstation venv, then the device-side tests in the numpy<2 + tflite-runtime venv.
+test: $(STAMP) $(DEVICE_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(MAKE) --no-print-directory test-device
+
+test-device: $(DEVICE_STAMP)
+	SAYSEE_TFLITE_RUNTIME=tflite_runtime $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m device_only
+
+train-sound: $(STAMP)
+	$(BIN)/python -m training.train_sound --format $(FORMAT) $(if $(DATA),--data $(DATA)) --out $(REPORTS)/sound
+
+train-marimba: $(STAMP)
+	$(BIN)/python -m training.train_marimba $(if $(DATA),--data $(DATA)) --out $(REPORTS)/marimba
+
+# Train on the synthetic defaults and refresh the committed models/*.tflite + *.json.
+models: $(STAMP)
+	$(BIN)/python -m training.train_sound --format synthetic --out $(REPORTS)/sound --export models/sound.tflite
+	$(BIN)/python -m training.train_marimba --out $(REPORTS)/marimba --export models/marimba.tflite
+
+export: models
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+check: $(STAMP)
+	$(BIN)/python -m device check
+
+deploy:
+	@test -n "$(HOSTS)" || { echo "make deploy: set HOST=user@host (or HOSTS=\"a b c\")" >&2; exit 2; }
+	$(PYTHON) systemd/deploy.py --config $(CONFIG) $(if $(DRY_RUN),--dry-run) $(HOSTS)
+
+clean:
+	rm -rf $(VENV) $(DEVICE_VENV) build dist *.egg-info demo-output
