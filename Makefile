@@ -40,7 +40,7 @@ test: $(STAMP) $(DEVICE_STAMP)
 	$(MAKE) --no-print-directory test-device
 
 test-device: $(DEVICE_STAMP)
-	SAYSEE_TFLITE_RUNTIME=tflite_runtime $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m device_only
+	SAYSEE_TFLITE_RUNTIME=tflite_runtime $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m device_venv
 
 train-sound: $(STAMP)
 	$(BIN)/python -m training.train_sound --format $(FORMAT) $(if $(DATA),--data $(DATA)) --out $(REPORTS)/sound
