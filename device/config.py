@@ -1,0 +1,303 @@
+"""TOML configuration -> frozen dataclasses, validated.
+
+Every problem is a ConfigError naming the file, the key, the bad value and what
+is expected; unknown keys are errors (a typo must not be silently ignored).
+Relative paths are resolved against the config file's folder, so a config
+travels with the files it names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 boxes
+    import tomli as tomllib
+
+from .errors import ConfigError
+
+# Where bundled models/ and assets/ live: the repo checkout or the release folder.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+Colour = tuple[float, float, float]
+BACKENDS = ("auto", "real", "sim")
+
+
+def _spec(default: Any = dataclasses.MISSING, *, choices: tuple | None = None, lo: float | None = None,
+          hi: float | None = None, path: bool = False, doc: str = "", **kw):
+    """A dataclass field with validation metadata."""
+    meta = {"choices": choices, "lo": lo, "hi": hi, "path": path, "doc": doc}
+    if default is dataclasses.MISSING:
+        return field(metadata=meta, **kw)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """[app]: which pipelines run and where the status goes."""
+
+    modes: tuple[str, ...] = _spec(("sound",), choices=("sound", "marimba"))
+    status_file: str = _spec("/run/saysee/status.json", path=True)
+    status_interval_s: float = _spec(1.0, lo=0.1, hi=60)
+    log_level: str = _spec("info", choices=("debug", "info", "warning", "error"))
+    assets_dir: str = _spec("", path=True, doc="folder with <class>.png pictures; '' = the bundled assets")
+
+
+@dataclass(frozen=True)
+class SoundConfig:
+    """[sound]: the sound model and its decision tuning."""
+
+    model: str = _spec("models/sound.tflite", path=True)
+    threshold_on: float = _spec(0.5, lo=0.0, hi=1.0)
+    threshold_off: float = _spec(0.3, lo=0.0, hi=1.0)
+    smoothing: float = _spec(0.7, lo=0.01, hi=1.0)
+    silence_dbfs: float = _spec(-45.0, lo=-120.0, hi=0.0)
+    max_latency_s: float = _spec(0.75, lo=0.0, hi=10.0)
+    gate_while_synth: bool = True
+    num_threads: int = _spec(1, lo=1, hi=8)
+
+
+@dataclass(frozen=True)
+class MarimbaConfig:
+    """[marimba]: the camera-to-notes model and its note-event tuning."""
+
+    model: str = _spec("models/marimba.tflite", path=True)
+    threshold: float = _spec(0.3, lo=0.0, hi=10.0)
+    refractory_s: float = _spec(0.12, lo=0.0, hi=5.0)
+    hold_s: float = _spec(0.3, lo=0.0, hi=10.0)
+    num_threads: int = _spec(1, lo=1, hi=8)
+
+
+@dataclass(frozen=True)
+class MicConfig:
+    """[mic]: pyaudio device by name substring or index; sim plays WAV files."""
+
+    backend: str = _spec("auto", choices=BACKENDS)
+    device: str = ""
+    playlist: tuple[str, ...] = _spec((), path=True)
+    realtime: bool = True
+    chunk: int = _spec(1600, lo=64, hi=48000)
+    buffer_seconds: float = _spec(2.0, lo=0.25, hi=60)
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """[camera]: picamera2 / OpenCV device; sim plays a video file or the synthetic marimba."""
+
+    backend: str = _spec("auto", choices=BACKENDS)
+    device: str = ""
+    video: str = _spec("", path=True)
+    width: int = _spec(160, lo=16, hi=4096)
+    height: int = _spec(96, lo=16, hi=4096)
+    fps: float = _spec(30.0, lo=1.0, hi=240.0)
+    realtime: bool = True
+
+
+@dataclass(frozen=True)
+class LedsConfig:
+    """[leds]: one RGB LED on three BCM pins with software PWM."""
+
+    backend: str = _spec("auto", choices=BACKENDS)
+    pins: tuple[int, ...] = _spec((17, 27, 22), lo=0, hi=40)
+    common_anode: bool = False
+    pwm_hz: float = _spec(200.0, lo=10.0, hi=10000.0)
+
+
+@dataclass(frozen=True)
+class DisplayConfig:
+    """[display]: pygame screen (fullscreen on KMS/DRM) or PNG frames in out_dir."""
+
+    backend: str = _spec("auto", choices=BACKENDS)
+    width: int = _spec(800, lo=64, hi=8192)
+    height: int = _spec(480, lo=64, hi=8192)
+    fullscreen: bool = True
+    out_dir: str = _spec("", path=True)
+    max_fps: float = _spec(10.0, lo=0.1, hi=120.0)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """[synth]: MIDI over a serial port (path or pyserial URL); 31250 baud = DIN MIDI."""
+
+    backend: str = _spec("auto", choices=BACKENDS)
+    port: str = "/dev/saysee-synth"
+    baud: int = _spec(31250, choices=(31250, 38400, 57600, 115200))
+    channel: int = _spec(1, lo=1, hi=16, doc="MIDI channel as printed on synths, 1..16")
+    release_s: float = _spec(0.5, lo=0.0, hi=10.0, doc="detection stays gated this long after a note-off")
+
+
+@dataclass(frozen=True)
+class ClassMapping:
+    """[mapping.<class>]: what the box shows and plays for one sound class."""
+
+    picture: str = _spec("", path=True)
+    colour: Colour = (1.0, 1.0, 1.0)
+    program: int | None = _spec(None, lo=0, hi=127)
+    note: int | None = _spec(None, lo=0, hi=127)
+    velocity: int = _spec(100, lo=1, hi=127)
+    duration_s: float = _spec(0.4, lo=0.01, hi=10.0)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole box: one frozen object built once by ``load_config``."""
+
+    app: AppConfig = AppConfig()
+    sound: SoundConfig = SoundConfig()
+    marimba: MarimbaConfig = MarimbaConfig()
+    mic: MicConfig = MicConfig()
+    camera: CameraConfig = CameraConfig()
+    leds: LedsConfig = LedsConfig()
+    display: DisplayConfig = DisplayConfig()
+    synth: SynthConfig = SynthConfig()
+    mapping: Mapping[str, ClassMapping] = field(default_factory=dict)
+    note_colours: Mapping[int, Colour] = field(default_factory=dict)
+    source: str = "<defaults>"
+
+
+_SECTION_TYPES = {"app": AppConfig, "sound": SoundConfig, "marimba": MarimbaConfig, "mic": MicConfig,
+                  "camera": CameraConfig, "leds": LedsConfig, "display": DisplayConfig, "synth": SynthConfig}
+
+
+def parse_colour(value: Any, where: str) -> Colour:
+    """'#rrggbb' or [r, g, b] with 0..255 integers -> floats 0..1."""
+    if isinstance(value, str) and re.fullmatch(r"#[0-9a-fA-F]{6}", value):
+        return tuple(int(value[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
+    if (isinstance(value, list) and len(value) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                             and 0 <= v <= 255 for v in value)):
+        return tuple(v / 255.0 for v in value)  # type: ignore[return-value]
+    raise ConfigError(f"{where} = {value!r}: expected a colour like \"#ff8800\" or [255, 136, 0]")
+
+
+def _check_number(v: Any, f: dataclasses.Field, where: str, kind: type) -> Any:
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) if kind is float else \
+        isinstance(v, int) and not isinstance(v, bool)
+    lo, hi, choices = f.metadata.get("lo"), f.metadata.get("hi"), f.metadata.get("choices")
+    rng = f" between {lo} and {hi}" if lo is not None else f" in {list(choices)}" if choices else ""
+    if not ok or (lo is not None and v < lo) or (hi is not None and v > hi) or (choices and v not in choices):
+        raise ConfigError(f"{where} = {v!r}: expected {'a number' if kind is float else 'an integer'}{rng}")
+    return float(v) if kind is float else v
+
+
+def _coerce(v: Any, f: dataclasses.Field, hint: Any, where: str, base: Path) -> Any:
+    """Check one value against its field's type and metadata."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint == Colour:
+        return parse_colour(v, where)
+    if origin is typing.Union or (origin is not None and type(None) in args):  # Optional[...]
+        inner = next(a for a in args if a is not type(None))
+        return _coerce(v, f, inner, where, base)
+    if origin is tuple:
+        if not isinstance(v, list):
+            raise ConfigError(f"{where} = {v!r}: expected a list")
+        return tuple(_coerce(item, f, args[0], f"{where}[{i}]", base) for i, item in enumerate(v))
+    if hint is bool:
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where} = {v!r}: expected true or false")
+        return v
+    if hint in (int, float):
+        return _check_number(v, f, where, hint)
+    if hint is str:
+        if not isinstance(v, str):
+            raise ConfigError(f"{where} = {v!r}: expected a string")
+        choices = f.metadata.get("choices")
+        if choices and v not in choices:
+            raise ConfigError(f"{where} = {v!r}: expected one of {', '.join(map(repr, choices))}")
+        if f.metadata.get("path") and v and not re.match(r"^[a-z]+://", v):
+            return str((base / v).resolve()) if not Path(v).is_absolute() else v
+        return v
+    raise TypeError(f"unsupported config type {hint}")  # programming error, not user input
+
+
+def _resolve_defaults(obj: Any) -> Any:
+    """Relative default paths (e.g. models/sound.tflite) point into the project, not the CWD."""
+    changes = {f.name: str(PROJECT_ROOT / getattr(obj, f.name)) for f in dataclasses.fields(obj)
+               if f.metadata.get("path") and isinstance(getattr(obj, f.name), str)
+               and getattr(obj, f.name) and not Path(getattr(obj, f.name)).is_absolute()}
+    return dataclasses.replace(obj, **changes) if changes else obj
+
+
+def build_section(cls: type, table: Any, where: str, base: Path) -> Any:
+    """A section's dataclass from its TOML table; unknown keys and bad values raise ConfigError."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: expected a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(table) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}' (expected one of: {', '.join(fields)})")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, v in table.items():
+        key = f"{where} {name}"
+        f = fields[name]
+        values[name] = _coerce(v, f, hints[name], key, base)
+        if isinstance(values[name], tuple) and f.metadata.get("choices") and hints[name] != Colour:
+            bad = [x for x in values[name] if x not in f.metadata["choices"]]
+            if bad:
+                raise ConfigError(f"{key} = {v!r}: expected items from {', '.join(f.metadata['choices'])}")
+    return _resolve_defaults(cls(**values))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a config file; every failure is one ConfigError line."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return config_from_dict(data, path)
+
+
+def config_from_dict(data: Mapping[str, Any], path: str | Path = "<config>") -> Config:
+    path = Path(path)
+    base = path.parent.resolve()
+    known = set(_SECTION_TYPES) | {"mapping", "note_colours"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section [{unknown[0]}] (expected: {', '.join(sorted(known))})")
+    sections = {name: build_section(cls, data.get(name, {}), f"{path}: [{name}]", base)
+                for name, cls in _SECTION_TYPES.items()}
+    mapping = {}
+    for label, table in dict(data.get("mapping", {})).items():
+        m = build_section(ClassMapping, table, f"{path}: [mapping.{label}]", base)
+        if m.picture and not Path(m.picture).is_file():
+            raise ConfigError(f"{path}: [mapping.{label}] picture = {table.get('picture')!r}: file not found ({m.picture})")
+        mapping[label] = m
+    note_colours = {}
+    for note, colour in dict(data.get("note_colours", {})).items():
+        if not str(note).isdigit() or not 0 <= int(note) <= 127:
+            raise ConfigError(f"{path}: [note_colours] key {note!r}: expected a MIDI note number 0..127")
+        note_colours[int(note)] = parse_colour(colour, f"{path}: [note_colours] {note}")
+    cfg = Config(**sections, mapping=mapping, note_colours=note_colours, source=str(path))
+    if cfg.sound.threshold_off > cfg.sound.threshold_on:
+        raise ConfigError(f"{path}: [sound] threshold_off {cfg.sound.threshold_off} must not exceed "
+                          f"threshold_on {cfg.sound.threshold_on}")
+    return cfg
+
+
+def check_files(cfg: Config) -> None:
+    """The files the enabled modes need must exist (checked at start, before any hardware opens)."""
+    needed = []
+    if "sound" in cfg.app.modes:
+        needed.append(("[sound] model", cfg.sound.model))
+    if "marimba" in cfg.app.modes:
+        needed.append(("[marimba] model", cfg.marimba.model))
+    if cfg.mic.backend == "sim":
+        needed += [(f"[mic] playlist[{i}]", p) for i, p in enumerate(cfg.mic.playlist)]
+    if cfg.camera.backend == "sim" and cfg.camera.video:
+        needed.append(("[camera] video", cfg.camera.video))
+    for key, p in needed:
+        if not Path(p).is_file():
+            raise ConfigError(f"{cfg.source}: {key} = {p!r}: file not found")

@@ -1,0 +1,1 @@
+"""Workstation-side export: int8 TFLite conversion, parity checks, metadata JSON."""
