@@ -131,6 +131,10 @@ class Scene:
     active_notes: dict[int, float] = field(default_factory=dict)  # midi note -> velocity 0..1
     piano_roll: np.ndarray | None = None  # (time steps, notes) 0..1, newest last
     note_colours: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    # Where each note's bar lies in ``camera`` as (x, y, w, h) fractions of the
+    # image; empty = the notes split the image width evenly, lowest on the left.
+    note_regions: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
+    level: float | None = None  # input loudness 0..1 for the level meter; None = from spectrogram
     status: str = ""
     timestamp: float = field(default_factory=time.monotonic)
 
