@@ -1,0 +1,135 @@
+"""A fake ``pyaudio`` module: configurable input devices, streams driven by the test.
+
+``make_module(FakeDevice(...), ...)`` returns a module with PyAudio's API surface
+used by ``device.hardware.mic``. The test pushes audio through the backend's real
+stream callback with ``module.streams[-1].feed(samples, status_flags)``, exactly
+as PortAudio's thread would.
+"""
+
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+
+import numpy as np
+
+paInt16 = 8
+paContinue, paComplete, paAbort = 0, 1, 2
+paInputUnderflow, paInputOverflow = 0x1, 0x2
+
+
+@dataclass
+class FakeDevice:
+    """One sound device: the rates and channel counts it accepts for int16 input."""
+
+    name: str
+    rates: tuple = (16000,)
+    channels: tuple = (1,)
+    default_rate: float | None = None
+    busy: bool = False  # open() fails like an ALSA card held by PulseAudio/PipeWire
+    max_input_channels: int | None = None
+
+    def info(self, index: int) -> dict:
+        return {
+            "index": index,
+            "name": self.name,
+            "maxInputChannels": self.max_input_channels if self.max_input_channels is not None else max(self.channels),
+            "maxOutputChannels": 2,
+            "defaultSampleRate": float(self.default_rate or self.rates[-1]),
+        }
+
+
+class FakeStream:
+    """What ``PyAudio.open`` returns; ``feed`` plays PortAudio's callback thread."""
+
+    def __init__(self, device: FakeDevice, kwargs: dict) -> None:
+        self.device = device
+        self.kwargs = kwargs
+        self.active = False
+        self.closed = False
+        self.stop_calls = 0
+
+    @property
+    def channels(self) -> int:
+        return self.kwargs["channels"]
+
+    @property
+    def rate(self) -> int:
+        return self.kwargs["rate"]
+
+    def start_stream(self) -> None:
+        self.active = True
+
+    def stop_stream(self) -> None:
+        self.stop_calls += 1
+        self.active = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_active(self) -> bool:
+        return self.active
+
+    def feed(self, samples: np.ndarray, status_flags: int = 0):
+        """Call the stream callback with int16 frames, shape (frames,) or (frames, channels)."""
+        assert self.active, "fed a stream that was not started"
+        a = np.asarray(samples, dtype=np.int16)
+        if a.ndim == 1:
+            a = a[:, None]
+        assert a.shape[1] == self.channels, f"stream has {self.channels} channel(s), got {a.shape}"
+        return self.kwargs["stream_callback"](a.astype("<i2").tobytes(), len(a), {}, status_flags)
+
+
+def make_module(*devices: FakeDevice, default_index: int | None = 0) -> types.ModuleType:
+    mod = types.ModuleType("pyaudio")
+    mod.__file__ = __file__
+    for name in ("paInt16", "paContinue", "paComplete", "paAbort", "paInputUnderflow", "paInputOverflow"):
+        setattr(mod, name, globals()[name])
+    mod.devices = list(devices)
+    mod.streams = []  # every stream opened, oldest first
+    mod.instances = []
+
+    class PyAudio:
+        def __init__(self) -> None:
+            self.terminated = False
+            mod.instances.append(self)
+
+        def get_device_count(self) -> int:
+            return len(mod.devices)
+
+        def get_device_info_by_index(self, index: int) -> dict:
+            if not 0 <= index < len(mod.devices):
+                raise OSError(-9996, "Invalid device")
+            return mod.devices[index].info(index)
+
+        def get_default_input_device_info(self) -> dict:
+            if default_index is None or default_index >= len(mod.devices):
+                raise OSError(-9996, "No Default Input Device Available")
+            return mod.devices[default_index].info(default_index)
+
+        def is_format_supported(self, rate, input_device=None, input_channels=None, input_format=None, **_):
+            dev = mod.devices[input_device]
+            if input_format != paInt16:
+                raise ValueError("Sample format not supported", -9994)
+            if input_channels not in dev.channels:
+                raise ValueError("Invalid number of channels", -9998)
+            if int(rate) not in dev.rates:
+                raise ValueError("Invalid sample rate", -9997)
+            return True
+
+        def open(self, *, format, channels, rate, input=False, input_device_index=None, **kwargs):
+            dev = mod.devices[input_device_index]
+            if dev.busy:
+                raise OSError(-9985, "Device unavailable")
+            self.is_format_supported(rate, input_device_index, channels, format)
+            stream = FakeStream(dev, dict(kwargs, channels=channels, rate=rate, format=format))
+            if kwargs.get("start", True):
+                stream.start_stream()
+            mod.streams.append(stream)
+            return stream
+
+        def terminate(self) -> None:
+            self.terminated = True
+
+    mod.PyAudio = PyAudio
+    return mod
