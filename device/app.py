@@ -122,7 +122,6 @@ class App:
         self._threads: list[threading.Thread] = []
         self._pending_off: list[tuple[float, Any]] = []
         self._lock = threading.Lock()
-        self._heartbeat = clock()
         self.sound: SoundPipeline | None = None
         if sound_model is not None:
             s = cfg.sound
@@ -145,13 +144,12 @@ class App:
     def _mapping(self, label: str):
         from .config import ClassMapping
 
-        m = self.cfg.mapping.get(label)
-        if m is None:
-            from .pictures import DEFAULT_COLOURS
+        from .pictures import DEFAULT_COLOURS
 
-            m = ClassMapping(colour=DEFAULT_COLOURS.get(label, (1.0, 1.0, 1.0)))
+        m = self.cfg.mapping.get(label) or ClassMapping()
+        colour = m.colour or DEFAULT_COLOURS.get(label) or _note_colour(sum(map(ord, label)))
         picture = m.picture or str(self._assets_dir() / f"{label}.png")
-        return dataclasses.replace(m, picture=picture if Path(picture).is_file() else "")
+        return dataclasses.replace(m, colour=colour, picture=picture if Path(picture).is_file() else "")
 
     def _assets_dir(self) -> Path:
         from .config import PROJECT_ROOT
@@ -207,7 +205,7 @@ class App:
         mic.start()
         while not self.stop_event.is_set():
             chunk = mic.read(timeout=0.2)
-            self._heartbeat = self.clock()
+            self._notify("heartbeat")
             self._flush_note_offs()
             if chunk is None:
                 if mic.is_finished:
@@ -235,7 +233,7 @@ class App:
         cam.start()
         while not self.stop_event.is_set():
             frame = cam.read(timeout=0.2)
-            self._heartbeat = self.clock()
+            self._notify("heartbeat")
             if frame is None:
                 if cam.is_finished:
                     log.info("camera source finished")
@@ -355,8 +353,6 @@ class App:
             while not self.stop_event.is_set():
                 self.stop_event.wait(self.cfg.app.status_interval_s)
                 self.write_status()
-                if self.clock() - self._heartbeat < 5.0:  # a stalled worker stops the watchdog pings
-                    self._notify("heartbeat")
                 if deadline is not None and self.clock() >= deadline:
                     break
                 if stop_when_done and self.inputs_done():

@@ -29,10 +29,7 @@ def _write_atomic(path: Path, data: bytes) -> Path:
 def _converter(keras_model):
     import tensorflow as tf
 
-    # Keras 3 models convert most reliably through a concrete function of their call.
-    spec = [tf.TensorSpec((1,) + tuple(keras_model.input_shape[1:]), tf.float32)]
-    fn = tf.function(lambda x: keras_model(x, training=False)).get_concrete_function(*spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([fn], keras_model)
+    return tf.lite.TFLiteConverter.from_keras_model(keras_model)
 
 
 def convert_float(keras_model, out_path: str | os.PathLike) -> Path:

@@ -1,0 +1,89 @@
+"""Config -> opened backends, loaded models and a ready App: the choice is made once, here."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+from .app import App, Devices
+from .config import Config
+from .frontend import LogMelParams
+from .model import Model
+
+log = logging.getLogger("saysee")
+
+
+def _backend(configured: str, sim: bool) -> str:
+    return "sim" if sim else configured
+
+
+def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = None) -> Devices:
+    """Open every backend the enabled modes need; on failure close what was opened."""
+    from .hardware.camera import open_camera
+    from .hardware.display import open_display
+    from .hardware.leds import open_leds
+    from .hardware.mic import open_mic
+    from .hardware.synth import open_synth
+
+    out = Path(out_dir) if out_dir else None
+    modes = set(cfg.app.modes)
+    dev = Devices()
+    try:
+        if "sound" in modes:
+            m = cfg.mic
+            dev.mic = open_mic(_backend(m.backend, sim), device=m.device, playlist=list(m.playlist),
+                               realtime=m.realtime, chunk_size=m.chunk, buffer_seconds=m.buffer_seconds)
+        if "marimba" in modes:
+            c = cfg.camera
+            source = c.video or None
+            if source is None and _backend(c.backend, sim) == "sim":
+                source = synthetic_marimba_source(c)
+            dev.camera = open_camera(_backend(c.backend, sim), device=c.device, source=source,
+                                     size=[c.width, c.height], fps=c.fps, realtime=c.realtime)
+        dev.leds = open_leds(_backend(cfg.leds.backend, sim), pins=list(cfg.leds.pins),
+                             frequency=cfg.leds.pwm_hz, common_anode=cfg.leds.common_anode)
+        d = cfg.display
+        frames = (out / "frames") if out else (d.out_dir or None)
+        dev.display = open_display(_backend(d.backend, sim), size=(d.width, d.height), out_dir=frames,
+                                   fullscreen=d.fullscreen, max_fps=d.max_fps)
+        s = cfg.synth
+        dev.synth = open_synth(_backend(s.backend, sim), port=s.port or None, baudrate=s.baud,
+                               release_seconds=s.release_s,
+                               wav_path=(out / "synth.wav") if out else None,
+                               log_path=(out / "synth.log") if out else None)
+    except BaseException:
+        dev.close()
+        raise
+    return dev
+
+
+def synthetic_marimba_source(camera_cfg):
+    """Frames of the synthetic marimba renderer (a workstation feature: the demo's camera)."""
+    from .marimba_demo import demo_frames
+
+    return demo_frames(camera_cfg)
+
+
+def load_models(cfg: Config):
+    """(sound model or None, marimba pipeline or None); metadata is checked against the front ends."""
+    sound = marimba = None
+    if "sound" in cfg.app.modes:
+        sound = Model(cfg.sound.model, expected_frontend=LogMelParams(), num_threads=cfg.sound.num_threads)
+    if "marimba" in cfg.app.modes:
+        from .marimba import MarimbaPipeline
+
+        marimba = MarimbaPipeline.from_config(cfg.marimba)
+    return sound, marimba
+
+
+def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
+              on_event: Callable | None = None) -> tuple[App, Callable[[], None]]:
+    """Models first (a bad model fails before any hardware opens), then devices, then the App."""
+    from .notify import Notifier, Watchdog
+
+    sound, marimba = load_models(cfg)
+    devices = open_devices(cfg, sim=sim, out_dir=out_dir)
+    watchdog = Watchdog(Notifier(), on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
+    app = App(cfg, devices, sound_model=sound, marimba=marimba, notifier=watchdog, on_event=on_event)
+    return app, watchdog.stop
