@@ -1,0 +1,199 @@
+"""The running box: sim playlist accuracy, serial port loss mid-run, SIGTERM, bad configs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.app import App, Devices, install_signal_handlers
+from device.config import PROJECT_ROOT, ClassMapping, config_from_dict, load_config
+from device.frontend import LogMelParams
+from device.hardware.leds import GpioLeds, RecordingLeds
+from device.hardware.mic import PlaylistMic
+from device.hardware.synth import SerialSynth
+from device.sound import ClassDetected
+from device.virtual_synth import VirtualSynth
+
+P = LogMelParams()
+SR = P.sample_rate
+SOUND_MODEL = PROJECT_ROOT / "models" / "sound.tflite"
+
+
+class ToneModel:
+    """Stands in for the TFLite model: 'beep' when the 1 kHz mel band dominates, else 'hum'."""
+
+    labels = ["beep", "hum"]
+
+    def __init__(self):
+        from device.frontend import mel_filterbank
+
+        fb = mel_filterbank(P.sample_rate, P.n_fft, P.n_mels, P.fmin, P.fmax)
+        self.band = int(np.argmax(fb[:, int(1000 * P.n_fft / SR)]))
+
+    def predict(self, feats):
+        beep = feats[:, self.band, 0].mean() > feats[:, :, 0].mean() + 3
+        return np.array([0.95, 0.05] if beep else [0.05, 0.95], dtype=np.float32)
+
+
+def beeps(seconds, period=2.0, length=0.5):
+    t = np.arange(int(seconds * SR)) / SR
+    on = (t % period) >= (period - length)
+    return (0.3 * np.sin(2 * np.pi * 1000 * t) * on * 32767).astype(np.int16)
+
+
+def wait_until(predicate, timeout=15.0):
+    """Poll with a generous bound (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not predicate():
+        time.sleep(0.02)
+    return predicate()
+
+
+def tone_config(tmp_path, **sections):
+    data = {"app": {"status_file": str(tmp_path / "status.json"), "status_interval_s": 0.1},
+            "sound": {"gate_while_synth": False}, "mapping": {"beep": {"note": 72, "colour": "#00ff00"}}}
+    data.update(sections)
+    return config_from_dict(data, tmp_path / "box.toml")
+
+
+@pytest.mark.skipif(not SOUND_MODEL.exists(), reason="models/sound.tflite not built yet (make models)")
+def test_sim_playlist_detects_each_clip_near_its_onset(tmp_path):
+    from device.builder import build_app
+    from device.demo import score_detections
+    from device.wavfile import write_wav
+    from training.datasets import URBANSOUND_CLASSES
+    from training.datasets.synthetic_sound import synthetic_playlist
+
+    labels = list(URBANSOUND_CLASSES) * 2
+    audio, truth = synthetic_playlist(labels, seed=4242, gap_seconds=1.2, event_seconds=1.6)
+    wav = write_wav(tmp_path / "playlist.wav", audio, SR)
+    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
+    cfg = dataclasses.replace(
+        cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
+        mic=dataclasses.replace(cfg.mic, playlist=(str(wav),), realtime=False))
+    events = []
+    app, cleanup = build_app(cfg, sim=True, out_dir=tmp_path / "out", on_event=events.append)
+    try:
+        app.run()
+    finally:
+        cleanup()
+    detections = [e for e in events if isinstance(e, ClassDetected)]
+    score = score_detections([{"label": lb, "onset": on, "offset": off} for lb, on, off in truth], detections)
+    assert score["hit_rate"] >= 0.9, score["rows"]
+    assert score["false_in_silence"] == 0
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "stopped" and status["counters"]["dropped_samples"] == 0
+    # Every detection reached the LEDs and the synth through the real sim backends.
+    assert len(app.dev.leds.timeline()) >= len(detections)
+    assert (tmp_path / "out" / "frames").is_dir() and any((tmp_path / "out" / "frames").iterdir())
+
+
+def test_serial_port_lost_and_back_mid_run(tmp_path):
+    link = tmp_path / "synth-port"
+    first = VirtualSynth(link=link)
+    first.start()
+    second = VirtualSynth()
+    cfg = tone_config(tmp_path)
+    mic = PlaylistMic(playlist=[beeps(8.0)], realtime=True, chunk_size=800)
+    synth = SerialSynth(str(link), retry_seconds=0.05, max_retry_seconds=0.2)
+    app = App(cfg, Devices(mic=mic, leds=RecordingLeds(), synth=synth), sound_model=ToneModel())
+    runner = threading.Thread(target=app.run)
+    runner.start()
+    try:
+        assert wait_until(lambda: any(m.type == "note_on" and m.note == 72 for _, m in first.messages))
+        first.stop()  # the synth's cable is pulled: its pty and our symlink vanish
+        assert wait_until(lambda: not synth.is_connected)
+        second.start()
+        os.symlink(second.port, link)  # plugged back in
+        assert wait_until(lambda: any(m.type == "note_on" and m.note == 72 for _, m in second.messages))
+    finally:
+        runner.join(timeout=20)
+        second.stop()
+    assert not runner.is_alive()
+    assert synth.reconnects >= 1
+    assert mic.dropped_samples == 0 and mic.is_finished
+    assert app.counters.errors == 0
+    assert app.sound.counters["stale"] == 0  # nothing was classified late while the port was away
+
+
+def test_sigterm_stops_within_two_seconds_and_releases_gpio(tmp_path, fake_gpio):
+    cfg = tone_config(tmp_path)
+    leds = GpioLeds(pins=[17, 27, 22], gpio_module="RPi.GPIO")
+    mic = PlaylistMic(playlist=[beeps(30.0)], realtime=True)
+    app = App(cfg, Devices(mic=mic, leds=leds), sound_model=ToneModel())
+    old = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    install_signal_handlers(app)
+    sent = {}
+
+    def kill():
+        sent["t"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    timer = threading.Timer(1.5, kill)
+    timer.start()
+    try:
+        app.run()
+        stopped = time.monotonic()
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGTERM, old[0])
+        signal.signal(signal.SIGINT, old[1])
+    assert stopped - sent["t"] < 2.0
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopped"
+    gpio = fake_gpio
+    assert ("cleanup", [17, 27, 22]) in [(c[0], list(c[1]) if len(c) > 1 and c[1] is not None else None)
+                                          for c in gpio.calls if c[0] == "cleanup"]
+    assert app.status_dict()["uptime_s"] < 10  # stopped by the signal, not by the 30 s playlist ending
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[sound]\nthreshold = 0.5\n", "unknown key 'threshold'"),
+    ("[leds]\npins = 'seventeen'\n", "[leds] pins = 'seventeen': expected a list"),
+    ("[mapping.dog_bark]\npicture = 'missing.png'\n", "picture = 'missing.png': file not found"),
+    ("[sound]\nmodel = 'nowhere.tflite'\n[mic]\nbackend = 'sim'\n", "model = "),
+])
+def test_bad_config_exits_nonzero_with_one_line(tmp_path, text, needle):
+    cfg = tmp_path / "box.toml"
+    cfg.write_text(text)
+    r = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(cfg)], capture_output=True,
+                       text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert needle in lines[0] and str(cfg) in lines[0]
+    assert "Traceback" not in r.stderr
+
+
+def test_model_whose_front_end_differs_is_refused(tmp_path):
+    if not SOUND_MODEL.exists():
+        pytest.skip("models/sound.tflite not built yet (make models)")
+    import shutil
+
+    model = tmp_path / "sound.tflite"
+    shutil.copy(SOUND_MODEL, model)
+    meta = json.loads(SOUND_MODEL.with_suffix(".json").read_text())
+    meta["frontend"]["n_mels"] = 40
+    model.with_suffix(".json").write_text(json.dumps(meta))
+    wav = tmp_path / "x.wav"
+    from device.wavfile import write_wav
+
+    write_wav(wav, np.zeros(SR, dtype=np.int16), SR)
+    r = subprocess.run([sys.executable, "-m", "device", "classify", "--model", str(model), str(wav)],
+                       capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert r.returncode != 0
+    assert "n_mels: model 40 vs device 64" in r.stderr and str(model.with_suffix(".json")) in r.stderr
+    assert "Traceback" not in r.stderr
+    model.with_suffix(".json").unlink()
+    r = subprocess.run([sys.executable, "-m", "device", "classify", "--model", str(model), str(wav)],
+                       capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
+    assert r.returncode != 0 and "metadata missing" in r.stderr and "Traceback" not in r.stderr
