@@ -1,0 +1,426 @@
+"""systemd/deploy.py end to end through a real sshd on 127.0.0.1, and bootstrap.sh in a root prefix.
+
+The "box" is this machine: an unprivileged sshd (own host key, own
+authorized_keys, port chosen at random) logs in as the current user; every
+absolute path on the box is redirected under a temp dir with --remote-root, and
+a fake `systemctl` first on the remote PATH records its calls and, on restart,
+writes the status file the way the app would (unless the installed config says
+`simulate_broken`). Needs `sshd`, `ssh`, `ssh-keygen` (apt: openssh-server,
+openssh-client) and rsync (apt: rsync) for the rsync path; skips, saying which,
+when they are missing.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "systemd" / "deploy.py"
+BOOTSTRAP = ROOT / "systemd" / "bootstrap.sh"
+sys.path.insert(0, str(ROOT / "systemd"))
+import deploy  # noqa: E402
+
+sys.path.pop(0)
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# Fake systemctl for tests: logs its arguments; `restart` (re)writes the status
+# file like the app would, unless the installed config asks to look broken.
+ROOT={root}
+echo "$*" >> {log}
+case " $* " in
+  *" restart "*)
+    rm -f "$ROOT/run/saysee/status.json"
+    if ! grep -q simulate_broken "$ROOT/etc/saysee/config.toml" 2>/dev/null; then
+      mkdir -p "$ROOT/run/saysee"
+      echo '{{"state": "running"}}' > "$ROOT/run/saysee/status.json"
+    fi ;;
+  *" is-active "*) echo active ;;
+esac
+exit 0
+"""
+
+
+def _need(*tools: str) -> dict[str, str]:
+    found = {}
+    for tool in tools:
+        path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/usr/local/sbin:/sbin")
+        if not path:
+            pkg = {"sshd": "openssh-server", "rsync": "rsync"}.get(tool, "openssh-client")
+            pytest.skip(f"{tool} not found (apt-get install -y {pkg})")
+        found[tool] = path
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Sshd:
+    """A throwaway sshd for the current user on 127.0.0.1."""
+
+    def __init__(self, base: Path):
+        tools = _need("sshd", "ssh", "ssh-keygen")
+        self.base = base
+        base.mkdir(parents=True, exist_ok=True)
+        os.chmod(base, 0o700)
+        host_key, self.client_key = base / "host_ed25519", base / "client_ed25519"
+        for key in (host_key, self.client_key):
+            subprocess.run([tools["ssh-keygen"], "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+        (base / "authorized_keys").write_text((base / "client_ed25519.pub").read_text())
+        os.chmod(base / "authorized_keys", 0o600)
+        if os.geteuid() == 0:
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege-separation dir sshd insists on
+        self.user = getpass.getuser()
+        self.known_hosts = base / "known_hosts"
+        self.proc = None
+        for _ in range(3):  # the port could be taken between probe and bind
+            self.port = _free_port()
+            cfg = base / "sshd_config"
+            cfg.write_text(
+                f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {host_key}\nPidFile {base / 'sshd.pid'}\n"
+                f"AuthorizedKeysFile {base / 'authorized_keys'}\nStrictModes no\nUsePAM no\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n"
+                "PermitRootLogin prohibit-password\nLogLevel ERROR\nMaxStartups 50\n"
+            )
+            self.proc = subprocess.Popen([tools["sshd"], "-D", "-e", "-f", str(cfg)],
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if self._wait_ready():
+                return
+            self.proc.kill()
+            self.proc.wait()
+        out = self.proc.stdout.read().decode(errors="replace") if self.proc and self.proc.stdout else ""
+        pytest.skip(f"sshd did not start: {out.strip()[-300:]}")
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(64).startswith(b"SSH-"):
+                        return True
+            except OSError:
+                time.sleep(0.05)
+        return False
+
+    @property
+    def host(self) -> str:
+        return f"{self.user}@127.0.0.1"
+
+    def args(self) -> list[str]:
+        return ["--port", str(self.port), "-i", str(self.client_key), "--ssh-config", "/dev/null",
+                "--ssh-opt", "StrictHostKeyChecking=no", "--ssh-opt", f"UserKnownHostsFile={self.known_hosts}",
+                "--ssh-opt", "IdentitiesOnly=yes", "--ssh-opt", "LogLevel=ERROR"]
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The device wheel, built once for the module."""
+    return deploy.build_wheel(ROOT, tmp_path_factory.mktemp("wheel"), local_version="test")
+
+
+class Box:
+    """A fake box: a root prefix and a fake systemctl that logs into it."""
+
+    def __init__(self, base: Path):
+        self.root = base / "root"
+        self.root.mkdir(parents=True)
+        self.bin = base / "bin"
+        self.bin.mkdir()
+        self.log = base / "systemctl.log"
+        self.log.touch()
+        script = self.bin / "systemctl"
+        script.write_text(FAKE_SYSTEMCTL.format(root=self.root, log=self.log))
+        script.chmod(0o755)
+
+    @property
+    def base(self) -> Path:
+        return self.root / "opt" / "saysee"
+
+    def current(self) -> str | None:
+        link = self.base / "current"
+        return Path(os.readlink(link)).name if link.is_symlink() else None
+
+    def releases(self) -> list[str]:
+        return sorted(p.name for p in (self.base / "releases").iterdir() if not p.name.startswith("."))
+
+    def calls(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+
+def run_deploy(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(DEPLOY), *args], capture_output=True, text=True, timeout=timeout)
+
+
+def deploy_args(sshd: Sshd, box: Box, wheel: Path, config: Path, *extra: str) -> list[str]:
+    return [
+        *sshd.args(), "--remote-root", str(box.root), "--remote-path-prefix", str(box.bin),
+        "--remote-python", sys.executable, "--wheel", str(wheel), "--config", str(config),
+        "--offline", "--health-timeout", "3", "--health-settle", "0.3", "--status-max-age", "30", *extra,
+    ]
+
+
+def test_wheel_is_a_valid_pure_python_wheel(wheel):
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        assert "device/__init__.py" in names and "device/recorder.py" in names
+        assert not any(n.startswith(("training/", "export/")) for n in names)
+        dist = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+        meta = zf.read(f"{dist}/METADATA").decode()
+        assert "Requires-Dist: numpy>=1.24" in meta
+        assert 'extra == "device"' in meta and "Provides-Extra: device" in meta
+        assert "saysee = device.__main__:main" in zf.read(f"{dist}/entry_points.txt").decode()
+        record = zf.read(f"{dist}/RECORD").decode().splitlines()
+        assert len(record) == len(names)
+    assert wheel.name.startswith("saysee-") and wheel.name.endswith("+test-py3-none-any.whl")
+
+
+def test_dry_run_prints_every_step_and_touches_nothing(tmp_path):
+    config = tmp_path / "box.toml"
+    config.write_text("[app]\n")
+    root = tmp_path / "root"
+    root.mkdir()
+    proc = run_deploy("--dry-run", "--config", str(config), "--remote-root", str(root), "pi@box1", "pi@box2 pi@box3")
+    assert proc.returncode == 0, proc.stderr
+    for host in ("pi@box1", "pi@box2", "pi@box3"):
+        assert f"[{host}] plan for release" in proc.stdout
+    for word in ("copy", "verify sha256", "venv", "flip", "restart", "health", "ROLLED BACK", "prune"):
+        assert word in proc.stdout
+    assert list(root.iterdir()) == []
+
+
+def test_errors_are_one_line(tmp_path):
+    proc = run_deploy("--config", str(tmp_path / "missing.toml"), "pi@box")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "missing.toml" in proc.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[app\n")
+    proc = run_deploy("--config", str(bad), "pi@box")
+    assert proc.returncode == 2 and "bad.toml: not valid TOML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unreachable_host_fails_in_one_line_and_shows_in_the_summary(tmp_path, wheel):
+    _need("ssh")
+    config = tmp_path / "box.toml"
+    config.write_text("[app]\n")
+    port = _free_port()  # nothing listens there
+    proc = run_deploy("--config", str(config), "--wheel", str(wheel), "--port", str(port), "--ssh-config", "/dev/null",
+                      "--connect-timeout", "3", "--remote-root", str(tmp_path), "nobody@127.0.0.1")
+    assert proc.returncode == 1
+    errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(errors) == 1 and "nobody@127.0.0.1: host unreachable" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("nobody@127.0.0.1") and "FAILED" in last
+
+
+def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel):
+    """4 deploys to one box: ok (rsync), broken -> rolled back (tar), ok, ok -> 3 releases kept."""
+    box = Box(tmp_path)
+    good = tmp_path / "good.toml"
+    good.write_text("# good config\n[app]\n")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("# simulate_broken: the fake systemctl won't write a status file\n[app]\n")
+
+    # 1. A healthy deploy.
+    t0 = time.monotonic()
+    p1 = run_deploy(*deploy_args(sshd, box, wheel, good), sshd.host)
+    assert p1.returncode == 0, p1.stdout + p1.stderr
+    v1 = box.current()
+    assert v1 and v1 in p1.stdout and "health: ok" in p1.stdout and "(rsync" in p1.stdout
+    rel = box.base / "releases" / v1
+    manifest = json.loads((rel / "manifest.json").read_text())
+    assert manifest["version"] == v1
+    assert deploy.verify_release(rel)["version"] == v1  # every sha256 still matches on the box
+    assert {"config/config.toml", "systemd/saysee.service", "systemd/deploy.py", "systemd/bootstrap.sh"} <= set(
+        manifest["files"])
+    assert (box.root / "etc/saysee/config.toml").read_text() == good.read_text()
+    assert (box.root / "etc/systemd/system/saysee.service").read_bytes() == (ROOT / "systemd/saysee.service").read_bytes()
+    # The package really is installed in the release's venv.
+    out = subprocess.run([str(rel / "venv/bin/python"), "-c", "import device, sys; print(device.__file__)"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert str(rel / "venv") in out.stdout, out.stderr
+    calls = box.calls()
+    assert any(c.startswith("restart") for c in calls) and "daemon-reload" in calls
+    assert p1.stdout.strip().splitlines()[-1].split()[-1] == "ok"
+    t_first = time.monotonic() - t0
+
+    # 2. A release whose health check fails: rolled back to v1, non-zero exit.
+    # (Versions carry a 1 s timestamp; every deploy takes longer than that.)
+    p2 = run_deploy(*deploy_args(sshd, box, wheel, broken, "--transport", "tar"), sshd.host)
+    assert p2.returncode != 0
+    assert "ROLLED BACK" in p2.stdout and "(tar" in p2.stdout
+    assert box.current() == v1
+    assert (box.root / "etc/saysee/config.toml").read_text() == good.read_text()  # config rolled back too
+    assert (box.root / "run/saysee/status.json").is_file()  # v1 was restarted and is healthy
+    v2 = [v for v in box.releases() if v != v1][0]
+    assert (box.base / "releases" / v2 / "FAILED").is_file()
+    summary = p2.stdout.strip().splitlines()[-1]
+    assert summary.startswith(sshd.host) and "ROLLED BACK" in summary
+
+    # 3 + 4. Two more good deploys: at most 3 releases, never current or previous.
+    versions = []
+    for _ in range(2):
+        p = run_deploy(*deploy_args(sshd, box, wheel, good), sshd.host)
+        assert p.returncode == 0, p.stdout + p.stderr
+        versions.append(box.current())
+    v3, v4 = versions
+    kept = box.releases()
+    assert len(kept) <= 3, kept
+    assert v4 in kept and v3 in kept and v2 not in kept  # the failed one goes first
+    assert Path(os.readlink(box.base / "previous")).name == v3
+
+    # 5. `--rollback`: back to v3 by hand, v4 becomes "previous".
+    pr = run_deploy(*deploy_args(sshd, box, wheel, good), "--rollback", sshd.host)
+    assert pr.returncode == 0, pr.stdout + pr.stderr
+    assert box.current() == v3 and Path(os.readlink(box.base / "previous")).name == v4
+    print(f"first deploy took {t_first:.1f} s")
+
+
+def test_checksum_mismatch_names_the_file(tmp_path, wheel):
+    config = tmp_path / "c.toml"
+    config.write_text("[app]\n")
+    version, info = deploy.release_version(ROOT)
+    staging = deploy.build_release(ROOT, config, tmp_path / "build", version, info, wheel=wheel)
+    root = tmp_path / "root"
+    releases = root / "opt/saysee/releases"
+    releases.mkdir(parents=True)
+    incoming = releases / f".incoming-{version}"
+    shutil.copytree(staging, incoming)
+    with open(incoming / "config/config.toml", "a") as f:
+        f.write("# flipped bit\n")
+    proc = subprocess.run([sys.executable, str(DEPLOY), "remote", "activate", "--root", str(root), "--incoming",
+                           incoming.name, "--version", version], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == deploy.EXIT_CHECKSUM
+    assert proc.stderr.strip() == proc.stderr.strip().splitlines()[0]  # one line
+    assert "checksum mismatch: config/config.toml" in proc.stderr
+    assert not (releases / version).exists()  # never activated
+
+
+def test_pyproject_reader_without_tomllib_matches_tomllib():
+    tomllib = pytest.importorskip("tomllib")
+    text = (ROOT / "pyproject.toml").read_text()
+    assert deploy._mini_toml(text)["project"] == tomllib.loads(text)["project"]
+
+
+def test_prune_keeps_current_and_previous(tmp_path):
+    box = deploy.Box(str(tmp_path))
+    box.releases.mkdir(parents=True)
+    for i, name in enumerate(["r1", "r2", "r3", "r4", "r5"]):
+        (box.releases / name).mkdir()
+        (box.releases / name / "manifest.json").write_text(json.dumps({"created": f"2024-01-0{i + 1}"}))
+    box.point(box.current, "r1")  # an old release rolled back to
+    box.point(box.previous, "r2")
+    (box.releases / "r5" / "FAILED").write_text("x")
+    removed = deploy.prune(box, 3)
+    assert sorted(p.name for p in box.releases.iterdir()) == ["r1", "r2", "r4"]
+    assert sorted(removed) == ["r3", "r5"]
+
+
+# ------------------------------------------------------------------ bootstrap.sh
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        if p.is_symlink():
+            out[rel] = "-> " + os.readlink(p)
+        elif p.is_file():
+            out[rel] = p.read_text(errors="replace")
+        else:
+            out[rel] = "<dir>"
+    return out
+
+
+def _fake_pi(root: Path, model: str) -> None:
+    (root / "proc/device-tree").mkdir(parents=True)
+    (root / "proc/device-tree/model").write_bytes(model.encode() + b"\0")
+    boot = root / "boot/firmware"
+    boot.mkdir(parents=True)
+    (boot / "config.txt").write_text("# Pi OS\ndtparam=audio=on\n[cm4]\notg_mode=1\n")
+    (boot / "cmdline.txt").write_text("console=serial0,115200 console=tty1 root=PARTUUID=1234-02 rootwait\n")
+
+
+def _bootstrap(*args: str) -> subprocess.CompletedProcess:
+    bash = shutil.which("bash")
+    if not bash:
+        pytest.skip("bash not found")
+    return subprocess.run([bash, str(BOOTSTRAP), *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("model,board_lines,gpio_pkg", [
+    ("Raspberry Pi 5 Model B Rev 1.0", ["dtparam=uart0=on", "dtoverlay=midi-uart0-pi5"], "python3-rpi-lgpio"),
+    ("Raspberry Pi 4 Model B Rev 1.4", ["enable_uart=1", "dtoverlay=disable-bt", "dtoverlay=midi-uart0"],
+     "python3-rpi.gpio"),
+])
+def test_bootstrap_is_idempotent_in_a_root_prefix(tmp_path, model, board_lines, gpio_pkg):
+    root = tmp_path / "root"
+    _fake_pi(root, model)
+    original_config = (root / "boot/firmware/config.txt").read_text()
+    args = ("--root", str(root), "--din-midi", "--synth-usb", "1a86:7523")
+
+    dry = _bootstrap(*args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "would write" in dry.stdout and "would run" in dry.stdout
+    assert (root / "boot/firmware/config.txt").read_text() == original_config
+    assert not (root / "etc").exists()
+
+    first = _bootstrap(*args)
+    assert first.returncode == 0, first.stderr
+    snap1 = _snapshot(root)
+    second = _bootstrap(*args)
+    assert second.returncode == 0, second.stderr
+    assert _snapshot(root) == snap1, "a second run changed files"
+    assert "wrote:" not in second.stdout and "backed up" not in second.stdout
+
+    config_txt = (root / "boot/firmware/config.txt").read_text()
+    for line in board_lines + ["[all]"]:
+        assert config_txt.count(line + "\n") == (2 if line == "[all]" and False else 1), line
+    assert config_txt.index("[cm4]") < config_txt.index("[all]")  # our lines are not inside [cm4]
+    assert (root / "boot/firmware/config.txt.saysee-orig").read_text() == original_config
+    assert "console=serial0" not in (root / "boot/firmware/cmdline.txt").read_text()
+    assert (root / "etc/systemd/system/saysee.service").read_bytes() == (ROOT / "systemd/saysee.service").read_bytes()
+    assert (root / "etc/udev/rules.d/99-saysee.rules").is_file()
+    assert 'ATTRS{idVendor}=="1a86"' in (root / "etc/udev/rules.d/98-saysee-synth-local.rules").read_text()
+    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/saysee.service") == \
+        "/etc/systemd/system/saysee.service"
+    # System commands are shown, not run, under a root prefix.
+    assert gpio_pkg in first.stdout and "useradd --system" in first.stdout
+    if "5" in model:
+        assert "apt-get remove -y -q python3-rpi.gpio" in first.stdout
+
+
+def test_bootstrap_rejects_bad_options(tmp_path):
+    p = _bootstrap("--root", str(tmp_path), "--synth-usb", "nope")
+    assert p.returncode != 0 and "VID:PID" in p.stderr and p.stderr.count("\n") == 1
+    p = _bootstrap("--root", str(tmp_path), "--board", "other", "--din-midi", "--no-apt")
+    assert p.returncode != 0 and "--din-midi" in p.stderr
