@@ -15,7 +15,7 @@ HOST ?=
 HOSTS ?= $(HOST)
 CONFIG ?= config/default.toml
 
-.PHONY: venv device-venv demo test test-device train-sound train-marimba export models bench deploy check clean
+.PHONY: venv device-venv test-tools demo test test-device train-sound train-marimba export models bench deploy check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,21 @@ device-venv: $(DEVICE_STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m device demo
 
+# Tools some tests drive for real: sshd/ssh/rsync (deploy end to end), systemd-analyze (unit exposure).
+# Installed with apt when running as root; otherwise those tests skip and say what to install.
+TEST_TOOLS := sshd ssh rsync systemd-analyze
+test-tools:
+	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing test tools:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client rsync systemd >/dev/null; \
+	  else echo "note: missing$$missing; deploy/service tests will skip (apt-get install openssh-server openssh-client rsync systemd)"; fi; \
+	fi
+
 # Full suite in the workstation venv, then the device-side tests in the numpy<2 + tflite-runtime venv.
-test: $(STAMP) $(DEVICE_STAMP)
+test: $(STAMP) $(DEVICE_STAMP) test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	$(MAKE) --no-print-directory test-device
 

@@ -9,6 +9,7 @@ travels with the files it names.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 import typing
@@ -23,8 +24,9 @@ else:  # pragma: no cover - Python 3.10 boxes
 
 from .errors import ConfigError
 
-# Where bundled models/ and assets/ live: the repo checkout or the release folder.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where bundled models/ and assets/ live: the release folder on a box (the unit sets
+# SAYSEE_HOME, since the package itself is installed into a venv), else the checkout.
+PROJECT_ROOT = Path(os.environ.get("SAYSEE_HOME") or Path(__file__).resolve().parent.parent)
 
 Colour = tuple[float, float, float]
 BACKENDS = ("auto", "real", "sim")
@@ -138,7 +140,7 @@ class ClassMapping:
     """[mapping.<class>]: what the box shows and plays for one sound class."""
 
     picture: str = _spec("", path=True)
-    colour: Colour = (1.0, 1.0, 1.0)
+    colour: Colour | None = _spec(None, doc="None = the class's default colour")
     program: int | None = _spec(None, lo=0, hi=127)
     note: int | None = _spec(None, lo=0, hi=127)
     velocity: int = _spec(100, lo=1, hi=127)
