@@ -120,7 +120,8 @@ class App:
         self.on_event = on_event
         self._scene_slot = Latest()
         self._threads: list[threading.Thread] = []
-        self._pending_off: list[tuple[float, Any]] = []
+        self._pending_off: list[tuple[float, Any]] = []  # (stream time s, note-off message)
+        self._gate_until = 0.0  # stream time until which our own synth note may still sound
         self._lock = threading.Lock()
         self.sound: SoundPipeline | None = None
         if sound_model is not None:
@@ -175,14 +176,15 @@ class App:
             if m.program is not None:
                 self._send(self._synth_message("program_change", program=m.program))
             if m.note is not None:
+                # Stream time, not wall time: unpaced sim runs and live runs then behave alike.
                 self._send(self._synth_message("note_on", note=m.note, velocity=m.velocity))
-                self._pending_off.append((self.clock() + m.duration_s,
+                self._pending_off.append((event.t + m.duration_s,
                                           self._synth_message("note_off", note=m.note, velocity=0)))
+                self._gate_until = max(self._gate_until, event.t + m.duration_s + self.cfg.synth.release_s)
         elif self.dev.leds is not None:
             self.dev.leds.off()
 
-    def _flush_note_offs(self) -> None:
-        now = self.clock()
+    def _flush_note_offs(self, now: float = float("inf")) -> None:
         due = [m for t, m in self._pending_off if t <= now]
         self._pending_off = [(t, m) for t, m in self._pending_off if t > now]
         for m in due:
@@ -194,26 +196,34 @@ class App:
         m = self._mapping(label) if label else None
         last = p.last
         status = f"{'listening' if label is None else label}  level {last.level_dbfs:.0f} dBFS" if last else "starting"
+        # Stream time as the timestamp: the display's rate limit then spaces frames evenly
+        # through the audio, whether it was played in real time or as fast as possible.
         return Scene(mode="sound", label=label, picture=m.picture if m else None,
                      colour=m.colour if m else (0.0, 0.0, 0.0), probabilities=p.probabilities,
-                     spectrogram=p.spectrogram.copy(), status=status)
+                     spectrogram=p.spectrogram.copy(), status=status,
+                     timestamp=last.t if last else 0.0)
 
     # ------------------------------------------------------------ workers
 
     def _sound_worker(self) -> None:
         mic, p = self.dev.mic, self.sound
+        realtime = bool(getattr(mic, "realtime", True))
+        synth = self.dev.synth
         mic.start()
         while not self.stop_event.is_set():
             chunk = mic.read(timeout=0.2)
             self._notify("heartbeat")
-            self._flush_note_offs()
             if chunk is None:
                 if mic.is_finished:
                     log.info("mic source finished")
                     break
                 continue
-            synth = self.dev.synth
-            gated = self.cfg.sound.gate_while_synth and synth is not None and synth.is_playing
+            stream_t = (chunk.start + len(chunk.samples)) / p.params.sample_rate
+            self._flush_note_offs(stream_t)
+            # Our own notes gate by stream time; in real time the synth also knows what it is playing
+            # (e.g. marimba notes).
+            gated = self.cfg.sound.gate_while_synth and synth is not None and (
+                stream_t < self._gate_until or (realtime and synth.is_playing))
             try:
                 events = p.step(chunk.samples, chunk.start, chunk.captured_at, gated)
             except Exception as e:  # a bad window must not end a box that runs for weeks

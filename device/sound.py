@@ -49,7 +49,10 @@ class SoundSettings:
     threshold_on: float = 0.5  # smoothed probability that makes a class current
     threshold_off: float = 0.3  # below this the current class is cleared
     smoothing: float = 0.7  # weight of the newest window in the running average
-    silence_dbfs: float = -45.0  # loudest 0.25 s of the window must exceed this
+    silence_dbfs: float = -45.0  # the newest 0.25 s of the window must exceed this to be classified
+    min_sound_s: float = 0.15  # a window needs this much audio above the gate: a 70 ms sliver of an
+    #                            onset looks like an impulse (a "gun shot") to any classifier
+    silent_hops_to_clear: int = 2  # quiet hops before the picture goes back to "listening"
     max_latency_s: float | None = 0.75  # windows older than this are skipped, not classified late
 
 
@@ -60,7 +63,7 @@ class WindowResult:
     t: float
     level_dbfs: float
     probabilities: np.ndarray | None  # smoothed, None when gated/silent/stale
-    skipped: str | None  # "silence" | "synth" | "stale" | None
+    skipped: str | None  # "silent" | "gated" | "stale" | None
 
 
 class SoundPipeline:
@@ -81,19 +84,30 @@ class SoundPipeline:
         self.current: str | None = None
         self.last: WindowResult | None = None
         self.spectrogram = np.full((0, params.n_mels), np.log(params.log_floor), dtype=np.float32)
+        self._silent_hops = 0
         self.counters = {"windows": 0, "inferences": 0, "silent": 0, "stale": 0, "gated": 0}
 
-    def _loudest_hop_dbfs(self, audio: np.ndarray) -> float:
-        h = self.params.samples_per_hop
-        return max(dbfs(audio[i : i + h]) for i in range(0, len(audio) - h + 1, h))
+    def _loud_seconds(self, audio: np.ndarray) -> float:
+        """Seconds of 10 ms frames louder than the silence gate."""
+        h = self.params.hop_length
+        n = len(audio) // h
+        if n == 0:
+            return 0.0
+        power = np.mean(audio[: n * h].reshape(n, h).astype(np.float64) ** 2, axis=1)
+        loud = 10 * np.log10(np.maximum(power, 1e-20)) >= self.settings.silence_dbfs
+        return float(np.count_nonzero(loud)) * h / self.params.sample_rate
 
     def step(self, samples: np.ndarray, start: int, captured_at: float | None = None,
              gated: bool = False) -> list[ClassDetected | ClassCleared]:
         """Feed one chunk (int16, ``start`` = its global sample index); return events.
 
+        A window is classified only when its newest hop is louder than the
+        silence gate, so reverb tails and the quiet after a sound are never
+        "heard"; after ``silent_hops_to_clear`` quiet hops the class is cleared.
         ``gated`` (the box's own synth is sounding) and stale audio (captured
-        more than ``max_latency_s`` ago) still advance the front end, so the
-        stream stays continuous, but are never classified.
+        more than ``max_latency_s`` ago) hold the current decision: the front
+        end still advances so the stream stays continuous, but nothing is
+        classified.
         """
         p, s = self.params, self.settings
         events: list[ClassDetected | ClassCleared] = []
@@ -106,24 +120,29 @@ class SoundPipeline:
             t = end / p.sample_rate
             self.counters["windows"] += 1
             self.spectrogram = np.concatenate([self.spectrogram, feats[-p.frames_per_hop :, :, 0]])[-4 * p.frames_per_window :]
-            lo = len(self._raw) - (self._raw_end - end) - p.samples_per_window
-            level = self._loudest_hop_dbfs(self._raw[max(lo, 0) : lo + p.samples_per_window])
+            hi = len(self._raw) - (self._raw_end - end)
+            level = dbfs(self._raw[max(hi - p.samples_per_hop, 0) : hi])
+            sound_s = self._loud_seconds(self._raw[max(hi - p.samples_per_window, 0) : hi])
             age = (self.clock() - captured_at) if captured_at is not None else 0.0
-            skipped = None
             if s.max_latency_s is not None and age > s.max_latency_s:
                 skipped = "stale"
             elif gated:
-                skipped = "synth"
-            elif level < s.silence_dbfs:
-                skipped = "silence"
+                skipped = "gated"
+            elif level < s.silence_dbfs or sound_s < s.min_sound_s:
+                skipped = "silent"
+                self._silent_hops += 1
+                if self._silent_hops >= s.silent_hops_to_clear:
+                    self._smoothed[:] = 0.0
+                    if self.current is not None:
+                        events.append(ClassCleared(self.current, t, "silence"))
+                        self.current = None
+            else:
+                skipped = None
             if skipped:
-                self.counters[{"synth": "gated", "silence": "silent"}.get(skipped, skipped)] += 1
-                self._smoothed[:] = 0.0
-                if self.current is not None and skipped != "stale":
-                    events.append(ClassCleared(self.current, t, skipped))
-                    self.current = None
+                self.counters[skipped] += 1
                 self.last = WindowResult(t, level, None, skipped)
                 continue
+            self._silent_hops = 0
             probs = np.asarray(self.predict(feats), dtype=np.float32)
             self.counters["inferences"] += 1
             self._smoothed = s.smoothing * probs + (1.0 - s.smoothing) * self._smoothed

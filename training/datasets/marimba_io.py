@@ -1,0 +1,240 @@
+"""Reading marimba dataset folders (recorded or synthetic) for training.
+
+The layout is defined by ``device.marimba_recorder`` (manifest.json, video.avi
+or frames.npy, audio.wav, frame_times.csv, optional notes.csv). Every problem
+is an ``InputFileError`` whose one-line message names the file: a video
+without audio, an unreadable video or WAV, frame times that don't match the
+frames, a wrong frame size, or video and audio whose lengths differ by more
+than one frame window.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from device.errors import InputFileError
+from device.frontend import NoteParams
+from device.marimba_recorder import AUDIO, FRAME_TIMES, FRAMES_NPY, GROUND_TRUTH, MANIFEST, VIDEO
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".npy")
+
+
+@dataclass
+class Recording:
+    """One dataset folder loaded: frames, their times, the audio, ground truth if any."""
+
+    folder: Path
+    frames: np.ndarray  # (N, H, W) uint8
+    frame_times: np.ndarray  # (N,) seconds after audio sample 0
+    audio: np.ndarray  # (samples,) float32 mono at sample_rate
+    sample_rate: int
+    fps: float
+    manifest: dict[str, Any] = field(default_factory=dict)
+    notes: list[tuple[float, int, int]] | None = None  # ground truth (onset_s, midi, velocity)
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return tuple(self.frames.shape[1:3])  # type: ignore[return-value]
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+def find_recordings(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Dataset folders under ``paths``: each path is a folder with a manifest, or holds such folders."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if not p.exists():
+            raise InputFileError(f"{p}: no such dataset folder")
+        if (p / MANIFEST).is_file():
+            found.append(p)
+            continue
+        if not p.is_dir():
+            raise InputFileError(f"{p}: not a dataset folder (expected a folder holding {MANIFEST})")
+        subs = sorted(d for d in p.rglob(MANIFEST))
+        if not subs:
+            raise InputFileError(f"{p}: no marimba recordings found (no {MANIFEST} in it or below)")
+        found += [s.parent for s in subs]
+    return found
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise InputFileError(f"{path}: manifest missing (not a marimba dataset folder)")
+    try:
+        m = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputFileError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(m, dict):
+        raise InputFileError(f"{path}: expected a JSON object")
+    return m
+
+
+def _video_path(folder: Path, m: dict[str, Any]) -> Path:
+    name = m.get("video")
+    if name:
+        return folder / name
+    for cand in (VIDEO, FRAMES_NPY):
+        if (folder / cand).exists():
+            return folder / cand
+    raise InputFileError(f"{folder}: no video (expected {VIDEO} or {FRAMES_NPY})")
+
+
+def read_video(path: Path) -> np.ndarray:
+    """All frames of a video file (or a frames.npy) as (N, H, W) uint8 grayscale."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: video file missing")
+    if path.suffix == ".npy":
+        try:
+            frames = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise InputFileError(f"{path}: unreadable frames file ({e})") from None
+        if frames.ndim == 4:
+            frames = frames.mean(axis=3)
+        if frames.ndim != 3 or len(frames) == 0:
+            raise InputFileError(f"{path}: expected (frames, height, width) images, got shape {frames.shape}")
+        return np.clip(frames, 0, 255).astype(np.uint8)
+    import cv2
+
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while cap.isOpened():
+            ok, img = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img)
+    finally:
+        cap.release()
+    if not frames:
+        raise InputFileError(f"{path}: unreadable video (no frames could be decoded)")
+    return np.stack(frames)
+
+
+def read_audio(path: Path, sample_rate: int) -> np.ndarray:
+    """Mono float32 audio at ``sample_rate`` (resampled with soxr when the file differs)."""
+    if not path.is_file():
+        raise InputFileError(f"{path}: audio file missing")
+    import soundfile as sf
+
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types (LibsndfileError, RuntimeError, ...) for bad files
+        raise InputFileError(f"{path}: unreadable audio ({(str(e).splitlines() or [type(e).__name__])[0]})") from None
+    audio = audio.mean(axis=1)
+    if len(audio) == 0:
+        raise InputFileError(f"{path}: audio file is empty")
+    if sr != sample_rate:
+        import soxr
+
+        audio = soxr.resample(audio, sr, sample_rate).astype(np.float32)
+    return audio
+
+
+def read_frame_times(path: Path, n_frames: int, fps: float) -> np.ndarray:
+    """Seconds after audio sample 0 per frame; ``i / fps`` when there is no file."""
+    if not path.exists():
+        return np.arange(n_frames) / fps
+    try:
+        if path.suffix == ".npy":
+            times = np.load(path, allow_pickle=False).astype(np.float64).reshape(-1)
+        else:
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            header = [h.strip() for h in rows[0]] if rows else []
+            col = header.index("time_s") if "time_s" in header else None
+            body = rows[1:] if col is not None else rows
+            col = 0 if col is None and body and len(body[0]) == 1 else (col if col is not None else 1)
+            times = np.array([float(r[col]) for r in body if r], dtype=np.float64)
+    except (OSError, ValueError, IndexError) as e:
+        raise InputFileError(f"{path}: unreadable frame times ({e})") from None
+    if len(times) != n_frames:
+        raise InputFileError(f"{path}: {len(times)} frame times for {n_frames} video frames")
+    if len(times) > 1 and np.any(np.diff(times) <= 0):
+        raise InputFileError(f"{path}: frame times must increase")
+    return times
+
+
+def read_ground_truth(path: Path) -> list[tuple[float, int, int]]:
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        return sorted((float(r["onset_s"]), int(r["midi"]), int(r.get("velocity") or 100)) for r in rows)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputFileError(f"{path}: unreadable ground-truth notes ({e})") from None
+
+
+def load_recording(folder: str | os.PathLike, params: NoteParams = NoteParams(),
+                   frame_size: Sequence[int] | None = None) -> Recording:
+    """Load and check one dataset folder; ``frame_size`` (H, W) is required of its video if given."""
+    folder = Path(folder)
+    m = _manifest(folder)
+    video = _video_path(folder, m)
+    audio_name = m.get("audio")
+    audio_path = folder / audio_name if audio_name else folder / AUDIO
+    if not audio_path.exists():
+        raise InputFileError(f"{video}: video without audio (expected {audio_path.name} in {folder})")
+    fps = float(m.get("fps", params.fps))
+    if abs(fps - params.fps) > 1e-6 * params.fps:
+        raise InputFileError(f"{folder / MANIFEST}: {fps:g} fps, but the front end expects {params.fps:g} fps")
+    frames = read_video(video)
+    h, w = frames.shape[1:3]
+    declared = m.get("frame_size")
+    if declared and tuple(int(v) for v in declared) != (h, w):
+        raise InputFileError(f"{video}: frame size {w}x{h} differs from the manifest's "
+                             f"{int(declared[1])}x{int(declared[0])}")
+    if frame_size is not None and tuple(int(v) for v in frame_size) != (h, w):
+        raise InputFileError(f"{video}: wrong frame size {w}x{h} (expected {int(frame_size[1])}x{int(frame_size[0])})")
+    audio = read_audio(audio_path, params.sample_rate)
+    times = read_frame_times(folder / m.get("frame_times", FRAME_TIMES), len(frames), fps)
+    window = params.frames_per_window / fps
+    video_len = float(times[-1] + 1.0 / fps - max(times[0], 0.0))
+    audio_len = len(audio) / params.sample_rate
+    if abs(video_len - audio_len) > window + 1e-6:
+        raise InputFileError(f"{folder}: video {video.name} lasts {video_len:.3f} s but audio {audio_path.name} "
+                             f"lasts {audio_len:.3f} s (they differ by more than one {window:.3f} s frame window)")
+    gt = m.get("ground_truth")
+    notes = read_ground_truth(folder / gt) if gt and (folder / gt).exists() else None
+    return Recording(folder=folder, frames=frames, frame_times=times, audio=audio, sample_rate=params.sample_rate,
+                     fps=fps, manifest=m, notes=notes)
+
+
+def usable_windows(rec: Recording, params: NoteParams = NoteParams()) -> np.ndarray:
+    """Indices i of windows (frames i..i+k-1) whose audio segment lies inside the recording."""
+    k = params.frames_per_window
+    n = len(rec.frames) - k + 1
+    if n <= 0:
+        return np.zeros(0, np.int64)
+    starts = rec.frame_times[:n]
+    ends = starts + params.segment_samples / params.sample_rate
+    return np.flatnonzero((starts >= 0) & (ends <= len(rec.audio) / params.sample_rate + 1e-9))
+
+
+def load_recordings(paths: Iterable[str | os.PathLike], params: NoteParams = NoteParams(),
+                    frame_size: Sequence[int] | None = None, progress: bool = False) -> list[Recording]:
+    """Load every dataset folder under ``paths``; all must share one frame size."""
+    folders = find_recordings(paths)
+    it: Iterable[Path] = folders
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(folders, desc="load recordings", unit="rec", leave=False)
+    out = []
+    for f in it:
+        rec = load_recording(f, params, frame_size)
+        frame_size = frame_size or rec.frame_size
+        out.append(rec)
+    return out

@@ -1,0 +1,567 @@
+"""`make train-marimba`: train the camera -> notes CNN, report, and export the int8 model.
+
+    python -m training.train_marimba [--data DIR ...] [--test-data DIR ...] --out reports/marimba
+        [--export models/marimba.tflite] [--quick]
+
+Without ``--data`` it renders synthetic videos (training.datasets.marimba_synth)
+into dataset folders under ``<out>/data`` and reads them back through the same
+loader as real recordings (``python -m device record-marimba``), so a real
+recording trains with the same command. Targets come from each recording's
+audio (``device.frontend.note_targets``), never from labels.
+
+Splits are by video: synthetic training, validation and held-out test videos
+use disjoint seeds, so different scores, camera poses, lighting and mallets.
+With ``--data`` the last recording (after sorting) is held out unless
+``--test-data`` names others, and the one before it is the validation set.
+The validation videos tune the peak picker; the test videos are only scored.
+
+Report (``--out``): curves.png (loss), piano_roll.png (a held-out video:
+predicted levels, true and detected notes), metrics.json (mir_eval note-onset
+precision/recall/F1, 50 ms tolerance, pitch must match, for the float Keras
+model and for the int8 TFLite model run through the device path
+``device.marimba.MarimbaPipeline`` + ``device.model.Model``; the float/int8
+parity of the raw outputs), marimba.keras, marimba.tflite + .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from device.errors import SaySeeError
+from device.frontend import NoteParams, midi_to_hz, note_targets
+from device.marimba import (
+    MarimbaPipeline,
+    MarimbaSpec,
+    NoteOn,
+    PeakParams,
+    audio_events,
+    events_to_notes,
+    levels_to_events,
+    preprocess_frames,
+    space_time_image,
+    window_stacks,
+)
+from device.model import Model
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+PROG = "train-marimba"
+TRAIN_SEED0, VAL_SEED0, TEST_SEED0 = 1000, 5000, 9000
+ONSET_TOLERANCE = 0.05
+HOLD_FOR_SCORING = 0.1  # mir_eval needs intervals; onsets alone are scored (offset_ratio=None)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    p.add_argument("--data", nargs="+", default=None, help="dataset folder(s) (recordings); default: synthetic")
+    p.add_argument("--test-data", nargs="+", default=None, help="held-out dataset folder(s) for the report")
+    p.add_argument("--out", default="reports/marimba", help="report folder")
+    p.add_argument("--export", default=None, help="also install the int8 model here (e.g. models/marimba.tflite)")
+    p.add_argument("--train-videos", type=int, default=32, help="synthetic training videos")
+    p.add_argument("--val-videos", type=int, default=3, help="synthetic validation videos")
+    p.add_argument("--test-videos", type=int, default=4, help="synthetic held-out test videos")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video")
+    p.add_argument("--epochs", type=int, default=14)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--width", type=int, default=16, help="filters in the first conv layer")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-int8-drop", type=float, default=0.05, help="fail export if int8 onset F1 drops more")
+    p.add_argument("--quick", action="store_true", help="tiny run for tests (few short videos, 1 epoch)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.train_videos, args.val_videos, args.test_videos = 2, 1, 1
+        args.seconds, args.epochs, args.width = 4.0, 1, 4
+    return args
+
+
+# ------------------------------------------------------------------ data
+
+
+@dataclass
+class Prepared:
+    """One recording ready for training and scoring."""
+
+    name: str
+    rec: Any  # training.datasets.marimba_io.Recording
+    frames: np.ndarray  # (N, h, w) uint8, cropped and resized
+    windows: np.ndarray  # indices of usable windows (audio fully inside the recording)
+    levels: np.ndarray  # (len(windows), notes) targets
+    amplitudes: np.ndarray  # (len(windows), notes) linear note amplitudes
+    times: np.ndarray  # (len(windows),) start time of each window
+    reference: list[tuple[float, int, int]]  # notes to score against (onset, midi, velocity)
+    reference_source: str  # "ground truth" | "audio"
+
+
+def prepare(rec, spec: MarimbaSpec, params: NoteParams) -> Prepared:
+    from training.datasets.marimba_io import usable_windows
+
+    frames = preprocess_frames(rec.frames, spec)
+    amps_all = note_targets(rec.audio, len(rec.frames), params, rec.frame_times)
+    win = usable_windows(rec, params)
+    amps = amps_all[win]
+    if rec.notes is not None:
+        reference, source = list(rec.notes), "ground truth"
+    else:
+        ev = audio_events(rec.audio, len(rec.frames), spec, params, rec.frame_times)
+        reference = [(e.t, e.note, e.velocity) for e in ev if isinstance(e, NoteOn)]
+        source = "audio"
+    return Prepared(rec.name, rec, frames, win, spec.target.forward(amps), amps, rec.frame_times[win],
+                    reference, source)
+
+
+def synthetic_folders(args: argparse.Namespace, out: Path) -> dict[str, list[Path]]:
+    from training.datasets.marimba_synth import SynthConfig, render_dataset
+
+    cfg = SynthConfig(seconds=args.seconds)
+    tag = f"{'quick' if args.quick else 'full'}-{args.seconds:g}s"
+    seeds = {
+        "train": [TRAIN_SEED0 + args.seed * 100 + i for i in range(args.train_videos)],
+        "val": [VAL_SEED0 + args.seed * 100 + i for i in range(args.val_videos)],
+        "test": [TEST_SEED0 + args.seed * 100 + i for i in range(args.test_videos)],
+    }
+    return {part: render_dataset(out / "data" / tag / part, s, cfg, progress=True) for part, s in seeds.items()}
+
+
+def recorded_folders(args: argparse.Namespace) -> dict[str, list[Path]]:
+    from device.errors import InputFileError
+    from training.datasets.marimba_io import find_recordings
+
+    folders = sorted(set(find_recordings(args.data)))
+    test = sorted(set(find_recordings(args.test_data))) if args.test_data else []
+    folders = [f for f in folders if f not in test]
+    if not test:
+        if len(folders) < 2:
+            raise InputFileError(f"{args.data[0]}: need at least 2 recordings (one held out), or --test-data")
+        test, folders = folders[-1:], folders[:-1]
+    val = folders[-1:] if len(folders) >= 2 else []
+    train = folders[:-1] if val else folders
+    return {"train": train, "val": val, "test": test}
+
+
+def load_parts(folders: dict[str, list[Path]], spec: MarimbaSpec, params: NoteParams
+               ) -> tuple[dict[str, list[Prepared]], tuple[int, int]]:
+    from tqdm import tqdm
+
+    from training.datasets.marimba_io import load_recording
+
+    frame_size = None
+    parts: dict[str, list[Prepared]] = {}
+    for part, paths in folders.items():
+        parts[part] = []
+        for path in tqdm(paths, desc=f"load {part}", unit="video", leave=False):
+            rec = load_recording(path, params, frame_size)
+            frame_size = frame_size or rec.frame_size
+            parts[part].append(prepare(rec, spec, params))
+    return parts, frame_size
+
+
+def data_hash(folders: dict[str, list[Path]]) -> str:
+    """sha256 over the manifests and audio of every recording used (cheap, content-based)."""
+    h = hashlib.sha256()
+    for part in sorted(folders):
+        for f in folders[part]:
+            h.update(part.encode())
+            for name in ("manifest.json", "audio.wav"):
+                p = Path(f) / name
+                if p.is_file():
+                    h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def inputs(prep: Prepared, spec: MarimbaSpec, idx: np.ndarray | None = None) -> np.ndarray:
+    """Model inputs (M, h, w, 3) for the usable windows (or a subset of them)."""
+    win = prep.windows if idx is None else prep.windows[idx]
+    stacks = window_stacks(prep.frames, spec.frames_per_window)[win]
+    return space_time_image(stacks, spec)
+
+
+def make_batches(preps: list[Prepared], spec: MarimbaSpec, batch_size: int, shuffle: bool, seed: int):
+    import keras
+
+    index = np.concatenate([np.stack([np.full(len(p.windows), k), np.arange(len(p.windows))], 1)
+                            for k, p in enumerate(preps)])
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = np.arange(len(index))
+            self.on_epoch_end()
+
+        def __len__(self):
+            return int(np.ceil(len(index) / batch_size))
+
+        def on_epoch_end(self):
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __getitem__(self, b):
+            sel = index[self.order[b * batch_size : (b + 1) * batch_size]]
+            xs, ys = [], []
+            for k in np.unique(sel[:, 0]):
+                rows = sel[sel[:, 0] == k, 1]
+                xs.append(inputs(preps[k], spec, rows))
+                ys.append(preps[k].levels[rows])
+            return np.concatenate(xs), np.concatenate(ys)
+
+    return Batches()
+
+
+# -------------------------------------------------------------- scoring
+
+
+def score(reference: Sequence[tuple[float, int, int]], notes: Sequence[tuple[float, float, int, int]]
+          ) -> dict[str, Any]:
+    """mir_eval note-onset matching (50 ms, pitch within 50 cents): counts + P/R/F1 + timing/velocity."""
+    import mir_eval
+
+    ref_on = np.array([r[0] for r in reference], dtype=float)
+    est_on = np.array([n[0] for n in notes], dtype=float)
+    ref_int = np.stack([ref_on, ref_on + HOLD_FOR_SCORING], 1) if len(ref_on) else np.zeros((0, 2))
+    est_int = np.stack([est_on, est_on + HOLD_FOR_SCORING], 1) if len(est_on) else np.zeros((0, 2))
+    ref_hz = midi_to_hz(np.array([r[1] for r in reference], dtype=float))
+    est_hz = midi_to_hz(np.array([n[2] for n in notes], dtype=float))
+    if len(ref_on) and len(est_on):
+        matching = mir_eval.transcription.match_notes(ref_int, ref_hz, est_int, est_hz,
+                                                      onset_tolerance=ONSET_TOLERANCE, offset_ratio=None)
+    else:
+        matching = []
+    tp = len(matching)
+    dt = [est_on[j] - ref_on[i] for i, j in matching]
+    dv = [notes[j][3] - reference[i][2] for i, j in matching]
+    return {"tp": tp, "fp": len(est_on) - tp, "fn": len(ref_on) - tp, **_prf(tp, len(est_on) - tp, len(ref_on) - tp),
+            "onset_error_ms_mean": float(1000 * np.mean(dt)) if dt else None,
+            "onset_error_ms_sd": float(1000 * np.std(dt)) if dt else None,
+            "velocity_error_mean_abs": float(np.mean(np.abs(dv))) if dv else None}
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def combine(per_video: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Micro-average over videos (sum the counts), keeping the per-video scores."""
+    tp, fp, fn = (sum(s[k] for s in per_video.values()) for k in ("tp", "fp", "fn"))
+    return {"tp": tp, "fp": fp, "fn": fn, **_prf(tp, fp, fn), "videos": per_video}
+
+
+def predict_keras(model, prep: Prepared, spec: MarimbaSpec, batch_size: int = 256) -> np.ndarray:
+    out = [np.asarray(model.predict_on_batch(inputs(prep, spec, np.arange(s, min(s + batch_size, len(prep.windows))))))
+           for s in range(0, len(prep.windows), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, len(spec.notes)), np.float32)
+
+
+def keras_notes(levels: np.ndarray, prep: Prepared, spec: MarimbaSpec) -> list[tuple[float, float, int, int]]:
+    return events_to_notes(levels_to_events(levels, prep.times, spec.notes, spec.peaks, spec.target))
+
+
+def device_notes(tflite: Path, prep: Prepared, spec: MarimbaSpec, params: NoteParams
+                 ) -> tuple[list[tuple[float, float, int, int]], np.ndarray]:
+    """The int8 model through the device path: Frames -> MarimbaPipeline -> events (and its raw outputs)."""
+    from device.hardware.base import Frame
+
+    pipe = MarimbaPipeline(Model(tflite, expected_frontend=params), spec=spec, piano_roll_steps=len(prep.rec.frames))
+    frames = (Frame(img, i, float(t)) for i, (img, t) in enumerate(zip(prep.rec.frames, prep.rec.frame_times)))
+    events = pipe.run(frames)
+    return events_to_notes(events), pipe.piano_roll
+
+
+def tune_peaks(preds: list[np.ndarray], preps: list[Prepared], spec: MarimbaSpec) -> tuple[PeakParams, dict]:
+    """Pick threshold / rise / masking on validation predictions, then the onset offset."""
+    import itertools
+
+    best, best_f1 = spec.peaks, -1.0
+    grid = itertools.product((0.2, 0.25, 0.3, 0.35, 0.4, 0.5), (0.05, 0.1, 0.15, 0.2), (0.15, 0.25, 0.4, 2.0))
+    for thr, rise, margin in grid:
+        peaks = PeakParams(**{**spec.peaks.to_dict(), "threshold": thr, "min_rise": rise, "mask_margin": margin})
+        s = spec.replace(peaks=peaks)
+        f1 = combine({p.name: score(p.reference, keras_notes(y, p, s)) for y, p in zip(preds, preps)})["f1"]
+        if f1 > best_f1 + 1e-9:
+            best, best_f1 = peaks, f1
+    s = spec.replace(peaks=best)
+    errors = [score(p.reference, keras_notes(y, p, s))["onset_error_ms_mean"] for y, p in zip(preds, preps)]
+    errors = [e for e in errors if e is not None]
+    offset = -float(np.median(errors)) / 1000 if errors else 0.0
+    best = PeakParams(**{**best.to_dict(), "onset_offset_s": round(best.onset_offset_s + offset, 4)})
+    return best, {"validation_f1_before_offset": best_f1, "onset_offset_s": best.onset_offset_s}
+
+
+def calibrate_velocity(preps: list[Prepared], spec: MarimbaSpec) -> MarimbaSpec:
+    """velocity_ref = median peak window amplitude / (velocity/127)^exponent over ground-truth notes."""
+    ratios = []
+    index = {n: j for j, n in enumerate(spec.notes)}
+    for p in preps:
+        if p.reference_source != "ground truth":
+            continue
+        for onset, midi, vel in p.reference:
+            j = index.get(midi)
+            near = np.flatnonzero(np.abs(p.times - onset) <= 0.06)
+            if j is None or not len(near) or vel <= 0:
+                continue
+            ratios.append(p.amplitudes[near, j].max() / (vel / 127.0) ** spec.target.velocity_exponent)
+    if not ratios:
+        return spec
+    target = type(spec.target)(**{**spec.target.to_dict(), "velocity_ref": round(float(np.median(ratios)), 5)})
+    return spec.replace(target=target)
+
+
+# ---------------------------------------------------------------- plots
+
+
+def plot_piano_roll(prep: Prepared, levels: np.ndarray, float_notes, int8_notes, spec: MarimbaSpec,
+                    out: Path, title: str) -> Path:
+    from training.plots import _plt
+
+    plt = _plt()
+    fig, axes = plt.subplots(2, 1, figsize=(14, 7), sharex=True)
+    t = prep.times
+    extent = (t[0], t[-1] + 1 / spec.fps, -0.5, len(spec.notes) - 0.5) if len(t) else None
+    index = {n: j for j, n in enumerate(spec.notes)}
+    for ax, data, name in ((axes[0], prep.levels, "target (from audio)"), (axes[1], levels, "predicted (float)")):
+        ax.imshow(np.clip(data, 0, 1).T, aspect="auto", origin="lower", cmap="magma", extent=extent,
+                  interpolation="nearest", vmin=0, vmax=1)
+        ax.set_yticks(range(len(spec.notes)), spec.labels, fontsize=7)
+        ax.set_ylabel(name)
+        ref = [(o, index[m]) for o, m, _ in prep.reference if m in index]
+        if ref:
+            ax.scatter(*zip(*ref), s=40, facecolors="none", edgecolors="cyan", label=f"true ({prep.reference_source})")
+        fl = [(o, index[m]) for o, _, m, _ in float_notes if m in index]
+        if fl:
+            ax.scatter(*zip(*fl), s=18, marker="x", color="lime", label="float model")
+        i8 = [(o, index[m]) for o, _, m, _ in int8_notes if m in index]
+        if i8:
+            ax.scatter(*zip(*i8), s=18, marker="+", color="white", label="int8 device path")
+    axes[0].legend(loc="upper right", fontsize=7, facecolor="gray")
+    axes[1].set_xlabel("time (s)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+# ---------------------------------------------------------------- train
+
+
+def fit(model, train, val, spec: MarimbaSpec, args: argparse.Namespace) -> dict[str, list[float]]:
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
+    steps = int(np.ceil(sum(len(p.windows) for p in train) / args.batch_size)) * args.epochs
+    lr = keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=max(steps, 1), alpha=0.05)
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse", metrics=["mae"])
+    tr = make_batches(train, spec, args.batch_size, True, args.seed)
+    va = make_batches(val, spec, 256, False, args.seed) if val else None
+    hist = model.fit(tr, validation_data=va, epochs=args.epochs, verbose=1 if sys.stdout.isatty() else 2)
+    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def convert(model, representative: np.ndarray, path: Path, seed: int) -> Path:
+    """Full-integer int8 TFLite through ``export.int8.convert_int8``; the local converter if that fails."""
+    from export.int8 import ExportError, convert_int8
+
+    try:
+        return convert_int8(model, representative, path, seed=seed)
+    except ExportError as e:
+        print(f"{PROG}: export.int8 failed ({e}); using the local from_keras_model converter", file=sys.stderr)
+        return _convert_int8_local(model, representative, path, seed=seed)
+
+
+def _convert_int8_local(model, representative: np.ndarray, path: Path, max_samples: int = 400, seed: int = 0
+                        ) -> Path:
+    """Temporary stand-in for export.int8 (same settings, TFLiteConverter.from_keras_model)."""
+    import tensorflow as tf
+
+    from export.int8 import ExportError
+
+    rep = np.asarray(representative, dtype=np.float32)
+    idx = np.random.default_rng(seed).permutation(len(rep))[:max_samples]
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the traced signature
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in idx)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    try:
+        data = conv.convert()
+    except Exception as e:  # noqa: BLE001 - the converter raises many types
+        raise ExportError(f"{path}: int8 conversion failed ({str(e).splitlines()[0]})") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def parity(float_levels: list[np.ndarray], int8_levels: list[np.ndarray]) -> dict[str, float]:
+    a = np.concatenate([f.reshape(-1) for f in float_levels])
+    b = np.concatenate([i.reshape(-1) for i in int8_levels])
+    return {"max_abs_diff": float(np.max(np.abs(a - b))), "mean_abs_diff": float(np.mean(np.abs(a - b))),
+            "correlation": float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 1.0}
+
+
+def train(args: argparse.Namespace) -> dict:
+    from export.complexity import complexity
+    from export.int8 import ExportError
+    from export.metadata import write_metadata
+    from training.marimba_model import MAX_MACS, MAX_PARAMS, build_marimba_model
+    from training.plots import plot_curves
+
+    t0 = time.monotonic()
+    params = NoteParams()
+    spec = MarimbaSpec(notes=params.notes, fps=params.fps, frames_per_window=params.frames_per_window)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    synthetic = not args.data
+    folders = synthetic_folders(args, out) if synthetic else recorded_folders(args)
+    parts, frame_size = load_parts(folders, spec, params)
+    spec = spec.replace(frame_size=frame_size)
+    spec = calibrate_velocity(parts["train"], spec)
+    n_windows = {k: int(sum(len(p.windows) for p in v)) for k, v in parts.items()}
+    print(f"{PROG}: videos train {len(parts['train'])} / val {len(parts['val'])} / test {len(parts['test'])}, "
+          f"windows {n_windows}, frame {frame_size[1]}x{frame_size[0]} -> input {spec.input_shape}", flush=True)
+    t_data = time.monotonic() - t0
+
+    model = build_marimba_model(spec.input_shape, len(spec.notes), width=args.width)
+    cx = complexity(model)
+    if cx["params"] > MAX_PARAMS or cx["macs"] > MAX_MACS:
+        raise SaySeeError(f"model too big for the box: {cx} (limits {MAX_PARAMS} params, {MAX_MACS} MACs)")
+    history = fit(model, parts["train"], parts["val"], spec, args)
+    t_fit = time.monotonic() - t0 - t_data
+    model.save(out / "marimba.keras")
+    plot_curves(history, out / "curves.png", "marimba CNN (MSE on note levels)")
+
+    # The peak picker is tuned on the validation videos (float predictions), never on the test videos.
+    tune_on = parts["val"] or parts["train"][-1:]
+    peaks, tuning = tune_peaks([predict_keras(model, p, spec) for p in tune_on], tune_on, spec)
+    spec = spec.replace(peaks=peaks)
+
+    test = parts["test"]
+    float_levels = [predict_keras(model, p, spec) for p in test]
+    float_notes = [keras_notes(y, p, spec) for y, p in zip(float_levels, test)]
+    float_metrics = combine({p.name: score(p.reference, n) for p, n in zip(test, float_notes)})
+    audio_metrics = combine({p.name: score(p.rec.notes, events_to_notes(audio_events(
+        p.rec.audio, len(p.rec.frames), spec, params, p.rec.frame_times))) for p in test if p.rec.notes is not None})
+
+    # int8: calibrate on training windows, then evaluate through the device's own path.
+    rng = np.random.default_rng(args.seed)
+    rep = np.concatenate([inputs(p, spec, np.sort(rng.choice(len(p.windows), min(len(p.windows), 40), replace=False)))
+                          for p in parts["train"]])
+    tfl = convert(model, rep, out / "marimba.tflite", args.seed)
+    meta = metadata(spec, params, cx, args, folders, parts, synthetic)
+    write_metadata(tfl, meta)
+    int8_notes, int8_levels = [], []
+    for p in test:
+        notes, roll = device_notes(tfl, p, spec, params)
+        int8_notes.append(notes)
+        int8_levels.append(roll[p.windows])
+    int8_metrics = combine({p.name: score(p.reference, n) for p, n in zip(test, int8_notes)})
+    par = parity(float_levels, int8_levels)
+    plot_piano_roll(test[0], float_levels[0], float_notes[0], int8_notes[0], spec, out / "piano_roll.png",
+                    f"held-out {test[0].name}: onset F1 float {float_metrics['videos'][test[0].name]['f1']:.3f}, "
+                    f"int8 {int8_metrics['videos'][test[0].name]['f1']:.3f}")
+    t_total = time.monotonic() - t0
+    summary = lambda m: {k: m[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}  # noqa: E731
+    meta["metrics"] = {
+        "note_onsets": f"mir_eval.transcription.match_notes, onset tolerance {ONSET_TOLERANCE * 1000:.0f} ms, "
+                       "pitch must match, offsets ignored; micro-averaged over the held-out videos",
+        "reference": sorted({p.reference_source for p in test}),
+        "test_videos": [p.name for p in test],
+        "float": summary(float_metrics), "int8": summary(int8_metrics),
+        "int8_path": "device.marimba.MarimbaPipeline + device.model.Model (TFLite int8)",
+        "audio_extractor": summary(audio_metrics) if audio_metrics["videos"] else None,
+        "parity": par,
+    }
+    write_metadata(tfl, meta)
+    report = {
+        "seconds": {"data": round(t_data, 1), "fit": round(t_fit, 1), "total": round(t_total, 1)},
+        "windows": n_windows, "complexity": cx, "history": history, "peak_tuning": tuning,
+        "spec": spec.to_dict(), "float": float_metrics, "int8": int8_metrics, "audio_extractor": audio_metrics,
+        "parity": par, "model_bytes": tfl.stat().st_size, "training_data": meta["training_data"],
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{PROG}: held-out note-onset F1 float {float_metrics['f1']:.3f}  int8 (device path) "
+          f"{int8_metrics['f1']:.3f}  (P {int8_metrics['precision']:.3f} R {int8_metrics['recall']:.3f}; "
+          f"{cx['params']} params, {cx['macs'] / 1e6:.1f} M MACs, {tfl.stat().st_size} bytes; "
+          f"{t_total / 60:.1f} min)  report: {out}/", flush=True)
+    drop = float_metrics["f1"] - int8_metrics["f1"]
+    if args.export:
+        if drop > args.max_int8_drop:
+            raise ExportError(f"{tfl}: int8 onset F1 is {drop:.3f} below float (limit {args.max_int8_drop}); "
+                              "not exported")
+        dest = Path(args.export)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tfl, dest)
+        write_metadata(dest, meta)
+        print(f"{PROG}: installed {dest} and {dest.with_suffix('.json')}")
+    return report
+
+
+def metadata(spec: MarimbaSpec, params: NoteParams, cx: dict, args: argparse.Namespace,
+             folders: dict[str, list[Path]], parts: dict[str, list[Prepared]], synthetic: bool) -> dict[str, Any]:
+    if synthetic:
+        from training.datasets.marimba_synth import SynthConfig
+
+        description = (f"synthetic marimba videos (training.datasets.marimba_synth, {args.seconds:g} s each, "
+                       f"{spec.frame_size[1]}x{spec.frame_size[0]} px, random camera pose/lighting/noise per video)")
+        seeds = {part: [p.rec.manifest.get("synthetic", {}).get("seed") for p in v] for part, v in parts.items()}
+        extra = {"renderer": {k: v if not isinstance(v, tuple) else list(v)
+                              for k, v in SynthConfig(seconds=args.seconds).__dict__.items()}}
+    else:
+        description = f"recorded marimba dataset folders: {', '.join(str(d) for d in args.data)}"
+        seeds = None
+        extra = {}
+    return {
+        "kind": "marimba",
+        "labels": spec.labels,
+        "notes": list(spec.notes),
+        "frontend_kind": "notes",
+        "frontend": params.to_dict(),
+        "input_shape": list(spec.input_shape),
+        "input_dtype": "int8",
+        "frame_size": list(spec.frame_size),
+        "crop": spec.crop.to_dict(),
+        "fps": spec.fps,
+        "output": (f"per-note level = log1p(a / {spec.target.floor}) / log1p({spec.target.full} / "
+                   f"{spec.target.floor}) of the note amplitude a under the window's 3 frames "
+                   "(device.marimba.TargetTransform)"),
+        "marimba": spec.to_dict(),
+        "complexity": cx,
+        "training_data": {
+            "description": description, "synthetic": synthetic,
+            "videos": {k: [p.name for p in v] for k, v in parts.items()},
+            "seeds": seeds, "training_seed": args.seed, "epochs": args.epochs, "sha256": data_hash(folders),
+            **extra,
+        },
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        train(args)
+    except SaySeeError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
