@@ -57,7 +57,7 @@ class SoundConfig:
     """[sound]: the sound model and its decision tuning."""
 
     model: str = _spec("models/sound.tflite", path=True)
-    threshold_on: float = _spec(0.5, lo=0.0, hi=1.0)
+    threshold_on: float = _spec(0.6, lo=0.0, hi=1.0)
     threshold_off: float = _spec(0.3, lo=0.0, hi=1.0)
     smoothing: float = _spec(0.7, lo=0.01, hi=1.0)
     silence_dbfs: float = _spec(-45.0, lo=-120.0, hi=0.0)

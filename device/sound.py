@@ -46,7 +46,7 @@ class ClassCleared:
 class SoundSettings:
     """Decision tuning; every field is a key of the config's [sound] section."""
 
-    threshold_on: float = 0.5  # smoothed probability that makes a class current
+    threshold_on: float = 0.6  # smoothed probability that makes a class current
     threshold_off: float = 0.3  # below this the current class is cleared
     smoothing: float = 0.7  # weight of the newest window in the running average
     silence_dbfs: float = -45.0  # the newest 0.25 s of the window must exceed this to be classified

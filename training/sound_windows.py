@@ -20,11 +20,13 @@ def event_span(clip, params: LogMelParams) -> tuple[float, float]:
 
 def training_windows(clips: Sequence, labels: Sequence[str], params: LogMelParams, rng: np.random.Generator,
                      crops_per_clip: int = 3, augment: Callable | None = None,
-                     spec_augment: Callable | None = None, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                     spec_augment: Callable | None = None, progress: bool = True,
+                     min_event_s: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
     """Random 1 s crops that overlap each clip's event, optionally augmented.
 
-    Crops start anywhere from just before the onset to just before the offset,
-    so the model sees events entering and leaving the window, as it will live.
+    Crops hold at least ``min_event_s`` of the event (the device's min_sound_s)
+    at either edge of the window, so the model sees events entering and leaving
+    the window exactly as it will live, including the first short sliver.
     """
     index = {name: i for i, name in enumerate(labels)}
     n, sr = params.samples_per_window, params.sample_rate
@@ -38,7 +40,8 @@ def training_windows(clips: Sequence, labels: Sequence[str], params: LogMelParam
         start_s, end_s = event_span(clip, params)
         hi_limit = max(len(clip.audio) - n, 0) / sr
         for _ in range(crops_per_clip):
-            lo, hi = start_s - 0.6 * params.window_seconds, max(end_s - 0.4 * params.window_seconds, start_s)
+            lo = start_s - (params.window_seconds - min_event_s)
+            hi = max(end_s - min_event_s, start_s)
             s = int(np.clip(rng.uniform(lo, hi), 0.0, hi_limit) * sr)
             x = clip.audio[s : s + n]
             if augment is not None:
