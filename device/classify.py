@@ -25,9 +25,8 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     return resample(mono, rate, sample_rate) if rate != sample_rate else mono
 
 
-def classify_file(model: Model, path: str | Path, params: LogMelParams, top: int = 3):
+def classify_audio(model: Model, audio, params: LogMelParams, top: int = 3):
     """[(start s, level dBFS, [(label, prob) * top])] for each hop-spaced window."""
-    audio = load_audio(path, params.sample_rate)
     rows = []
     n = params.samples_per_window
     for start, feats in sliding_windows(audio, params):
@@ -46,13 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hop", type=float, default=1.0, help="seconds between printed windows (default 1.0)")
     args = ap.parse_args(argv)
     params = LogMelParams()
+    # Every input is read before the model loads, so a bad file is reported before anything else.
+    audios = [(path, load_audio(path, params.sample_rate)) for path in args.wav]
     model = Model(args.model, expected_frontend=params)
     step = max(1, int(round(args.hop / params.hop_seconds)))
-    for path in args.wav:
+    for path, audio in audios:
         print(f"{path}:")
-        rows = classify_file(model, path, params)
+        rows = classify_audio(model, audio, params)
         for start, level, best in rows[::step]:
             quiet = "  (below silence gate)" if level < params.silence_dbfs else ""
             tops = "  ".join(f"{label} {p:.2f}" for label, p in best)
-            print(f"  {start:6.2f}-{start + params.window_seconds:6.2f}s  {tops}{quiet}")
+            print(f"  {start:6.2f}-{start + params.window_seconds:.2f}s  {tops}{quiet}")
     return 0

@@ -1,0 +1,85 @@
+"""Training, export and classify from the command line: reports, metadata, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from device.config import PROJECT_ROOT
+from device.frontend import LogMelParams
+from device.model import Model
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=PROJECT_ROOT)
+
+
+def one_line_error(r, *needles):
+    assert r.returncode != 0
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip() and "WARNING" not in ln and not ln.startswith("I0000")]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_quick_training_writes_report_and_a_loadable_int8_model(tmp_path):
+    from training.train_sound import main
+
+    out = tmp_path / "report"
+    assert main(["--quick", "--out", str(out), "--export", str(tmp_path / "m" / "sound.tflite")]) == 0
+    for name in ("curves.png", "confusion.png", "confusion_int8.png", "metrics.json", "sound.tflite"):
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["float"]["per_class"]) == set(metrics["int8"]["per_class"])
+    assert metrics["split"]["test_fold"] not in metrics["split"]["train_folds"]
+    assert metrics["complexity"]["params"] <= 128_000 and metrics["complexity"]["macs"] <= 30_000_000
+    model = Model(tmp_path / "m" / "sound.tflite", expected_frontend=LogMelParams())
+    assert model.input_dtype.__name__ == "int8"
+    meta = model.metadata
+    assert meta["kind"] == "sound" and len(meta["labels"]) == 10
+    assert meta["metrics"]["int8"]["accuracy"] == metrics["int8"]["accuracy"]
+    assert meta["training_data"]["sha256"] and meta["code_version"] and meta["model_sha256"]
+
+
+def test_committed_model_metadata_meets_the_bar():
+    meta = json.loads((PROJECT_ROOT / "models" / "sound.json").read_text())
+    assert meta["metrics"]["float"]["accuracy"] >= 0.90
+    assert meta["metrics"]["float"]["accuracy"] - meta["metrics"]["int8"]["accuracy"] <= 0.01
+    assert meta["frontend"] == LogMelParams().to_dict()
+
+
+def test_classify_prints_top3_per_window_from_the_device_path():
+    truth = json.loads((PROJECT_ROOT / "assets" / "demo" / "sounds.json").read_text())["events"]
+    r = run("-m", "device", "classify", "--hop", "0.25", str(PROJECT_ROOT / "assets" / "demo" / "sounds.wav"))
+    assert r.returncode == 0, r.stderr
+    rows = [ln.split() for ln in r.stdout.splitlines()[1:]]
+    assert all(len(row) >= 7 for row in rows)  # "start-end" + three (label, score) pairs
+    correct = 0
+    for ev in truth:
+        # The window that starts on the event's onset (rounded to the hop) should name it first.
+        start = round(ev["onset"] * 4) / 4
+        row = next(row for row in rows if abs(float(row[0].split("-")[0]) - start) < 1e-6)
+        correct += row[1] == ev["label"]
+    assert correct >= 8
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--format", "nope"], ["unknown dataset FORMAT 'nope'"]),
+    (["--format", "folders", "--data", "/nonexistent/sounds"], ["/nonexistent/sounds"]),
+    (["--format", "urbansound8k"], ["urbansound8k"]),
+])
+def test_train_sound_bad_input_is_one_line(args, needles):
+    one_line_error(run("-m", "training.train_sound", *args, "--out", "/tmp/never"), "train-sound: error:", *needles)
+
+
+def test_classify_unreadable_wav_is_one_line(tmp_path):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    one_line_error(run("-m", "device", "classify", str(bad)), str(bad))
+    one_line_error(run("-m", "device", "classify", str(tmp_path / "absent.wav")), "absent.wav")
