@@ -72,6 +72,7 @@ def us8k(tmp_path):
     _corrupt(str(a / "fold2" / "corrupt.wav"))
     (a / "fold3").mkdir()
     sf.write(a / "fold3" / "float.wav", _sine(8000, 2.0, 250, 0.25), 8000, subtype="FLOAT")
+    sf.write(a / "fold3" / "idle.wav", _sine(16000, 1.0, 60, 0.3), 16000, subtype="PCM_16")
     rows = [
         ("deep.wav", 1, 0, 1, 1, 1, 3, "dog_bark"),
         ("stereo.wav", 2, 0, 5, 1, 1, 8, "siren"),
@@ -79,6 +80,7 @@ def us8k(tmp_path):
         ("corrupt.wav", 4, 0, 1, 1, 2, 7, "jackhammer"),
         ("float.wav", 5, 0, 2, 1, 3, 4, "drilling"),
         ("missing.wav", 6, 0, 1, 1, 3, 6, "gun_shot"),
+        ("idle.wav", 7, 0, 1, 1, 3, 5, "engine_idling"),  # the official CSV's spelling
     ]
     _write_csv(str(root / "metadata" / "UrbanSound8K.csv"), US_HEADER, rows)
     return root
@@ -101,7 +103,8 @@ def test_urbansound8k_normalises_depth_rate_channels_and_length(us8k):
     assert messages[1].endswith("fold3/missing.wav: skipped: no such file")
     assert ds.labels == URBANSOUND_CLASSES
     clips = {os.path.basename(c.source): c for c in ds.clips}
-    assert sorted(clips) == ["deep.wav", "float.wav", "short.wav", "stereo.wav"]
+    assert sorted(clips) == ["deep.wav", "float.wav", "idle.wav", "short.wav", "stereo.wav"]
+    assert clips["idle.wav"].label == "engine_idle"
     for c in ds.clips:
         assert c.audio.dtype == np.float32 and c.audio.shape == (CLIP,)
     # Content survives: frequency (resampling is right), level (scaling and downmix are right).

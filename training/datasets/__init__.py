@@ -36,11 +36,8 @@ from typing import Any
 import numpy as np
 
 from device.errors import InputFileError
+from device.pictures import URBANSOUND_CLASSES  # one class list, shared with the device's pictures
 
-URBANSOUND_CLASSES = (
-    "air_conditioner", "car_horn", "children_playing", "dog_bark", "drilling",
-    "engine_idle", "gun_shot", "jackhammer", "siren", "street_music",
-)
 FORMATS = ("synthetic", "urbansound8k", "esc50", "folders")
 
 

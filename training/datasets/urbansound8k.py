@@ -79,6 +79,10 @@ def parse_folds(rows: list[dict], csv_path: str, skipped: list) -> list[dict]:
     return good
 
 
+# The official CSV spells one class differently from our label set.
+CSV_CLASS_NAMES = {"engine_idling": "engine_idle"}
+
+
 def load_urbansound8k(root: str, *, sample_rate: int = 16000, clip_seconds: float = 4.0, progress: bool = True,
                       folds: Iterable[int] | int | None = None, max_per_class: int | None = None,
                       workers: int | None = None) -> Dataset:
@@ -88,6 +92,7 @@ def load_urbansound8k(root: str, *, sample_rate: int = 16000, clip_seconds: floa
     rows = parse_folds(read_csv(csv_path, REQUIRED_COLUMNS), csv_path, skipped)
     known = []
     for r in rows:
+        r["class"] = CSV_CLASS_NAMES.get(r["class"], r["class"])
         if r["class"] in URBANSOUND_CLASSES:
             known.append(r)
         else:
