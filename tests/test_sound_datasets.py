@@ -126,20 +126,20 @@ def test_urbansound8k_normalises_depth_rate_channels_and_length(us8k):
 def test_urbansound8k_reports_skipped_files(us8k):
     ds = _load_quiet("urbansound8k", us8k)
     rep = ds.report
-    assert rep.format == "urbansound8k" and rep.path == str(us8k) and rep.loaded == 4
+    assert rep.format == "urbansound8k" and rep.path == str(us8k) and rep.loaded == 5
     skipped = {os.path.basename(f): reason for f, reason in rep.skipped}
     assert set(skipped) == {"corrupt.wav", "missing.wav"}
     assert "not a readable audio file" in skipped["corrupt.wav"]
     assert "no such file" in skipped["missing.wav"]
     d = json.loads(json.dumps(rep.to_dict()))
-    assert d["loaded"] == 4 and len(d["skipped"]) == 2 and {"file", "reason"} <= set(d["skipped"][0])
-    assert "4 clips" in ds.description and "2 skipped" in ds.description
+    assert d["loaded"] == 5 and len(d["skipped"]) == 2 and {"file", "reason"} <= set(d["skipped"][0])
+    assert "5 clips" in ds.description and "2 skipped" in ds.description
 
 
 def test_urbansound8k_fold_selection(us8k):
     with pytest.warns(DatasetWarning, match="missing.wav"):
         ds = load_dataset("urbansound8k", us8k, progress=False, folds=(1, 3))
-    assert ds.folds() == [1, 3] and len(ds.clips) == 3
+    assert ds.folds() == [1, 3] and len(ds.clips) == 4
     with pytest.raises(InputFileError, match=r"UrbanSound8K\.csv: no fold\(s\) \[7\]"):
         load_dataset("urbansound8k", us8k, progress=False, folds=(1, 7))
 
