@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-fold", type=int, default=None, help="held-out fold (default: the last)")
     p.add_argument("--val-fold", type=int, default=None, help="validation fold (default: the one before test)")
     p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--budget-min", type=float, default=13.0,
+                   help="stop training (keeping the best weights) when the whole run reaches this many minutes")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--crops", type=int, default=3, help="training crops per clip per pass")
     p.add_argument("--per-class", type=int, default=300, help="synthetic clips per class")
@@ -82,8 +84,16 @@ def split(dataset, test_fold: int | None, val_fold: int | None):
                    "clips": {k: len(v) for k, v in parts.items()}}
 
 
-def fit(model, xtr, ytr, xva, yva, epochs: int, batch_size: int, seed: int):
+def fit(model, xtr, ytr, xva, yva, epochs: int, batch_size: int, seed: int, deadline: float | None = None):
     import keras
+
+    class Deadline(keras.callbacks.Callback):
+        """Ends training when the time budget is spent; EarlyStopping still restores the best epoch."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if deadline is not None and time.monotonic() > deadline:
+                print(f"{PROG}: time budget reached after epoch {epoch + 1}; keeping the best epoch", flush=True)
+                self.model.stop_training = True
 
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
@@ -91,6 +101,7 @@ def fit(model, xtr, ytr, xva, yva, epochs: int, batch_size: int, seed: int):
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=6, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-4),
+        Deadline(),
     ]
     hist = model.fit(xtr, ytr, validation_data=(xva, yva), epochs=epochs, batch_size=batch_size,
                      callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, shuffle=True)
@@ -134,7 +145,9 @@ def train(args: argparse.Namespace) -> dict:
     cx = complexity(model)
     if cx["params"] > MAX_PARAMS or cx["macs"] > MAX_MACS:
         raise SaySeeError(f"model too big for the box: {cx} (limits {MAX_PARAMS} params, {MAX_MACS} MACs)")
-    history = fit(model, xtr, ytr, xva, yva, 2 if args.quick else args.epochs, args.batch_size, args.seed)
+    # Evaluation and export take about a minute after training; the deadline leaves room for them.
+    deadline = t0 + 60 * args.budget_min - 90
+    history = fit(model, xtr, ytr, xva, yva, 2 if args.quick else args.epochs, args.batch_size, args.seed, deadline)
     model.save(out / "sound.keras")
     plot_curves(history, out / "curves.png", "sound classifier")
 
