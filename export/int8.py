@@ -22,6 +22,7 @@ def _write_atomic(path: Path, data: bytes) -> Path:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the service user must be able to read models
     os.replace(tmp, path)
     return path
 

@@ -50,5 +50,6 @@ def write_metadata(tflite_path: str | os.PathLike, meta: dict[str, Any]) -> Path
     with os.fdopen(fd, "w") as f:
         json.dump(full, f, indent=2, sort_keys=False)
         f.write("\n")
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the service user must be able to read it
     os.replace(tmp, out)
     return out

@@ -1,0 +1,139 @@
+"""`make bench`: every speed, latency and size figure the README quotes.
+
+    python -m bench [--repeats N] [--quick] [--out bench]
+
+Writes <out>/results.json (machine, settings, every figure with its spread and
+unit, the date) and <out>/results.md (the same as a Markdown table, also
+printed). --quick is the reduced run the tests use: 2 repeats, short timing
+loops, a 3-clip playlist and no marimba end-to-end run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from device.config import PROJECT_ROOT
+
+from . import report
+from .machine import load_average, machine_info
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=None, help="repeats per timing (default 5; --quick: 2)")
+    ap.add_argument("--quick", action="store_true", help="reduced run for tests (about 30 s)")
+    ap.add_argument("--out", default=str(PROJECT_ROOT / "bench"), help="folder for results.json and results.md")
+    ap.add_argument("--models", default=str(PROJECT_ROOT / "models"), help="folder of the int8 models")
+    ap.add_argument("--reports", default=str(PROJECT_ROOT / "reports"),
+                    help="training reports (trained Keras models for the float peers)")
+    ap.add_argument("--clips", type=int, default=None, help="demo clips in the sound e2e run (default 10; --quick: 3)")
+    ap.add_argument("--marimba-seconds", type=float, default=20.0, help="length of the marimba e2e run")
+    args = ap.parse_args(argv)
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    args.clips = args.clips or (3 if args.quick else 10)
+    # Seconds each timing repeat lasts at least (see bench.stats.measure).
+    args.min_time = 0.02 if args.quick else 0.2
+    if args.repeats < 1 or args.clips < 1:
+        ap.error("--repeats and --clips must be positive")
+    return args
+
+
+class Run:
+    """Collects figures, notes and the reasons for anything not measured, section by section."""
+
+    def __init__(self) -> None:
+        self.figures: dict[str, Any] = {}
+        self.notes: dict[str, Any] = {}
+        self.unavailable: dict[str, str] = {}
+        self.failed = False
+
+    def section(self, name: str, fn: Callable[[], tuple]) -> None:
+        """Run one section; a failure is recorded (and fails the run) without losing the others."""
+        t0 = time.monotonic()
+        print(f"bench: {name} ...", flush=True)
+        try:
+            result = fn()
+        except Exception as e:  # noqa: BLE001 - one broken section must not hide the rest
+            self.failed = True
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            self.unavailable[name] = f"failed: {first}"
+            traceback.print_exc()
+            return
+        figures, notes, *unavailable = result  # (figures, notes[, what could not be measured])
+        self.figures.update(figures)
+        self.notes.update(notes)
+        for missing in unavailable:
+            self.unavailable.update(missing)
+        print(f"bench: {name} done in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t0 = time.monotonic()
+    models, reports = Path(args.models), Path(args.reports)
+    work = Path(tempfile.mkdtemp(prefix="saysee-bench-"))
+    run = Run()
+    machine = machine_info()
+
+    from .frontend import bench_frontend
+
+    run.section("frontend", lambda: bench_frontend(args.repeats, args.min_time))
+
+    # The e2e runs go before TensorFlow is loaded here: the parent stays a small idle process meanwhile.
+    from .e2e import bench_marimba_e2e, bench_sound_e2e
+
+    sound_model, marimba_model = models / "sound.tflite", models / "marimba.tflite"
+    if sound_model.is_file():
+        run.section("e2e_sound", lambda: bench_sound_e2e(sound_model, args.clips, work))
+    else:
+        run.unavailable["e2e_sound"] = f"not available: {report.shown(sound_model)} missing"
+    if not marimba_model.is_file():
+        run.unavailable["e2e_marimba"] = f"not available: {report.shown(marimba_model)} missing"
+    elif args.quick:
+        run.unavailable["e2e_marimba"] = "skipped in --quick"
+    else:
+        run.section("e2e_marimba", lambda: bench_marimba_e2e(marimba_model, args.marimba_seconds, work))
+
+    from .models import bench_models
+
+    run.section("models", lambda: bench_models(models, reports, args.repeats, args.min_time, work))
+
+    from .estimate import pi_estimates
+
+    machine["load_average_at_end"] = load_average()
+    results = {
+        "machine": machine,
+        "date": machine["date"],
+        "settings": {"repeats": args.repeats, "quick": args.quick, "min_time_per_repeat_s": args.min_time,
+                     "clips": args.clips, "marimba_seconds": args.marimba_seconds},
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "figures": run.figures,
+        "estimates": pi_estimates(run.figures),
+        "unavailable": run.unavailable,
+        "notes": run.notes,
+    }
+    bad = report.check(results)
+    if bad:
+        run.failed = True
+        results["unavailable"]["invalid_figures"] = "; ".join(bad)
+    js, md = report.write(results, Path(args.out))
+    print()
+    print(report.markdown(results))
+    print(f"bench: wrote {js} and {md} in {results['elapsed_s']:.0f} s")
+    if run.failed:
+        print(f"bench: some sections failed; scratch files kept in {work}", file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""End to end in simulated real time: launches bench.e2e_run and turns its timestamps into figures.
+
+Sound: for each clip of a shortened demo playlist, the clip's onset happens
+at ``mic start + onset_s`` on the wall clock (the sim mic delivers sample k at
+about start + k/16000). Latency runs from there to (a) the ClassDetected
+event, (b) the LED change, (c) the first display frame drawn with that label.
+The onset is when the sound starts, so the figures include everything a
+listener would wait for: the mic's 0.1 s chunks, the 1 s window filling, the
+smoothing, inference and the sinks.
+
+Marimba: from the camera frame to the note-on bytes read back from the pty by
+the virtual synth, twice: from the frame whose arrival completed the decision
+(processing + serial transport) and from the strike itself (``NoteOn.t``, the
+first frame of the detected window plus the tuned onset offset: adds the peak
+picker's look-ahead).
+
+A clip counts only when the app detected its label the way the demo scores it
+(``device.demo``: a detection of the clip's label within 0.75 s of stream time
+after the onset); the number matched is each figure's n.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from device.config import PROJECT_ROOT
+
+from .stats import exact, figure
+
+DEMO_WAV = PROJECT_ROOT / "assets" / "demo" / "sounds.wav"
+TOLERANCE_S = 0.75  # as device.demo.score_detections
+TAIL_S = 1.5  # audio kept after the last clip: the decision and its clearing need it
+LED_WINDOW_S = 1.0  # an LED change this long after the event still belongs to it
+DISPLAY_WINDOW_S = 2.0  # a frame this long after the event still belongs to it
+
+
+def short_playlist(clips: int, workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The first ``clips`` clips of the demo playlist as a WAV of their own, with their truth."""
+    from device.demo import load_truth
+    from device.wavfile import read_wav, write_wav
+
+    truth = load_truth(DEMO_WAV)[:clips]
+    audio, rate = read_wav(DEMO_WAV)
+    end = min(len(audio), int(round((truth[-1]["offset"] + TAIL_S) * rate)))
+    path = write_wav(workdir / f"playlist_{len(truth)}clips.wav", audio[:end], rate)
+    return path, truth
+
+
+def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, seconds: float | None = None,
+           timeout: float = 300.0) -> dict[str, Any]:
+    """Run bench.e2e_run in a fresh interpreter and return its JSON."""
+    out = workdir / f"e2e_{mode}.json"
+    log = workdir / f"e2e_{mode}.log"
+    cmd = [sys.executable, "-m", "bench.e2e_run", "--mode", mode, "--model", str(model),
+           "--workdir", str(workdir / mode), "--json", str(out)]
+    if playlist is not None:
+        cmd += ["--playlist", str(playlist)]
+    if seconds is not None:
+        cmd += ["--seconds", str(seconds)]
+    env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy", PYTHONPATH=str(PROJECT_ROOT))
+    with open(log, "w") as f:
+        launched_at = time.monotonic()  # system-wide clock: the child's stamps are comparable
+        proc = subprocess.run(cmd + ["--launched-at", repr(launched_at)], cwd=PROJECT_ROOT, env=env,
+                              stdout=f, stderr=subprocess.STDOUT, timeout=timeout)
+    if proc.returncode != 0 or not out.is_file():
+        lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+        raise RuntimeError(f"e2e {mode} run exited {proc.returncode}: {lines[-1] if lines else 'no output'} "
+                           f"(full log: {log})")
+    return json.loads(out.read_text())
+
+
+# ------------------------------------------------------------ pure summaries
+
+
+def match_detections(truth: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
+    """(clip, ClassDetected row) for each clip detected like device.demo scores it."""
+    detections = [e for e in events if e["type"] == "ClassDetected"]
+    pairs = []
+    for clip in truth:
+        hit = next((d for d in detections if d["label"] == clip["label"]
+                    and clip["onset"] <= d["t"] <= clip["onset"] + TOLERANCE_S), None)
+        if hit is not None:
+            pairs.append((clip, hit))
+    return pairs
+
+
+def _first_after(stamps: list[float], t: float, window: float) -> float | None:
+    later = [s for s in stamps if t <= s <= t + window]
+    return min(later) if later else None
+
+
+def sound_latencies(raw: dict[str, Any], truth: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Seconds from each matched clip's onset (wall clock) to event, LED and display."""
+    start = raw["mic_started_at"]
+    lit = [row[0] for row in raw.get("leds", []) if row[4] > 0]
+    out: dict[str, list[float]] = {"event": [], "led": [], "display": []}
+    for clip, det in match_detections(truth, raw["events"]):
+        onset = start + clip["onset"]
+        out["event"].append(det["wall"] - onset)
+        led = _first_after(lit, det["wall"], LED_WINDOW_S)
+        if led is not None:
+            out["led"].append(led - onset)
+        shown = _first_after([t for t, label in raw.get("display", []) if label == det["label"]], det["wall"],
+                             DISPLAY_WINDOW_S)
+        if shown is not None:
+            out["display"].append(shown - onset)
+    return out
+
+
+def marimba_latencies(raw: dict[str, Any]) -> dict[str, list[float]]:
+    """Seconds from camera frame to note-on bytes at the virtual synth, per NoteOn.
+
+    The k-th NoteOn of a note is matched with the k-th note-on of that note
+    the synth received (messages on one port arrive in the order sent).
+    Sim frames carry their source time (index / fps); the camera paces frame i
+    to start + i/fps, so that is the frame's wall-clock capture time.
+    """
+    start = raw["camera_started_at"]
+    received: dict[int, list[float]] = {}
+    for t, kind, note, velocity in raw.get("midi", []):
+        if kind == "note_on" and velocity:
+            received.setdefault(note, []).append(t)
+    seen: dict[int, int] = {}
+    out: dict[str, list[float]] = {"decision": [], "strike": []}
+    for e in raw["events"]:
+        if e["type"] != "NoteOn":
+            continue
+        k = seen.get(e["note"], 0)
+        seen[e["note"]] = k + 1
+        arrivals = received.get(e["note"], [])
+        if k >= len(arrivals):
+            continue  # dropped by the synth queue (counted in its status), nothing to time
+        if "frame_captured_at" in e:
+            out["decision"].append(arrivals[k] - (start + e["frame_captured_at"]))
+        out["strike"].append(arrivals[k] - (start + e["t"]))
+    return out
+
+
+def process_figures(prefix: str, raw: dict[str, Any]) -> dict[str, Any]:
+    """CPU share of one core, peak RSS and time to first inference of the device process."""
+    title = prefix.replace("_", " ")  # "e2e_sound" -> "e2e sound"
+    samples = raw["cpu_samples"]
+    per_s = [100.0 * (c1 - c0) / (t1 - t0) for (t0, c0), (t1, c1) in zip(samples, samples[1:]) if t1 > t0]
+    figs = {
+        f"{prefix}.cpu_percent": exact(100.0 * raw["run_cpu_s"] / raw["run_wall_s"], "% of one core",
+                                       f"{title}: device process CPU time / wall time over the run"),
+        f"{prefix}.peak_rss": exact(raw["peak_rss_kib"] / 1024.0, "MiB", f"{title}: device process peak RSS"),
+    }
+    if per_s:
+        figs[f"{prefix}.cpu_percent_per_s"] = figure(per_s, "% of one core",
+                                                     f"{title}: CPU share in each 1 s of the run")
+    # The status rounds first_inference_s to 1 ms; the raw clock readings don't.
+    first = raw.get("first_inference_at")
+    if first is not None and raw.get("app_started_at") is not None:
+        figs[f"{prefix}.first_inference"] = exact(
+            first - raw["app_started_at"], "s", f"{title}: app start -> first inference (status first_inference_s)",
+            note="includes filling the first input window in real time")
+    if raw.get("first_inference_at") and raw.get("launched_at"):
+        figs[f"{prefix}.launch_to_first_inference"] = exact(
+            raw["first_inference_at"] - raw["launched_at"], "s",
+            f"{title}: process launch -> first inference (imports, model load, first window)")
+    return figs
+
+
+def _latency(samples: list[float], label: str) -> dict[str, Any]:
+    return figure(samples, "ms", label, scale=1e3, percentiles=True)
+
+
+def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]:
+    """(figures, notes) of the sound path in simulated real time."""
+    playlist, truth = short_playlist(clips, workdir)
+    seconds = truth[-1]["offset"] + TAIL_S
+    raw = launch("sound", model, workdir, playlist=playlist, timeout=seconds + 120)
+    lat = sound_latencies(raw, truth)
+    figs = process_figures("e2e_sound", raw)
+    names = {"event": "clip onset -> ClassDetected", "led": "clip onset -> LED change",
+             "display": "clip onset -> display frame with the class"}
+    for key, samples in lat.items():
+        if samples:
+            figs[f"e2e_sound.onset_to_{key}"] = _latency(samples, f"e2e sound: {names[key]}")
+    counters = raw["status"]["counters"]
+    notes = {
+        "e2e_sound_clips": len(truth),
+        "e2e_sound_clips_matched": len(lat["event"]),
+        "e2e_sound_playlist_s": round(seconds, 2),
+        "e2e_sound_dropped_samples": counters.get("dropped_samples"),
+        "e2e_sound_stale_windows": counters.get("sound_stale"),
+        "e2e_sound_origin_uncertainty_ms": {k: v * 1e3 for k, v in raw["uncertainty_s"].items()},
+        "e2e_blas_env": raw.get("blas_env"),
+    }
+    return figs, notes
+
+
+def bench_marimba_e2e(model: Path, seconds: float, workdir: Path) -> tuple[dict, dict]:
+    """(figures, notes) of the marimba path in simulated real time (needs the model and the pipeline)."""
+    raw = launch("marimba", model, workdir, seconds=seconds, timeout=seconds + 120)
+    lat = marimba_latencies(raw)
+    figs = process_figures("e2e_marimba", raw)
+    if lat["decision"]:
+        figs["e2e_marimba.decision_frame_to_midi"] = _latency(
+            lat["decision"], "e2e marimba: deciding camera frame -> note-on bytes at the synth")
+    if lat["strike"]:
+        figs["e2e_marimba.strike_frame_to_midi"] = _latency(
+            lat["strike"], "e2e marimba: frame showing the strike -> note-on bytes at the synth")
+    notes = {
+        "e2e_marimba_note_ons": sum(e["type"] == "NoteOn" for e in raw["events"]),
+        "e2e_marimba_timed": len(lat["strike"]),
+        "e2e_marimba_dropped_frames": raw["status"]["counters"].get("dropped_frames"),
+        "e2e_marimba_origin_uncertainty_ms": {k: v * 1e3 for k, v in raw["uncertainty_s"].items()},
+    }
+    if not lat["strike"]:
+        notes["e2e_marimba_latency"] = "no note-on reached the synth during the run"
+    return figs, notes
+

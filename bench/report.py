@@ -1,0 +1,116 @@
+"""results.json and the Markdown table (results.md) from one bench run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterator
+
+# Table order: the README quotes these sections in this order.
+SECTIONS = (
+    ("frontend.", "Front end (log-mel)"),
+    ("sound.", "Sound model"),
+    ("marimba.", "Marimba model"),
+    ("e2e_sound.", "End to end: sound (simulated real time)"),
+    ("e2e_marimba.", "End to end: marimba (simulated real time)"),
+)
+
+
+def _num(x: float) -> str:
+    if x == 0:
+        return "0"
+    a = abs(x)
+    if a >= 1e4 or (a >= 1000 and float(x).is_integer()):
+        return f"{x:,.0f}"
+    if a >= 100:
+        return f"{x:.0f}"
+    if a >= 10:
+        return f"{x:.1f}"
+    if a >= 0.1:
+        return f"{x:.2f}"
+    return f"{x:.3g}"
+
+
+def _row(f: dict[str, Any]) -> str:
+    one = f["n"] == 1
+    spread = "" if one else f"{_num(f['min'])}–{_num(f['max'])}"
+    p95 = _num(f["p95"]) if "p95" in f else ""
+    return f"| {f['label']} | {_num(f['median'])} | {p95} | {spread} | {f['n']} | {f['unit']} |"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    figures = results["figures"]
+    lines = [
+        f"# Say-and-See bench, {m['date']}",
+        "",
+        f"Measured on {m['cpu_model']} ({m['cores_usable']} of {m['cores']} cores usable), Python {m['python']}, "
+        f"numpy {m['versions'].get('numpy')}, TFLite runtime {m['tflite_runtime']} "
+        f"(ai-edge-litert {m['versions'].get('ai-edge-litert')}), "
+        f"TensorFlow {m['versions'].get('tensorflow-cpu') or m['versions'].get('tensorflow')}; "
+        f"load average at start {m.get('load_average_at_start')}. "
+        f"`python -m bench{' --quick' if results['settings']['quick'] else ''}` took "
+        f"{results['elapsed_s']:.0f} s.",
+        "",
+        "Median over repeats (p50 for latencies), min–max spread, n = repeats or events. "
+        "What each figure means: bench/README.md.",
+        "",
+        "| Figure | Median / p50 | p95 | Min–max | n | Unit |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for prefix, title in SECTIONS:
+        rows = [f for key, f in figures.items() if key.startswith(prefix)]
+        if rows:
+            lines.append(f"| **{title}** | | | | | |")
+            lines += [_row(f) for f in rows]
+    if results.get("unavailable"):
+        lines += ["", "Not measured in this run:", ""]
+        lines += [f"- {key}: {why}" for key, why in results["unavailable"].items()]
+    est = results.get("estimates", {})
+    if est.get("models"):
+        lines += ["", "## Raspberry Pi estimates (not measured)", "", f"Method: {est['method']}.", "",
+                  "| Model | Board | Estimated int8 invoke | Unit |", "|---|---|---:|---|"]
+        for kind, boards in est["models"].items():
+            for board, e in boards.items():
+                lines.append(f"| {kind} | {e['label'].split(' on ', 1)[1]} | {_num(e['estimate'])} | {e['unit']} |")
+    return "\n".join(lines) + "\n"
+
+
+def numbers(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(path, value) of every number in the figures and estimates: what the tests check."""
+    for key, f in results["figures"].items():
+        for field in ("median", "min", "max", "n", "p95"):
+            if field in f:
+                yield f"figures.{key}.{field}", f[field]
+    for kind, boards in results.get("estimates", {}).get("models", {}).items():
+        for board, e in boards.items():
+            yield f"estimates.{kind}.{board}", e["estimate"]
+
+
+def check(results: dict[str, Any]) -> list[str]:
+    """Paths of numbers that are missing, not positive or not finite (empty = all good)."""
+    bad = []
+    for path, v in numbers(results):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v <= 0:
+            bad.append(f"{path}={v!r}")
+    return bad
+
+
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the checkout when inside it."""
+    from device.config import PROJECT_ROOT
+
+    try:
+        return str(Path(path).resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def write(results: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js = out_dir / "results.json"
+    md = out_dir / "results.md"
+    js.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    md.write_text(markdown(results))
+    return js, md
