@@ -132,12 +132,14 @@ class App:
                                      max_latency_s=s.max_latency_s if realtime else None)
             self.sound = SoundPipeline(sound_model.predict, sound_model.labels, LogMelParams(), settings, clock)
         self.marimba = marimba
+        notes = getattr(marimba, "notes", ())
+        self._note_colours = {n: cfg.note_colours.get(n) or _note_colour(n) for n in notes}
 
     # ------------------------------------------------------------ events -> sinks
 
     def _emit(self, event: Any) -> None:
         self.counters.events += 1
-        self.last_event = event.describe() if hasattr(event, "describe") else repr(event)
+        self.last_event = event.describe() if hasattr(event, "describe") else str(event)
         print(self.last_event, flush=True)  # one line per event: journald-friendly
         if self.on_event is not None:
             self.on_event(event)
@@ -255,12 +257,14 @@ class App:
                 self.counters.errors += 1
                 log.exception("marimba pipeline error: %s", e)
                 continue
-            if self.first_inference_at is None:
+            if self.first_inference_at is None and self.marimba.windows:
                 self.first_inference_at = self.clock()
             for ev in events:
                 self.handle_note_event(ev)
-            if hasattr(self.marimba, "scene") and (self.sound is None or self.sound.current is None):
-                self._scene_slot.put(self.marimba.scene(frame, self.cfg.note_colours))
+            if self.sound is None or self.sound.current is None:  # a heard class owns the screen
+                scene = self.marimba.scene(self._note_colours, f"{len(self.marimba.active_notes)} notes sounding")
+                scene.timestamp = frame.captured_at  # frame time: even spacing in unpaced sim runs too
+                self._scene_slot.put(scene)
 
     def handle_note_event(self, event: Any) -> None:
         self._emit(event)
@@ -269,8 +273,8 @@ class App:
             self.counters.notes += 1
             self._send(self._synth_message("note_on", note=event.note, velocity=event.velocity))
             if self.dev.leds is not None:
-                colour = self.cfg.note_colours.get(event.note) or _note_colour(event.note)
-                self.dev.leds.set(colour, event.velocity / 127.0)
+                self.dev.leds.set(self._note_colours.get(event.note) or _note_colour(event.note),
+                                  event.velocity / 127.0)
         elif kind == "NoteOff":
             self._send(self._synth_message("note_off", note=event.note, velocity=0))
             if self.dev.leds is not None:

@@ -8,6 +8,7 @@ from typing import Callable
 
 from .app import App, Devices
 from .config import Config
+from .errors import ConfigError
 from .frontend import LogMelParams
 from .model import Model
 
@@ -36,10 +37,9 @@ def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = No
                                realtime=m.realtime, chunk_size=m.chunk, buffer_seconds=m.buffer_seconds)
         if "marimba" in modes:
             c = cfg.camera
-            source = c.video or None
-            if source is None and _backend(c.backend, sim) == "sim":
-                source = synthetic_marimba_source(c)
-            dev.camera = open_camera(_backend(c.backend, sim), device=c.device, source=source,
+            if _backend(c.backend, sim) == "sim" and not c.video:
+                raise ConfigError(f"{cfg.source}: [camera] video: a simulated camera needs a video file")
+            dev.camera = open_camera(_backend(c.backend, sim), device=c.device, source=c.video or None,
                                      size=[c.width, c.height], fps=c.fps, realtime=c.realtime)
         dev.leds = open_leds(_backend(cfg.leds.backend, sim), pins=list(cfg.leds.pins),
                              frequency=cfg.leds.pwm_hz, common_anode=cfg.leds.common_anode)
@@ -58,22 +58,21 @@ def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = No
     return dev
 
 
-def synthetic_marimba_source(camera_cfg):
-    """Frames of the synthetic marimba renderer (a workstation feature: the demo's camera)."""
-    from .marimba_demo import demo_frames
-
-    return demo_frames(camera_cfg)
-
-
 def load_models(cfg: Config):
     """(sound model or None, marimba pipeline or None); metadata is checked against the front ends."""
     sound = marimba = None
     if "sound" in cfg.app.modes:
         sound = Model(cfg.sound.model, expected_frontend=LogMelParams(), num_threads=cfg.sound.num_threads)
     if "marimba" in cfg.app.modes:
+        import dataclasses
+
         from .marimba import MarimbaPipeline
 
-        marimba = MarimbaPipeline.from_config(cfg.marimba)
+        m = cfg.marimba
+        marimba = MarimbaPipeline.from_model_path(m.model)
+        overrides = {k: getattr(m, k) for k in ("threshold", "refractory_s", "hold_s") if getattr(m, k) is not None}
+        if overrides:
+            marimba = MarimbaPipeline(marimba.model, peaks=dataclasses.replace(marimba.spec.peaks, **overrides))
     return sound, marimba
 
 

@@ -71,9 +71,10 @@ class MarimbaConfig:
     """[marimba]: the camera-to-notes model and its note-event tuning."""
 
     model: str = _spec("models/marimba.tflite", path=True)
-    threshold: float = _spec(0.3, lo=0.0, hi=10.0)
-    refractory_s: float = _spec(0.12, lo=0.0, hi=5.0)
-    hold_s: float = _spec(0.3, lo=0.0, hi=10.0)
+    # Peak-picker overrides; unset = the values tuned at training time (in the model's metadata).
+    threshold: float | None = _spec(None, lo=0.0, hi=10.0)
+    refractory_s: float | None = _spec(None, lo=0.0, hi=5.0)
+    hold_s: float | None = _spec(None, lo=0.0, hi=10.0)
     num_threads: int = _spec(1, lo=1, hi=8)
 
 
