@@ -201,16 +201,10 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.cli import run_cli
+
     args = parse_args(argv)
-    try:
-        train(args)
-    except SaySeeError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(PROG, lambda: train(args))
 
 
 if __name__ == "__main__":
