@@ -70,11 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-data", nargs="+", default=None, help="held-out dataset folder(s) for the report")
     p.add_argument("--out", default="reports/marimba", help="report folder")
     p.add_argument("--export", default=None, help="also install the int8 model here (e.g. models/marimba.tflite)")
-    p.add_argument("--train-videos", type=int, default=32, help="synthetic training videos")
+    p.add_argument("--train-videos", type=int, default=48, help="synthetic training videos")
     p.add_argument("--val-videos", type=int, default=3, help="synthetic validation videos")
     p.add_argument("--test-videos", type=int, default=4, help="synthetic held-out test videos")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video")
-    p.add_argument("--epochs", type=int, default=14)
+    p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--width", type=int, default=16, help="filters in the first conv layer")
     p.add_argument("--seed", type=int, default=0)
@@ -99,6 +99,7 @@ class Prepared:
     frames: np.ndarray  # (N, h, w) uint8, cropped and resized
     windows: np.ndarray  # indices of usable windows (audio fully inside the recording)
     levels: np.ndarray  # (len(windows), notes) targets
+    weights: np.ndarray  # (len(windows), notes) loss weights (onsets count more)
     amplitudes: np.ndarray  # (len(windows), notes) linear note amplitudes
     times: np.ndarray  # (len(windows),) start time of each window
     reference: list[tuple[float, int, int]]  # notes to score against (onset, midi, velocity)
@@ -107,6 +108,7 @@ class Prepared:
 
 def prepare(rec, spec: MarimbaSpec, params: NoteParams) -> Prepared:
     from training.datasets.marimba_io import usable_windows
+    from training.marimba_model import onset_weights
 
     frames = preprocess_frames(rec.frames, spec)
     amps_all = note_targets(rec.audio, len(rec.frames), params, rec.frame_times)
@@ -118,15 +120,16 @@ def prepare(rec, spec: MarimbaSpec, params: NoteParams) -> Prepared:
         ev = audio_events(rec.audio, len(rec.frames), spec, params, rec.frame_times)
         reference = [(e.t, e.note, e.velocity) for e in ev if isinstance(e, NoteOn)]
         source = "audio"
-    return Prepared(rec.name, rec, frames, win, spec.target.forward(amps), amps, rec.frame_times[win],
+    levels = spec.target.forward(amps)
+    return Prepared(rec.name, rec, frames, win, levels, onset_weights(levels), amps, rec.frame_times[win],
                     reference, source)
 
 
 def synthetic_folders(args: argparse.Namespace, out: Path) -> dict[str, list[Path]]:
-    from training.datasets.marimba_synth import SynthConfig, render_dataset
+    from training.datasets.marimba_synth import RENDERER_VERSION, SynthConfig, render_dataset
 
     cfg = SynthConfig(seconds=args.seconds)
-    tag = f"{'quick' if args.quick else 'full'}-{args.seconds:g}s"
+    tag = f"v{RENDERER_VERSION}-{args.seconds:g}s"
     seeds = {
         "train": [TRAIN_SEED0 + args.seed * 100 + i for i in range(args.train_videos)],
         "val": [VAL_SEED0 + args.seed * 100 + i for i in range(args.val_videos)],
@@ -214,7 +217,7 @@ def make_batches(preps: list[Prepared], spec: MarimbaSpec, batch_size: int, shuf
             for k in np.unique(sel[:, 0]):
                 rows = sel[sel[:, 0] == k, 1]
                 xs.append(inputs(preps[k], spec, rows))
-                ys.append(preps[k].levels[rows])
+                ys.append(np.concatenate([preps[k].levels[rows], preps[k].weights[rows]], axis=1))
             return np.concatenate(xs), np.concatenate(ys)
 
     return Batches()
@@ -281,24 +284,32 @@ def device_notes(tflite: Path, prep: Prepared, spec: MarimbaSpec, params: NotePa
     return events_to_notes(events), pipe.piano_roll
 
 
-def tune_peaks(preds: list[np.ndarray], preps: list[Prepared], spec: MarimbaSpec) -> tuple[PeakParams, dict]:
-    """Pick threshold / rise / masking on validation predictions, then the onset offset."""
+def tune_peaks(preds: list[np.ndarray], preps: list[Prepared], spec: MarimbaSpec,
+               quick: bool = False) -> tuple[PeakParams, dict]:
+    """Grid-search threshold / rise / masking on validation predictions.
+
+    For each setting the onset offset is first calibrated (median timing error
+    of the matched notes), then the F1 is measured with it.
+    """
     import itertools
 
-    best, best_f1 = spec.peaks, -1.0
-    grid = itertools.product((0.2, 0.25, 0.3, 0.35, 0.4, 0.5), (0.05, 0.1, 0.15, 0.2), (0.15, 0.25, 0.4, 2.0))
-    for thr, rise, margin in grid:
-        peaks = PeakParams(**{**spec.peaks.to_dict(), "threshold": thr, "min_rise": rise, "mask_margin": margin})
+    def run(peaks: PeakParams) -> list[dict]:
         s = spec.replace(peaks=peaks)
-        f1 = combine({p.name: score(p.reference, keras_notes(y, p, s)) for y, p in zip(preds, preps)})["f1"]
+        return [score(p.reference, keras_notes(y, p, s)) for y, p in zip(preds, preps)]
+
+    best, best_f1 = spec.peaks, -1.0
+    grid = ([(0.3, 0.1, 0.25)] if quick else
+            itertools.product((0.25, 0.3, 0.35, 0.4, 0.45, 0.5), (0.05, 0.1, 0.15, 0.2), (0.15, 0.25, 2.0)))
+    for thr, rise, margin in grid:
+        peaks = PeakParams(**{**spec.peaks.to_dict(), "threshold": thr, "min_rise": rise, "mask_margin": margin,
+                              "onset_offset_s": 0.0})
+        errors = [e for e in (r["onset_error_ms_mean"] for r in run(peaks)) if e is not None]
+        offset = round(-float(np.median(errors)) / 1000, 4) if errors else 0.0
+        peaks = PeakParams(**{**peaks.to_dict(), "onset_offset_s": offset})
+        f1 = combine(dict(enumerate(run(peaks))))["f1"]
         if f1 > best_f1 + 1e-9:
             best, best_f1 = peaks, f1
-    s = spec.replace(peaks=best)
-    errors = [score(p.reference, keras_notes(y, p, s))["onset_error_ms_mean"] for y, p in zip(preds, preps)]
-    errors = [e for e in errors if e is not None]
-    offset = -float(np.median(errors)) / 1000 if errors else 0.0
-    best = PeakParams(**{**best.to_dict(), "onset_offset_s": round(best.onset_offset_s + offset, 4)})
-    return best, {"validation_f1_before_offset": best_f1, "onset_offset_s": best.onset_offset_s}
+    return best, {"validation_f1": best_f1, "peaks": best.to_dict(), "videos": [p.name for p in preps]}
 
 
 def calibrate_velocity(preps: list[Prepared], spec: MarimbaSpec) -> MarimbaSpec:
@@ -361,10 +372,12 @@ def plot_piano_roll(prep: Prepared, levels: np.ndarray, float_notes, int8_notes,
 def fit(model, train, val, spec: MarimbaSpec, args: argparse.Namespace) -> dict[str, list[float]]:
     import keras
 
+    from training.marimba_model import weighted_mse
+
     keras.utils.set_random_seed(args.seed)
     steps = int(np.ceil(sum(len(p.windows) for p in train) / args.batch_size)) * args.epochs
     lr = keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=max(steps, 1), alpha=0.05)
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse", metrics=["mae"])
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=weighted_mse(len(spec.notes)))
     tr = make_batches(train, spec, args.batch_size, True, args.seed)
     va = make_batches(val, spec, 256, False, args.seed) if val else None
     hist = model.fit(tr, validation_data=va, epochs=args.epochs, verbose=1 if sys.stdout.isatty() else 2)
@@ -372,39 +385,11 @@ def fit(model, train, val, spec: MarimbaSpec, args: argparse.Namespace) -> dict[
 
 
 def convert(model, representative: np.ndarray, path: Path, seed: int) -> Path:
-    """Full-integer int8 TFLite through ``export.int8.convert_int8``; the local converter if that fails."""
-    from export.int8 import ExportError, convert_int8
+    """Full-integer int8 TFLite (export.int8), calibrated on training windows."""
+    from export.int8 import convert_int8
 
-    try:
-        return convert_int8(model, representative, path, seed=seed)
-    except ExportError as e:
-        print(f"{PROG}: export.int8 failed ({e}); using the local from_keras_model converter", file=sys.stderr)
-        return _convert_int8_local(model, representative, path, seed=seed)
-
-
-def _convert_int8_local(model, representative: np.ndarray, path: Path, max_samples: int = 400, seed: int = 0
-                        ) -> Path:
-    """Temporary stand-in for export.int8 (same settings, TFLiteConverter.from_keras_model)."""
-    import tensorflow as tf
-
-    from export.int8 import ExportError
-
-    rep = np.asarray(representative, dtype=np.float32)
-    idx = np.random.default_rng(seed).permutation(len(rep))[:max_samples]
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the traced signature
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rep[i : i + 1]] for i in idx)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    try:
-        data = conv.convert()
-    except Exception as e:  # noqa: BLE001 - the converter raises many types
-        raise ExportError(f"{path}: int8 conversion failed ({str(e).splitlines()[0]})") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
+        return convert_int8(model, representative, path, seed=seed)
 
 
 def parity(float_levels: list[np.ndarray], int8_levels: list[np.ndarray]) -> dict[str, float]:
@@ -443,19 +428,21 @@ def train(args: argparse.Namespace) -> dict:
     history = fit(model, parts["train"], parts["val"], spec, args)
     t_fit = time.monotonic() - t0 - t_data
     model.save(out / "marimba.keras")
-    plot_curves(history, out / "curves.png", "marimba CNN (MSE on note levels)")
+    plot_curves(history, out / "curves.png", "marimba CNN (onset-weighted MSE on note levels)")
 
     # The peak picker is tuned on the validation videos (float predictions), never on the test videos.
     tune_on = parts["val"] or parts["train"][-1:]
-    peaks, tuning = tune_peaks([predict_keras(model, p, spec) for p in tune_on], tune_on, spec)
+    peaks, tuning = tune_peaks([predict_keras(model, p, spec) for p in tune_on], tune_on, spec, args.quick)
     spec = spec.replace(peaks=peaks)
 
     test = parts["test"]
     float_levels = [predict_keras(model, p, spec) for p in test]
     float_notes = [keras_notes(y, p, spec) for y, p in zip(float_levels, test)]
     float_metrics = combine({p.name: score(p.reference, n) for p, n in zip(test, float_notes)})
+    # The audio-target extractor (same peak picker, its default settings) against the ground truth.
+    audio_spec = spec.replace(peaks=PeakParams())
     audio_metrics = combine({p.name: score(p.rec.notes, events_to_notes(audio_events(
-        p.rec.audio, len(p.rec.frames), spec, params, p.rec.frame_times))) for p in test if p.rec.notes is not None})
+        p.rec.audio, len(p.rec.frames), audio_spec, params, p.rec.frame_times))) for p in test if p.rec.notes is not None})
 
     # int8: calibrate on training windows, then evaluate through the device's own path.
     rng = np.random.default_rng(args.seed)
@@ -551,16 +538,10 @@ def metadata(spec: MarimbaSpec, params: NoteParams, cx: dict, args: argparse.Nam
 
 
 def main(argv: list[str] | None = None) -> int:
+    from training.cli import run_cli
+
     args = parse_args(argv)
-    try:
-        train(args)
-    except SaySeeError as e:
-        print(f"{PROG}: error: {e}", file=sys.stderr)
-        return e.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    return run_cli(PROG, lambda: train(args))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import numpy as np
 
 from device.errors import InputFileError
 from device.frontend import NoteParams
-from device.marimba_recorder import AUDIO, FRAME_TIMES, FRAMES_NPY, GROUND_TRUTH, MANIFEST, VIDEO
+from device.marimba_recorder import AUDIO, FRAME_TIMES, FRAMES_NPY, MANIFEST, VIDEO
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".npy")
 

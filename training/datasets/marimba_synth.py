@@ -38,7 +38,6 @@ Sound
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +46,7 @@ import numpy as np
 
 from device.frontend import DIATONIC_C4_F6, midi_to_hz
 
+RENDERER_VERSION = 2  # bump when the picture or sound changes (cached renders are keyed by it)
 PARTIALS = ((1.0, 1.0, 1.0), (4.0, 0.05, 0.25), (10.0, 0.02, 0.1))  # (ratio, amplitude, decay factor)
 STRIKE_AMPLITUDE = 0.2  # amplitude of a velocity-127 strike's fundamental
 VELOCITY_EXPONENT = 2.0
@@ -57,8 +57,8 @@ def velocity_to_amplitude(velocity: float) -> float:
 
 
 def decay_time(freq: float) -> float:
-    """Fundamental decay time constant in seconds: 0.6 s at C4, shorter for higher bars."""
-    return float(np.clip(0.6 * (freq / 261.63) ** -0.6, 0.15, 1.0))
+    """Fundamental decay time constant: 0.4 s at C4, halving per octave (T60 ~2.8 s .. ~0.5 s)."""
+    return float(np.clip(0.4 * (freq / 261.63) ** -1.0, 0.05, 1.0))
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,9 @@ class SynthConfig:
     same_note_gap: float = 0.3  # a bar is not struck again sooner than this
     velocity_range: tuple[int, int] = (50, 127)
     # camera: per-video random pose and picture
-    max_offset: float = 0.03  # fraction of the frame width/height
-    scale_range: tuple[float, float] = (0.93, 1.05)
-    max_rotation_deg: float = 2.5
+    max_offset: float = 0.015  # fraction of the frame width/height (~1/4 bar sideways)
+    scale_range: tuple[float, float] = (0.97, 1.03)
+    max_rotation_deg: float = 1.5
     gain_range: tuple[float, float] = (0.75, 1.25)
     noise_range: tuple[float, float] = (1.0, 4.0)  # sensor noise sd, grey levels
 
@@ -340,14 +340,26 @@ def _mallet_state(strikes: list[_Strike], t: float, x_of_bar, rest: tuple[float,
     return float(x), float(y), float(h)
 
 
-def render(seed: int, config: SynthConfig = SynthConfig()) -> SynthVideo:
-    """One synthetic video (frames + audio + ground truth), deterministic by seed."""
-    cfg = config
+def _draw(seed: int, cfg: SynthConfig):
+    """The per-video random draws, in a fixed order: scene, score, audio."""
     rng = np.random.default_rng(seed)
     scene = _Scene(rng, cfg)
     score = _score(rng, cfg)
     events = sorted((s.t, cfg.notes[s.bar], s.velocity) for strikes in score for s in strikes)
     audio = render_audio(events, cfg.seconds, cfg.sample_rate, seed=int(rng.integers(1 << 31)))
+    return rng, scene, score, events, audio
+
+
+def render_sound(seed: int, config: SynthConfig = SynthConfig()) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
+    """Just the audio and ground truth of ``render(seed, config)`` (no frames drawn)."""
+    _, _, _, events, audio = _draw(seed, config)
+    return audio, events
+
+
+def render(seed: int, config: SynthConfig = SynthConfig()) -> SynthVideo:
+    """One synthetic video (frames + audio + ground truth), deterministic by seed."""
+    cfg = config
+    rng, scene, score, events, audio = _draw(seed, cfg)
     n_frames = int(round(cfg.seconds * cfg.fps))
     times = np.arange(n_frames) / cfg.fps
     x_of_bar = lambda b: (b + 0.5) * scene.pitch  # noqa: E731
@@ -374,7 +386,7 @@ def write(video: SynthVideo, folder: str | Path, config: SynthConfig | None = No
     """Store a rendered video in the dataset-folder layout of ``device.marimba_recorder``."""
     from device.marimba_recorder import write_dataset
 
-    extra = {"synthetic": {"seed": video.seed, "camera": video.camera,
+    extra = {"synthetic": {"seed": video.seed, "renderer_version": RENDERER_VERSION, "camera": video.camera,
                            "config": _jsonable(asdict(config)) if config is not None else None}}
     return write_dataset(folder, video.frames, video.frame_times, video.audio, video.sample_rate, video.fps,
                          ground_truth=video.events, notes=video.notes, source="synthetic", extra=extra)
