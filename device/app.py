@@ -139,7 +139,7 @@ class App:
 
     def _emit(self, event: Any) -> None:
         self.counters.events += 1
-        self.last_event = event.describe() if hasattr(event, "describe") else str(event)
+        self.last_event = str(event)
         print(self.last_event, flush=True)  # one line per event: journald-friendly
         if self.on_event is not None:
             self.on_event(event)

@@ -58,7 +58,7 @@ def _write_outputs(out: Path, events: list[Any], devices, phase: str) -> dict[st
     from .contact_sheet import animated_gif, contact_sheet
 
     files: dict[str, str] = {}
-    (out / "events.log").write_text("".join(e.describe() + "\n" for e in events))
+    (out / "events.log").write_text("".join(f"{e}\n" for e in events))
     files["events"] = str(out / "events.log")
     leds = devices.leds
     if leds is not None and hasattr(leds, "timeline"):
@@ -79,6 +79,23 @@ def _write_outputs(out: Path, events: list[Any], devices, phase: str) -> dict[st
         if (out / name).exists():
             files[name] = str(out / name)
     return files
+
+
+def render_marimba_input(folder: Path, seed: int, seconds: float = 12.0):
+    """A synthetic marimba video (a seed never used in training) as the camera; returns (video, true strikes).
+
+    The renderer is a workstation module: the demo is run from a checkout with the full venv.
+    """
+    from training.datasets.marimba_synth import SynthConfig, render, write
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    video = render(seed, SynthConfig(seconds=seconds))
+    out = Path(write(video, folder))
+    found = sorted(p for p in out.iterdir() if p.stem == "video")
+    if not found:
+        raise InputFileError(f"{out}: the renderer wrote no video file (is opencv installed?)")
+    return found[0], video.events
 
 
 def run_phase(cfg, out: Path, phase: str) -> tuple[list[Any], dict[str, str], Any]:
@@ -104,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="demo-output")
     ap.add_argument("--realtime", action="store_true", help="pace inputs in real time (slower)")
     ap.add_argument("--only", choices=("sound", "marimba"), default=None)
+    ap.add_argument("--marimba-seed", type=int, default=7, help="seed of the synthetic marimba video")
     args = ap.parse_args(argv)
     base = load_config(args.config)
     out = Path(args.out)
@@ -119,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(model).is_file():
             print(f"demo: skipping the {phase} phase: {model} not found (run `make models`)")
             continue
+        reference = None
+        if phase == "marimba" and not cfg.camera.video:
+            video, reference = render_marimba_input(out / "marimba-input", args.marimba_seed)
+            cfg = dataclasses.replace(cfg, camera=dataclasses.replace(cfg.camera, video=str(video)))
         check_files(cfg)
         print(f"demo: {phase} phase ...", flush=True)
         events, files, app = run_phase(cfg, out / phase, phase)
@@ -138,6 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result["notes"] = sum(type(e).__name__ == "NoteOn" for e in events)
             print(f"  {result['notes']} notes played on the virtual synth")
+            if reference is not None:
+                from training.train_marimba import score
+
+                from .marimba import events_to_notes
+
+                result["score"] = score(reference, events_to_notes(events))
+                sc = result["score"]
+                print(f"  against the video's true strikes: precision {sc['precision']:.2f}  recall "
+                      f"{sc['recall']:.2f}  F1 {sc['f1']:.2f} (50 ms onset tolerance, pitch must match)")
         for name, path in files.items():
             print(f"  {name:14s} {path}")
         summary[phase] = result

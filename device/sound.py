@@ -26,7 +26,7 @@ class ClassDetected:
     t: float  # stream time (s) of the end of the deciding window
     probabilities: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         return f"ClassDetected label={self.label} confidence={self.confidence:.2f} t={self.t:.2f}s"
 
 
@@ -38,7 +38,7 @@ class ClassCleared:
     t: float
     reason: str
 
-    def describe(self) -> str:
+    def __str__(self) -> str:
         return f"ClassCleared label={self.label} reason={self.reason} t={self.t:.2f}s"
 
 
