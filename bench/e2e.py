@@ -53,7 +53,7 @@ def short_playlist(clips: int, workdir: Path) -> tuple[Path, list[dict[str, Any]
 
 
 def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, seconds: float | None = None,
-           timeout: float = 300.0) -> dict[str, Any]:
+           timeout: float = 300.0, video: Path | None = None) -> dict[str, Any]:
     """Run bench.e2e_run in a fresh interpreter and return its JSON."""
     out = workdir / f"e2e_{mode}.json"
     log = workdir / f"e2e_{mode}.log"
@@ -63,6 +63,8 @@ def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, 
         cmd += ["--playlist", str(playlist)]
     if seconds is not None:
         cmd += ["--seconds", str(seconds)]
+    if video is not None:
+        cmd += ["--video", str(video)]
     env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy", PYTHONPATH=str(PROJECT_ROOT))
     with open(log, "w") as f:
         launched_at = time.monotonic()  # system-wide clock: the child's stamps are comparable
@@ -199,7 +201,11 @@ def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]
 
 def bench_marimba_e2e(model: Path, seconds: float, workdir: Path) -> tuple[dict, dict]:
     """(figures, notes) of the marimba path in simulated real time (needs the model and the pipeline)."""
-    raw = launch("marimba", model, workdir, seconds=seconds, timeout=seconds + 120)
+    from device.demo import render_marimba_input
+
+    # The same held-out synthetic video the demo plays, rendered here so the device process stays numpy-only.
+    video, _ = render_marimba_input(workdir / "marimba-input", seed=7, seconds=seconds)
+    raw = launch("marimba", model, workdir, seconds=seconds, timeout=seconds + 120, video=video)
     lat = marimba_latencies(raw)
     figs = process_figures("e2e_marimba", raw)
     if lat["decision"]:

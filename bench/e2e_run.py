@@ -135,7 +135,7 @@ def _bracketed(make):
     return result, after, after - before
 
 
-def configure(mode: str, model: str, playlist: str | None, workdir: Path):
+def configure(mode: str, model: str, playlist: str | None, workdir: Path, video: str | None = None):
     """The demo config, paced in real time, with the box's default display rate and no files per frame."""
     cfg = load_config(DEMO_CONFIG)
     app = dataclasses.replace(cfg.app, modes=(mode,), status_file=str(workdir / "status.json"))
@@ -148,7 +148,7 @@ def configure(mode: str, model: str, playlist: str | None, workdir: Path):
     # The demo draws at 4 fps to keep its PNG folder small; a box draws at the
     # shipped default rate, straight to the screen, so no PNGs are written here.
     display = dataclasses.replace(cfg.display, out_dir="", max_fps=DisplayConfig().max_fps)
-    camera = dataclasses.replace(cfg.camera, realtime=True)
+    camera = dataclasses.replace(cfg.camera, realtime=True, **({"video": video} if video else {}))
     return dataclasses.replace(cfg, app=app, sound=sound, marimba=marimba, mic=mic, camera=camera,
                                display=display)
 
@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = configure(args.mode, args.model, args.playlist, workdir)
+    cfg = configure(args.mode, args.model, args.playlist, workdir, args.video)
     # (time, event, frame being processed when it fired): the camera probe exists
     # only after build_app, so the callback looks it up when called.
     events: list[tuple[float, Any, Any]] = []
@@ -261,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=("sound", "marimba"), required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--playlist", default=None)
+    ap.add_argument("--video", default=None, help="marimba: the camera's video file")
     ap.add_argument("--seconds", type=float, default=None, help="stop after this long (marimba video)")
     ap.add_argument("--launched-at", type=float, default=None, help="parent's time.monotonic() at launch")
     ap.add_argument("--workdir", default=".")

@@ -7,15 +7,8 @@ lazy so `check` works on a box that lacks some libraries. User-facing problems
 
 from __future__ import annotations
 
-import os
-
-# Before numpy loads: multi-threaded BLAS busy-waits on the front end's small matrix products
-# and, with the other core busy, costs 10x the time and a whole core (see `make bench`).
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import importlib  # noqa: E402
-import sys  # noqa: E402
+import importlib
+import sys
 
 from .errors import SaySeeError
 

@@ -69,7 +69,7 @@ def load_models(cfg: Config):
         from .marimba import MarimbaPipeline
 
         m = cfg.marimba
-        marimba = MarimbaPipeline.from_model_path(m.model)
+        marimba = MarimbaPipeline.from_model_path(m.model, num_threads=m.num_threads)
         overrides = {k: getattr(m, k) for k in ("threshold", "refractory_s", "hold_s") if getattr(m, k) is not None}
         if overrides:
             marimba = MarimbaPipeline(marimba.model, peaks=dataclasses.replace(marimba.spec.peaks, **overrides))
