@@ -19,12 +19,11 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from .config import Config, check_files, load_config
-from .errors import SaySeeError
 from .frontend import LogMelParams
 from .hardware.base import Camera, Display, Leds, Mic, Scene, Synth
 from .sound import ClassCleared, ClassDetected, SoundPipeline, SoundSettings

@@ -74,7 +74,7 @@ class LogMelParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LogMelParams":
-        return _from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
 
 DIATONIC_C4_F6 = (60, 62, 64, 65, 67, 69, 71, 72, 74, 76, 77, 79, 81, 83, 84, 86, 88, 89)
@@ -112,10 +112,11 @@ class NoteParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "NoteParams":
-        return _from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
 
-def _from_dict(cls, data: Mapping[str, Any]):
+def dataclass_from_dict(cls, data: Mapping[str, Any]):
+    """``cls(**data)`` for a frozen parameter dataclass, refusing unknown fields by name."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:

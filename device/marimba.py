@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .frontend import NoteParams
+from .frontend import NoteParams, dataclass_from_dict
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -113,7 +113,7 @@ class TargetTransform:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TargetTransform":
-        return _from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class PeakParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "PeakParams":
-        return _from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class Crop:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Crop":
-        return _from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
 
 @dataclass(frozen=True)
@@ -209,7 +209,7 @@ class MarimbaSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "MarimbaSpec":
-        return _from_dict(cls, data)
+        return dataclass_from_dict(cls, data)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> "MarimbaSpec":
@@ -220,14 +220,6 @@ class MarimbaSpec:
 
     def replace(self, **changes: Any) -> "MarimbaSpec":
         return dataclasses.replace(self, **changes)
-
-
-def _from_dict(cls, data: Mapping[str, Any]):
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
-    return cls(**dict(data))
 
 
 # ------------------------------------------------------------ preprocessing

@@ -26,7 +26,6 @@ import argparse
 import datetime as _dt
 import json
 import os
-import sys
 import threading
 import time
 import wave
@@ -35,7 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputFileError, SaySeeError
+from .errors import InputFileError
 from .frontend import DIATONIC_C4_F6
 
 FORMAT = "saysee-marimba"
@@ -327,10 +326,3 @@ def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) 
             dev.close()
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    try:
-        sys.exit(main())
-    except SaySeeError as e:
-        print(f"record-marimba: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)

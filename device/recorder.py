@@ -422,10 +422,3 @@ def main(argv: Optional[list[str]] = None, *, mic: Optional[Mic] = None,
         return 1
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover
-    try:
-        sys.exit(main())
-    except SaySeeError as e:
-        print(f"record-sound: error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)

@@ -53,3 +53,17 @@ def write_metadata(tflite_path: str | os.PathLike, meta: dict[str, Any]) -> Path
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; the service user must be able to read it
     os.replace(tmp, out)
     return out
+
+
+def install_model(tflite_path: str | os.PathLike, dest: str | os.PathLike, meta: dict[str, Any]) -> Path:
+    """Copy a checked model to its release place (e.g. models/) with fresh metadata beside it."""
+    import shutil
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    shutil.copyfile(tflite_path, tmp)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, dest)
+    write_metadata(dest, meta)
+    return dest

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from device.app import App, Devices, install_signal_handlers
-from device.config import PROJECT_ROOT, ClassMapping, config_from_dict, load_config
+from device.config import PROJECT_ROOT, config_from_dict, load_config
 from device.frontend import LogMelParams
 from device.hardware.leds import GpioLeds, RecordingLeds
 from device.hardware.mic import PlaylistMic

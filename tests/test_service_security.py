@@ -7,7 +7,6 @@ Needs `systemd-analyze` with `--offline` (systemd >= 250; Debian/Ubuntu package
 
 from __future__ import annotations
 
-import configparser
 import re
 import shutil
 import subprocess

@@ -47,6 +47,7 @@ def test_quick_training_writes_report_and_a_loadable_int8_model(tmp_path):
     assert meta["training_data"]["sha256"] and meta["code_version"] and meta["model_sha256"]
 
 
+@pytest.mark.device_venv
 def test_committed_model_metadata_meets_the_bar():
     meta = json.loads((PROJECT_ROOT / "models" / "sound.json").read_text())
     assert meta["metrics"]["float"]["accuracy"] >= 0.90
@@ -54,6 +55,7 @@ def test_committed_model_metadata_meets_the_bar():
     assert meta["frontend"] == LogMelParams().to_dict()
 
 
+@pytest.mark.device_venv
 def test_classify_prints_top3_per_window_from_the_device_path():
     truth = json.loads((PROJECT_ROOT / "assets" / "demo" / "sounds.json").read_text())["events"]
     r = run("-m", "device", "classify", "--hop", "0.25", str(PROJECT_ROOT / "assets" / "demo" / "sounds.wav"))
@@ -78,6 +80,7 @@ def test_train_sound_bad_input_is_one_line(args, needles):
     one_line_error(run("-m", "training.train_sound", *args, "--out", "/tmp/never"), "train-sound: error:", *needles)
 
 
+@pytest.mark.device_venv
 def test_classify_unreadable_wav_is_one_line(tmp_path):
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")

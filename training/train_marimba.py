@@ -31,7 +31,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -402,7 +401,7 @@ def parity(float_levels: list[np.ndarray], int8_levels: list[np.ndarray]) -> dic
 def train(args: argparse.Namespace) -> dict:
     from export.complexity import complexity
     from export.int8 import ExportError
-    from export.metadata import write_metadata
+    from export.metadata import install_model, write_metadata
     from training.marimba_model import MAX_MACS, MAX_PARAMS, build_marimba_model
     from training.plots import plot_curves
 
@@ -490,10 +489,7 @@ def train(args: argparse.Namespace) -> dict:
         if drop > args.max_int8_drop:
             raise ExportError(f"{tfl}: int8 onset F1 is {drop:.3f} below float (limit {args.max_int8_drop}); "
                               "not exported")
-        dest = Path(args.export)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(tfl, dest)
-        write_metadata(dest, meta)
+        dest = install_model(tfl, args.export, meta)
         print(f"{PROG}: installed {dest} and {dest.with_suffix('.json')}")
     return report
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -125,7 +124,7 @@ def train(args: argparse.Namespace) -> dict:
     from training.sound_windows import training_windows
     from export.complexity import complexity
     from export.int8 import ExportError, convert_int8
-    from export.metadata import write_metadata
+    from export.metadata import install_model, write_metadata
 
     params = LogMelParams()
     out = Path(args.out)
@@ -192,10 +191,7 @@ def train(args: argparse.Namespace) -> dict:
         raise ExportError(f"{tfl}: int8 accuracy is {drop:.1f} points below float (limit {args.max_int8_drop}); "
                           "not exported")
     if args.export:
-        dest = Path(args.export)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(tfl, dest)
-        write_metadata(dest, meta)
+        dest = install_model(tfl, args.export, meta)
         print(f"{PROG}: installed {dest} and {dest.with_suffix('.json')}")
     return report
 
