@@ -10,25 +10,35 @@ KINDS = ("mic", "camera", "leds", "display", "synth")
 
 
 def runtime_probe() -> list[tuple[str, bool, str]]:
-    from .model import RUNTIMES, _interpreter_class
+    """Which TFLite runtimes are installed; found by spec so TensorFlow itself is never loaded."""
+    import importlib.util
+
+    from .model import RUNTIMES
 
     rows = []
     for name in RUNTIMES:
-        try:
-            _interpreter_class(name)
-            rows.append((name, True, "importable"))
-        except ImportError as e:
-            rows.append((name, False, f"not installed ({e.name or e})"))
+        found = importlib.util.find_spec(name) is not None
+        rows.append((name, found, "installed" if found else "not installed"))
     return rows
 
 
-def probe_all() -> dict[str, list[tuple[str, bool, str]]]:
+def probe_options(cfg) -> dict[str, dict]:
+    """The config values a probe needs to look at the right device (synth port, mic, camera)."""
+    if cfg is None:
+        return {}
+    return {"mic": {"device": cfg.mic.device}, "camera": {"device": cfg.camera.device},
+            "synth": {"port": cfg.synth.port}}
+
+
+def probe_all(options: dict[str, dict] | None = None) -> dict[str, list[tuple[str, bool, str]]]:
     """{kind: [(backend, usable, why)]} for every hardware kind plus the TFLite runtimes."""
+    options = options or {}
     out: dict[str, list[tuple[str, bool, str]]] = {}
     for kind in KINDS:
         try:
             module = importlib.import_module(f"device.hardware.{kind}")
-            out[kind] = [(str(b), bool(ok), str(why)) for b, ok, why in module.probe()]
+            rows = module.probe(**options[kind]) if options.get(kind) else module.probe()
+            out[kind] = [(str(b), bool(ok), str(why)) for b, ok, why in rows]
         except Exception as e:  # a broken probe is itself a finding to report, not a crash
             out[kind] = [("?", False, f"probe failed: {e}")]
     out["tflite"] = runtime_probe()
@@ -38,8 +48,15 @@ def probe_all() -> dict[str, list[tuple[str, bool, str]]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device check", description=__doc__)
     ap.add_argument("--json", action="store_true", help="machine-readable output")
+    ap.add_argument("--config", default=None,
+                    help="look at the devices this config names (default: /etc/saysee/config.toml if present)")
     args = ap.parse_args(argv)
-    results = probe_all()
+    from pathlib import Path
+
+    from .config import load_config
+
+    path = args.config or ("/etc/saysee/config.toml" if Path("/etc/saysee/config.toml").is_file() else None)
+    results = probe_all(probe_options(load_config(path) if path else None))
     if args.json:
         print(json.dumps({k: [{"backend": b, "usable": ok, "why": why} for b, ok, why in rows]
                           for k, rows in results.items()}, indent=2))
