@@ -39,6 +39,7 @@ import numpy as np
 
 from .errors import InputFileError, SaySeeError
 from .hardware.base import Display, Leds, Mic, Scene
+from .wavfile import _fsync_dir
 
 DEFAULT_OUT = "data/recordings"
 COUNTDOWN_COLOUR = (1.0, 0.55, 0.0)  # amber: get ready
@@ -68,15 +69,6 @@ def validate_label(label: str) -> str:
         raise RecorderError(
             f"--label {raw!r}: use letters, digits, '_', '-', '.' or spaces (e.g. dog_bark)")
     return label
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def write_take(folder: Path, stem: str, samples: np.ndarray, sample_rate: int) -> Path:

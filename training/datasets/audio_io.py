@@ -132,3 +132,15 @@ def load_files(entries: Sequence[tuple[str, str, int]], *, sample_rate: int, cli
                 skipped.append(skip)
     warn_skipped(skipped, desc)
     return clips, skipped
+
+
+def load_entries_or_fail(entries: Sequence[tuple[str, str, int]], root: str, name: str, skipped: list, *,
+                         sample_rate: int, clip_seconds: float, progress: bool, workers: int | None):
+    """load_files for a whole dataset; adds the unreadable files to ``skipped`` and refuses an empty result."""
+    clips, bad = load_files(entries, sample_rate=sample_rate, clip_seconds=clip_seconds, progress=progress,
+                            workers=workers, desc=name)
+    skipped += bad
+    if not clips:
+        example = f", e.g. {skipped[0][0]}: {skipped[0][1]}" if skipped else ""
+        raise InputFileError(f"{root}: no {name} clip could be loaded ({len(skipped)} skipped{example})")
+    return clips

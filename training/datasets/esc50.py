@@ -23,7 +23,7 @@ from typing import Iterable
 
 from device.errors import InputFileError
 from training.datasets import URBANSOUND_CLASSES, Dataset, DatasetReport
-from training.datasets.audio_io import load_files, warn_skipped
+from training.datasets.audio_io import load_entries_or_fail, warn_skipped
 from training.datasets.urbansound8k import cap_per_class, parse_folds, read_csv, select_folds
 
 METADATA = os.path.join("meta", "esc50.csv")
@@ -71,12 +71,8 @@ def load_esc50(root: str, *, sample_rate: int = 16000, clip_seconds: float = 4.0
                                  f"({', '.join(ESC50_TO_URBANSOUND)})")
     rows = cap_per_class(select_folds(rows, csv_path, folds), max_per_class, "category")
     entries = [(os.path.join(root, "audio", r["filename"]), r["category"], r["_fold"]) for r in rows]
-    clips, bad = load_files(entries, sample_rate=sample_rate, clip_seconds=clip_seconds, progress=progress,
-                            workers=workers, desc="ESC-50")
-    skipped += bad
-    if not clips:
-        raise InputFileError(f"{root}: no ESC-50 clip could be loaded "
-                             f"({len(skipped)} skipped{', e.g. ' + skipped[0][0] + ': ' + skipped[0][1] if skipped else ''})")
+    clips = load_entries_or_fail(entries, root, "ESC-50", skipped, sample_rate=sample_rate,
+                                 clip_seconds=clip_seconds, progress=progress, workers=workers)
     if not map_to_urbansound:
         present = {c.label for c in clips}
         labels = tuple(name for name in labels if name in present)

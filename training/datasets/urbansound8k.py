@@ -20,7 +20,7 @@ from typing import Iterable
 
 from device.errors import InputFileError
 from training.datasets import URBANSOUND_CLASSES, Dataset, DatasetReport
-from training.datasets.audio_io import load_files, warn_skipped
+from training.datasets.audio_io import load_entries_or_fail, warn_skipped
 
 METADATA = os.path.join("metadata", "UrbanSound8K.csv")
 REQUIRED_COLUMNS = ("slice_file_name", "fold", "class")
@@ -101,12 +101,8 @@ def load_urbansound8k(root: str, *, sample_rate: int = 16000, clip_seconds: floa
     rows = cap_per_class(select_folds(known, csv_path, folds), max_per_class, "class")
     entries = [(os.path.join(root, "audio", f"fold{r['_fold']}", r["slice_file_name"]), r["class"], r["_fold"])
                for r in rows]
-    clips, bad = load_files(entries, sample_rate=sample_rate, clip_seconds=clip_seconds, progress=progress,
-                            workers=workers, desc="UrbanSound8K")
-    skipped += bad
-    if not clips:
-        raise InputFileError(f"{root}: no UrbanSound8K clip could be loaded "
-                             f"({len(skipped)} skipped{', e.g. ' + skipped[0][0] + ': ' + skipped[0][1] if skipped else ''})")
+    clips = load_entries_or_fail(entries, root, "UrbanSound8K", skipped, sample_rate=sample_rate,
+                                 clip_seconds=clip_seconds, progress=progress, workers=workers)
     report = DatasetReport("urbansound8k", root, len(clips), skipped)
     fold_ids = sorted({c.fold for c in clips})
     desc = (f"UrbanSound8K at {root}: {len(clips)} clips, folds {fold_ids}, "
