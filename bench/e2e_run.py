@@ -3,7 +3,7 @@
     python -m bench.e2e_run --mode sound|marimba --model PATH --json OUT
         [--playlist WAV] [--seconds CAP] [--launched-at MONOTONIC] [--workdir DIR]
 
-It builds the real app with ``device.builder.build_app`` on the sim backends,
+It builds the real app with ``device.runtime.builder.build_app`` on the sim backends,
 paced in real time (the playlist mic delivers sample k at about start + k/16000,
 the sim camera frame i at start + i/fps), runs it to the end of its input and
 writes raw timestamps plus the process's own CPU time and peak RSS as JSON.
@@ -175,7 +175,7 @@ def instrument(app, mode: str, cfg) -> dict[str, Any]:
         # between two clock readings, and drive it through the real serial
         # backend (pyserial on the pty), exactly as the sim backend does.
         from device.hardware.synth import SerialSynth
-        from device.virtual_synth import VirtualSynth
+        from device.hardware.virtual_synth import VirtualSynth
 
         dev.synth.close()
         virtual = VirtualSynth()
@@ -186,7 +186,7 @@ def instrument(app, mode: str, cfg) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from device.builder import build_app
+    from device.runtime.builder import build_app
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)

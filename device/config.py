@@ -22,7 +22,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10 boxes
     import tomli as tomllib
 
-from .errors import ConfigError
+from device.errors import ConfigError
 
 # Where bundled models/ and assets/ live: the release folder on a box (the unit sets
 # SAYSEE_HOME, since the package itself is installed into a venv), else the checkout.

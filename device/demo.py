@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import PROJECT_ROOT, check_files, load_config
-from .errors import InputFileError
+from device.config import PROJECT_ROOT, check_files, load_config
+from device.errors import InputFileError
 
 DEMO_CONFIG = PROJECT_ROOT / "config" / "demo.toml"
 
@@ -55,7 +55,7 @@ def score_detections(truth: Sequence[dict[str, Any]], detections: Sequence[Any],
 
 
 def _write_outputs(out: Path, events: list[Any], devices, phase: str) -> dict[str, str]:
-    from .contact_sheet import animated_gif, contact_sheet
+    from device.screen.contact_sheet import animated_gif, contact_sheet
 
     files: dict[str, str] = {}
     (out / "events.log").write_text("".join(f"{e}\n" for e in events))
@@ -100,7 +100,7 @@ def render_marimba_input(folder: Path, seed: int, seconds: float = 12.0):
 
 def run_phase(cfg, out: Path, phase: str) -> tuple[list[Any], dict[str, str], Any]:
     """Run one App over sim backends to the end of its inputs; return (events, files, app)."""
-    from .builder import build_app
+    from device.runtime.builder import build_app
 
     if out.exists():
         shutil.rmtree(out)  # the demo's own scratch folder: each run starts clean
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         events, files, app = run_phase(cfg, out / phase, phase)
         result: dict[str, Any] = {"events": len(events), "files": files, "status": app.status_dict()}
         if phase == "sound":
-            from .sound import ClassDetected
+            from device.sound.pipeline import ClassDetected
 
             truth = load_truth(cfg.mic.playlist[0])
             score = score_detections(truth, [e for e in events if isinstance(e, ClassDetected)])
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             if reference is not None:
                 from training.train_marimba import score
 
-                from .marimba import events_to_notes
+                from device.marimba.pipeline import events_to_notes
 
                 result["score"] = score(reference, events_to_notes(events))
                 sc = result["score"]

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .errors import ModelError
+from device.errors import ModelError
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 

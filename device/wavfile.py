@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputFileError
+from device.errors import InputFileError
 
 __all__ = ["read_wav", "wav_info", "write_wav", "AtomicWavWriter", "as_int16"]
 

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from device.app import App, Devices, install_signal_handlers
+from device.runtime.app import App, Devices, install_signal_handlers
 from device.config import PROJECT_ROOT, config_from_dict, load_config
 from device.frontend import LogMelParams
 from device.hardware.leds import GpioLeds, RecordingLeds
 from device.hardware.mic import PlaylistMic
 from device.hardware.synth import SerialSynth
-from device.sound import ClassDetected
-from device.virtual_synth import VirtualSynth
+from device.sound.pipeline import ClassDetected
+from device.hardware.virtual_synth import VirtualSynth
 
 P = LogMelParams()
 SR = P.sample_rate
@@ -68,7 +68,7 @@ def tone_config(tmp_path, **sections):
 
 @pytest.mark.skipif(not SOUND_MODEL.exists(), reason="models/sound.tflite not built yet (make models)")
 def test_sim_playlist_detects_each_clip_near_its_onset(tmp_path):
-    from device.builder import build_app
+    from device.runtime.builder import build_app
     from device.demo import score_detections
     from device.wavfile import write_wav
     from training.datasets import URBANSOUND_CLASSES

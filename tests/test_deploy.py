@@ -192,7 +192,7 @@ def deploy_args(sshd: Sshd, box: Box, wheel: Path, config: Path, *extra: str) ->
 def test_wheel_is_a_valid_pure_python_wheel(wheel):
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-        assert "device/__init__.py" in names and "device/recorder.py" in names
+        assert "device/__init__.py" in names and "device/sound/recorder.py" in names
         assert not any(n.startswith(("training/", "export/")) for n in names)
         dist = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
         meta = zf.read(f"{dist}/METADATA").decode()

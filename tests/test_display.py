@@ -17,13 +17,13 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame")
 
 from device.errors import ConfigError  # noqa: E402
-from device.contact_sheet import animated_gif, contact_sheet, pick_evenly  # noqa: E402
+from device.screen.contact_sheet import animated_gif, contact_sheet, pick_evenly  # noqa: E402
 from device.hardware import display as display_mod  # noqa: E402
 from device.hardware.base import Scene  # noqa: E402
 from device.hardware.select import HardwareError  # noqa: E402
 from device.hardware.display import DisplayUnavailable, RateLimiter, open_display, probe  # noqa: E402
-from device.pictures import DEFAULT_COLOURS, URBANSOUND_CLASSES, make_class_pictures, rgb255, tint  # noqa: E402
-from device.render import (  # noqa: E402
+from device.screen.pictures import DEFAULT_COLOURS, URBANSOUND_CLASSES, make_class_pictures, rgb255, tint  # noqa: E402
+from device.screen.render import (  # noqa: E402
     BAR,
     LISTEN,
     TRACK,

@@ -22,7 +22,7 @@ from device.hardware.synth import (  # noqa: E402
     open_synth,
     probe,
 )
-from device.virtual_synth import VirtualSynth  # noqa: E402
+from device.hardware.virtual_synth import VirtualSynth  # noqa: E402
 
 pytestmark = pytest.mark.device_venv
 

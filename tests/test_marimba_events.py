@@ -10,7 +10,7 @@ import pytest
 
 from device.frontend import NoteParams
 from device.hardware.base import Frame
-from device.marimba import (
+from device.marimba.pipeline import (
     Crop,
     MarimbaPipeline,
     MarimbaSpec,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from device.marimba_recorder import AUDIO, MANIFEST, VIDEO, write_dataset
+from device.marimba.recorder import AUDIO, MANIFEST, VIDEO, write_dataset
 from training.datasets.marimba_synth import SynthConfig, render, write
 
 pytest.importorskip("tensorflow")
@@ -38,7 +38,7 @@ def test_onset_weights_mark_rising_windows():
 
 def test_quick_training_reports_and_exports(tmp_path, capsys):
     from device.frontend import NoteParams
-    from device.marimba import MarimbaPipeline, MarimbaSpec
+    from device.marimba.pipeline import MarimbaPipeline, MarimbaSpec
     from device.model import Model
     from training.train_marimba import main
 

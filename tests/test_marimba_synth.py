@@ -12,7 +12,7 @@ import pytest
 from device.errors import InputFileError
 from device.frontend import DIATONIC_C4_F6
 from device.hardware.base import AudioChunk, Frame
-from device.marimba_recorder import (
+from device.marimba.recorder import (
     AUDIO,
     FRAME_TIMES,
     GROUND_TRUTH,
@@ -220,7 +220,7 @@ def test_recorder_cli_refuses_existing_folder(tmp_path, capsys):
 
 
 def test_recorder_main_with_injected_devices(tmp_path, capsys):
-    from device.marimba_recorder import main
+    from device.marimba.recorder import main
 
     assert main(["--seconds", "0.3", "--out", str(tmp_path / "t")], camera=FakeCamera(), mic=FakeMic()) == 0
     assert (tmp_path / "t" / MANIFEST).is_file()

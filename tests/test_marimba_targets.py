@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from device.frontend import DIATONIC_C4_F6, NoteParams, note_targets
-from device.marimba import MarimbaSpec, NoteOn, audio_events, events_to_notes
+from device.marimba.pipeline import MarimbaSpec, NoteOn, audio_events, events_to_notes
 from training.datasets.marimba_synth import PARTIALS, SynthConfig, render_notes, render_sound
 
 P = NoteParams()

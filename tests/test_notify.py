@@ -1,4 +1,4 @@
-"""device.notify against a real unix datagram socket standing in for systemd."""
+"""device.runtime.notify against a real unix datagram socket standing in for systemd."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from device import notify as sdnotify
-from device.notify import Notifier, Watchdog, watchdog_interval
+from device.runtime import notify as sdnotify
+from device.runtime.notify import Notifier, Watchdog, watchdog_interval
 
 pytestmark = pytest.mark.device_venv
 

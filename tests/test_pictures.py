@@ -13,8 +13,8 @@ import pytest
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame")
 
-from device import pictures  # noqa: E402
-from device.pictures import (  # noqa: E402
+from device.screen import pictures  # noqa: E402
+from device.screen.pictures import (  # noqa: E402
     DEFAULT_COLOURS,
     URBANSOUND_CLASSES,
     class_colour,
@@ -24,7 +24,7 @@ from device.pictures import (  # noqa: E402
     make_class_pictures,
     rgb255,
 )
-from device.render import surface_to_array  # noqa: E402
+from device.screen.render import surface_to_array  # noqa: E402
 
 pytestmark = pytest.mark.device_venv
 
@@ -101,9 +101,9 @@ def test_cli_regenerates_into_a_folder(tmp_path, capsys):
 
 def test_committed_assets_are_present_and_small():
     if not ASSETS.is_dir() or not any(ASSETS.glob("*.png")):
-        pytest.skip("assets/images not generated yet (python -m device.pictures)")
+        pytest.skip("assets/images not generated yet (python -m device.screen.pictures)")
     for label in URBANSOUND_CLASSES:
         path = ASSETS / f"{label}.png"
-        assert path.exists(), f"{path} missing: run python -m device.pictures"
+        assert path.exists(), f"{path} missing: run python -m device.screen.pictures"
         assert path.stat().st_size < 30_000
         assert pygame.image.load(str(path)).get_size() == (256, 256)

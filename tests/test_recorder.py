@@ -19,7 +19,7 @@ import pytest
 
 from device.errors import SaySeeError
 from device.hardware.base import AudioChunk, Display, Leds, Mic
-from device.recorder import RecorderError, main, record_takes, remove_stale_partials, validate_label, write_take
+from device.sound.recorder import RecorderError, main, record_takes, remove_stale_partials, validate_label, write_take
 
 pytestmark = pytest.mark.device_venv
 

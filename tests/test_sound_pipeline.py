@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from device.frontend import LogMelParams, mel_filterbank
-from device.sound import ClassCleared, ClassDetected, SoundPipeline, SoundSettings
+from device.sound.pipeline import ClassCleared, ClassDetected, SoundPipeline, SoundSettings
 
 pytestmark = pytest.mark.device_venv
 

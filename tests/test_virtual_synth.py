@@ -14,7 +14,7 @@ import pytest
 
 mido = pytest.importorskip("mido")
 
-from device.virtual_synth import VirtualSynth, marimba_tone  # noqa: E402
+from device.hardware.virtual_synth import VirtualSynth, marimba_tone  # noqa: E402
 from device.wavfile import read_wav  # noqa: E402
 
 pytestmark = pytest.mark.device_venv
@@ -96,7 +96,7 @@ def test_writer_may_close_and_reopen_the_port(tmp_path):
 def test_command_line_prints_port_and_writes_wav_on_sigterm(tmp_path):
     wav, log = tmp_path / "cli.wav", tmp_path / "cli.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "device.virtual_synth", "--wav", str(wav), "--log", str(log), "--rate", "16000"],
+        [sys.executable, "-m", "device.hardware.virtual_synth", "--wav", str(wav), "--log", str(log), "--rate", "16000"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -11,7 +11,7 @@ the dense layer absorbs where the bars sit in the crop. (The literal DQN
 stack with a 128-unit dense layer reached onset F1 ~0.46 on held-out
 synthetic videos against ~0.93 for this one, at 20x the parameters.)
 
-Outputs are linear levels (``device.marimba.TargetTransform``). Training uses
+Outputs are linear levels (``device.marimba.pipeline.TargetTransform``). Training uses
 ``weighted_mse``: windows where a note's level rises (its onsets, which the
 peak picker needs) weigh ``onset_weight`` times more than the ringing tails,
 which three frames can hardly predict.

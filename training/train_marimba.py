@@ -19,7 +19,7 @@ Report (``--out``): curves.png (loss), piano_roll.png (a held-out video:
 predicted levels, true and detected notes), metrics.json (mir_eval note-onset
 precision/recall/F1, 50 ms tolerance, pitch must match, for the float Keras
 model and for the int8 TFLite model run through the device path
-``device.marimba.MarimbaPipeline`` + ``device.model.Model``; the float/int8
+``device.marimba.pipeline.MarimbaPipeline`` + ``device.model.Model``; the float/int8
 parity of the raw outputs), marimba.keras, marimba.tflite + .json.
 """
 
@@ -41,7 +41,7 @@ import numpy as np
 
 from device.errors import SaySeeError
 from device.frontend import NoteParams, midi_to_hz, note_targets
-from device.marimba import (
+from device.marimba.pipeline import (
     MarimbaPipeline,
     MarimbaSpec,
     NoteOn,
@@ -468,7 +468,7 @@ def train(args: argparse.Namespace) -> dict:
         "reference": sorted({p.reference_source for p in test}),
         "test_videos": [p.name for p in test],
         "float": summary(float_metrics), "int8": summary(int8_metrics),
-        "int8_path": "device.marimba.MarimbaPipeline + device.model.Model (TFLite int8)",
+        "int8_path": "device.marimba.pipeline.MarimbaPipeline + device.model.Model (TFLite int8)",
         "audio_extractor": summary(audio_metrics) if audio_metrics["videos"] else None,
         "parity": par,
     }
@@ -521,7 +521,7 @@ def metadata(spec: MarimbaSpec, params: NoteParams, cx: dict, args: argparse.Nam
         "fps": spec.fps,
         "output": (f"per-note level = log1p(a / {spec.target.floor}) / log1p({spec.target.full} / "
                    f"{spec.target.floor}) of the note amplitude a under the window's 3 frames "
-                   "(device.marimba.TargetTransform)"),
+                   "(device.marimba.pipeline.TargetTransform)"),
         "marimba": spec.to_dict(),
         "complexity": cx,
         "training_data": {

@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any, Mapping
 
-from .base import AudioChunk, Camera, Device, Display, Frame, Leds, Mic, Scene, Synth
-from .select import HardwareError, Probe
+from device.hardware.base import AudioChunk, Camera, Device, Display, Frame, Leds, Mic, Scene, Synth
+from device.hardware.select import HardwareError, Probe
 
 __all__ = [
     "AudioChunk",

@@ -23,9 +23,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..errors import ConfigError, InputFileError
-from .base import Camera, Frame
-from .select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
+from device.errors import ConfigError, InputFileError
+from device.hardware.base import Camera, Frame
+from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
 
 log = logging.getLogger("saysee.hardware")
 

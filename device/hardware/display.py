@@ -3,7 +3,7 @@
 ``open_display(backend="auto")`` decides once, at the edge, like gpiozero's pin
 factories: "real" when a screen is present (an X/Wayland session, or a KMS/DRM
 card on a Pi without X), else "sim", logging one line that says which and why.
-Both backends draw with ``device.render.Renderer``, so the PNG frames of a
+Both backends draw with ``device.screen.render.Renderer``, so the PNG frames of a
 simulated run are pixel for pixel what the screen would show; tests run the real
 backend headless with ``SDL_VIDEODRIVER=dummy`` through the same code path.
 
@@ -22,8 +22,8 @@ import os
 import threading
 from pathlib import Path
 
-from .base import Display, Scene
-from .select import HardwareError, Probe, check_import, choose_backend, one_line
+from device.hardware.base import Display, Scene
+from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
 
 log = logging.getLogger("saysee.hardware")
 # pygame prints a banner on import; journald doesn't need it.
@@ -119,7 +119,7 @@ class _RenderedDisplay(Display):
     """Shared by both backends: rate limit, render into ``surface``, count drops."""
 
     def __init__(self, size, max_fps, every_nth, renderer=None) -> None:
-        from ..render import Renderer  # lazy: `probe` must work where pygame is missing
+        from device.screen.render import Renderer  # lazy: `probe` must work where pygame is missing
 
         self.size = (int(size[0]), int(size[1]))
         self.renderer = renderer or Renderer(self.size)

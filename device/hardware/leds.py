@@ -16,9 +16,9 @@ import math
 import time
 from typing import Callable, NamedTuple, Sequence
 
-from ..errors import ConfigError
-from .base import Leds
-from .select import HardwareError, Probe, check_import, check_path, choose_backend, one_line, split_options
+from device.errors import ConfigError
+from device.hardware.base import Leds
+from device.hardware.select import HardwareError, Probe, check_import, check_path, choose_backend, one_line, split_options
 
 log = logging.getLogger("saysee.hardware")
 

@@ -25,11 +25,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..resample import Resampler, resample
-from ..wavfile import read_wav, wav_info
-from .base import AudioChunk, Mic
-from .select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
+from device.errors import ConfigError
+from device.resample import Resampler, resample
+from device.wavfile import read_wav, wav_info
+from device.hardware.base import AudioChunk, Mic
+from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
 
 log = logging.getLogger("saysee.hardware")
 

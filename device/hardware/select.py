@@ -18,7 +18,7 @@ import logging
 import os
 from typing import Any, Callable, Iterable, Mapping
 
-from ..errors import ConfigError, SaySeeError
+from device.errors import ConfigError, SaySeeError
 
 log = logging.getLogger("saysee.hardware")
 

@@ -29,8 +29,8 @@ import threading
 import time
 from typing import Any, Callable
 
-from .base import Synth
-from .select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
+from device.hardware.base import Synth
+from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
 
 log = logging.getLogger("saysee.hardware")
 
@@ -346,7 +346,7 @@ class VirtualSerialSynth(SerialSynth):
         max_retry_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        from ..virtual_synth import VirtualSynth
+        from device.hardware.virtual_synth import VirtualSynth
 
         self.virtual = VirtualSynth(wav_path=wav_path, log_path=log_path, sample_rate=wav_sample_rate)
         port = self.virtual.start()

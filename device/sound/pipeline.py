@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .frontend import LogMelParams, StreamingLogMel, dbfs
+from device.frontend import LogMelParams, StreamingLogMel, dbfs
 
 
 @dataclass(frozen=True)

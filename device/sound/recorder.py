@@ -37,9 +37,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .errors import InputFileError, SaySeeError
-from .hardware.base import Display, Leds, Mic, Scene
-from .wavfile import _fsync_dir
+from device.errors import InputFileError, SaySeeError
+from device.hardware.base import Display, Leds, Mic, Scene
+from device.wavfile import _fsync_dir
 
 DEFAULT_OUT = "data/recordings"
 COUNTDOWN_COLOUR = (1.0, 0.55, 0.0)  # amber: get ready
@@ -290,7 +290,7 @@ def _finish(result: RecordResult, stop: threading.Event, n: int, mid_take: bool,
 
 
 def _load_config(path: Optional[str]):
-    from .config import Config, load_config
+    from device.config import Config, load_config
 
     if path:
         return load_config(path)
@@ -299,7 +299,7 @@ def _load_config(path: Optional[str]):
 
 
 def _open_mic(cfg, args) -> Mic:
-    from .hardware.mic import open_mic
+    from device.hardware.mic import open_mic
 
     m = cfg.mic
     backend = args.mic or m.backend
@@ -321,14 +321,14 @@ def _open_indicators(cfg, log):
     """LED and display from the config; each is optional and failure is only a warning."""
     leds = display = None
     try:
-        from .hardware.leds import open_leds
+        from device.hardware.leds import open_leds
 
         leds = open_leds(cfg.leds.backend, pins=list(cfg.leds.pins), common_anode=cfg.leds.common_anode,
                          frequency=cfg.leds.pwm_hz)
     except Exception as e:  # noqa: BLE001
         log(f"record-sound: warning: no LED ({e})")
     try:
-        from .hardware.display import open_display
+        from device.hardware.display import open_display
 
         display = open_display(cfg.display.backend, size=(cfg.display.width, cfg.display.height),
                                fullscreen=cfg.display.fullscreen, out_dir=cfg.display.out_dir or None)

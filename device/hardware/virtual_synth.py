@@ -8,7 +8,7 @@ to a real USB/UART synth, so the demo exercises every byte of the real path.
 
 Command line::
 
-    python -m device.virtual_synth --wav out.wav [--log events.log] [--rate 48000] [--link PATH]
+    python -m device.hardware.virtual_synth --wav out.wav [--log events.log] [--rate 48000] [--link PATH]
 
 prints the pty path on stdout (one line, flushed) and runs until SIGTERM/SIGINT,
 then writes the WAV atomically. In-process: ``VirtualSynth(...)`` with
@@ -37,7 +37,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from .wavfile import AtomicWavWriter
+from device.wavfile import AtomicWavWriter
 
 log = logging.getLogger("saysee.virtual_synth")
 
@@ -310,7 +310,7 @@ def _point_link(link: Path, target: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m device.virtual_synth",
+        prog="python -m device.hardware.virtual_synth",
         description="A MIDI synth on a pseudo-terminal: prints its port path, renders notes to a WAV on exit.",
     )
     ap.add_argument("--wav", required=True, help="WAV file written on exit (SIGTERM/SIGINT)")

@@ -2,7 +2,7 @@
 
 The box shows a picture for every sound class it hears. Drawing them in code
 (instead of shipping clip art) keeps the repository free of licensing questions
-and lets ``python -m device.pictures`` regenerate ``assets/images/*.png`` at any
+and lets ``python -m device.screen.pictures`` regenerate ``assets/images/*.png`` at any
 size. Each picture is drawn at twice its final size and smooth-scaled down, which
 gives anti-aliased edges without needing gfxdraw or PIL.
 
@@ -590,7 +590,7 @@ def make_class_pictures(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m device.pictures", description="Regenerate the class pictures.")
+    ap = argparse.ArgumentParser(prog="python -m device.screen.pictures", description="Regenerate the class pictures.")
     ap.add_argument("--out", default="assets/images", help="output folder (default: assets/images)")
     ap.add_argument("--size", type=int, default=PICTURE_SIZE, help="side in pixels (default: 256)")
     ap.add_argument("classes", nargs="*", help="class labels (default: the ten UrbanSound8K classes)")

@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .frontend import NoteParams, dataclass_from_dict
+from device.frontend import NoteParams, dataclass_from_dict
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -411,7 +411,7 @@ def audio_events(audio: np.ndarray, n_frames: int, spec: MarimbaSpec = MarimbaSp
     The "audio-target extractor": the reference notes for a real recording
     that has no hand-made labels.
     """
-    from .frontend import note_targets
+    from device.frontend import note_targets
 
     note_params = note_params or NoteParams(fps=spec.fps, frames_per_window=spec.frames_per_window,
                                             notes=spec.notes)
@@ -458,7 +458,7 @@ class MarimbaPipeline:
     def from_model_path(cls, path: Any, note_params: NoteParams | None = None, num_threads: int = 1,
                         **kwargs: Any) -> "MarimbaPipeline":
         """Load an int8 marimba model (refused when its front end differs from ``note_params``)."""
-        from .model import Model
+        from device.model import Model
 
         return cls(Model(path, expected_frontend=note_params or NoteParams(), num_threads=num_threads), **kwargs)
 
@@ -519,7 +519,7 @@ class MarimbaPipeline:
 
     def scene(self, note_colours: Mapping[int, tuple[float, float, float]] | None = None, status: str = ""):
         """A display ``Scene`` (mode "marimba") for the newest frame."""
-        from .hardware.base import Scene
+        from device.hardware.base import Scene
 
         fields = {f.name for f in dataclasses.fields(Scene)}
         extra = {"note_regions": self.note_regions()} if "note_regions" in fields else {}

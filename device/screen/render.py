@@ -30,9 +30,9 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-from .frontend import DIATONIC_C4_F6  # noqa: E402
-from .hardware.base import Scene  # noqa: E402
-from .pictures import arc_band, draw_picture, rgb255, tint  # noqa: E402
+from device.frontend import DIATONIC_C4_F6  # noqa: E402
+from device.hardware.base import Scene  # noqa: E402
+from device.screen.pictures import arc_band, draw_picture, rgb255, tint  # noqa: E402
 
 log = logging.getLogger("saysee.display")
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import Config, check_files, load_config
-from .frontend import LogMelParams
-from .hardware.base import Camera, Display, Leds, Mic, Scene, Synth
-from .sound import ClassCleared, ClassDetected, SoundPipeline, SoundSettings
+from device.config import Config, check_files, load_config
+from device.frontend import LogMelParams
+from device.hardware.base import Camera, Display, Leds, Mic, Scene, Synth
+from device.sound.pipeline import ClassCleared, ClassDetected, SoundPipeline, SoundSettings
 
 log = logging.getLogger("saysee")
 
@@ -144,9 +144,9 @@ class App:
             self.on_event(event)
 
     def _mapping(self, label: str):
-        from .config import ClassMapping
+        from device.config import ClassMapping
 
-        from .pictures import DEFAULT_COLOURS
+        from device.screen.pictures import DEFAULT_COLOURS
 
         m = self.cfg.mapping.get(label) or ClassMapping()
         colour = m.colour or DEFAULT_COLOURS.get(label) or _note_colour(sum(map(ord, label)))
@@ -154,7 +154,7 @@ class App:
         return dataclasses.replace(m, colour=colour, picture=picture if Path(picture).is_file() else "")
 
     def _assets_dir(self) -> Path:
-        from .config import PROJECT_ROOT
+        from device.config import PROJECT_ROOT
 
         return Path(self.cfg.app.assets_dir) if self.cfg.app.assets_dir else PROJECT_ROOT / "assets" / "images"
 
@@ -402,7 +402,7 @@ def install_signal_handlers(app: App) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .builder import build_app
+    from device.runtime.builder import build_app
 
     ap = argparse.ArgumentParser(prog="python -m device run", description="Run the Say-and-See box.")
     ap.add_argument("--config", default=os.environ.get("SAYSEE_CONFIG", "/etc/saysee/config.toml"))

@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from .app import App, Devices
-from .config import Config
-from .errors import ConfigError
-from .frontend import LogMelParams
-from .model import Model
+from device.runtime.app import App, Devices
+from device.config import Config
+from device.errors import ConfigError
+from device.frontend import LogMelParams
+from device.model import Model
 
 log = logging.getLogger("saysee")
 
@@ -21,11 +21,11 @@ def _backend(configured: str, sim: bool) -> str:
 
 def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = None) -> Devices:
     """Open every backend the enabled modes need; on failure close what was opened."""
-    from .hardware.camera import open_camera
-    from .hardware.display import open_display
-    from .hardware.leds import open_leds
-    from .hardware.mic import open_mic
-    from .hardware.synth import open_synth
+    from device.hardware.camera import open_camera
+    from device.hardware.display import open_display
+    from device.hardware.leds import open_leds
+    from device.hardware.mic import open_mic
+    from device.hardware.synth import open_synth
 
     out = Path(out_dir) if out_dir else None
     modes = set(cfg.app.modes)
@@ -66,7 +66,7 @@ def load_models(cfg: Config):
     if "marimba" in cfg.app.modes:
         import dataclasses
 
-        from .marimba import MarimbaPipeline
+        from device.marimba.pipeline import MarimbaPipeline
 
         m = cfg.marimba
         marimba = MarimbaPipeline.from_model_path(m.model, num_threads=m.num_threads)
@@ -79,7 +79,7 @@ def load_models(cfg: Config):
 def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
               on_event: Callable | None = None) -> tuple[App, Callable[[], None]]:
     """Models first (a bad model fails before any hardware opens), then devices, then the App."""
-    from .notify import Notifier, Watchdog
+    from device.runtime.notify import Notifier, Watchdog
 
     sound, marimba = load_models(cfg)
     devices = open_devices(cfg, sim=sim, out_dir=out_dir)

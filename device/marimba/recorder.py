@@ -34,8 +34,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import InputFileError
-from .frontend import DIATONIC_C4_F6
+from device.errors import InputFileError
+from device.frontend import DIATONIC_C4_F6
 
 FORMAT = "saysee-marimba"
 VERSION = 1
@@ -278,7 +278,7 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
 def _open(kind: str, backend: str, options: Mapping[str, Any]) -> Any:
     import importlib
 
-    from .errors import ConfigError
+    from device.errors import ConfigError
 
     module = importlib.import_module(f"device.hardware.{kind}")
     opener = getattr(module, f"open_{kind}")

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import PROJECT_ROOT
-from .frontend import LogMelParams, dbfs, sliding_windows, to_float
-from .model import Model
-from .resample import resample
-from .wavfile import read_wav
+from device.config import PROJECT_ROOT
+from device.frontend import LogMelParams, dbfs, sliding_windows, to_float
+from device.model import Model
+from device.resample import resample
+from device.wavfile import read_wav
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:

@@ -13,7 +13,7 @@ def runtime_probe() -> list[tuple[str, bool, str]]:
     """Which TFLite runtimes are installed; found by spec so TensorFlow itself is never loaded."""
     import importlib.util
 
-    from .model import RUNTIMES
+    from device.model import RUNTIMES
 
     rows = []
     for name in RUNTIMES:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from pathlib import Path
 
-    from .config import load_config
+    from device.config import load_config
 
     path = args.config or ("/etc/saysee/config.toml" if Path("/etc/saysee/config.toml").is_file() else None)
     results = probe_all(probe_options(load_config(path) if path else None))

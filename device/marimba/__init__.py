@@ -1,0 +1,1 @@
+"""The marimba path: pipeline, dataset format, recorder."""

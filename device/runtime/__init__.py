@@ -1,0 +1,1 @@
+"""The box's run time: responder, app, builder, run, systemd notify, check."""

@@ -1,0 +1,1 @@
+"""What the display shows: scenes, renderer, pictures, palette, contact sheets."""

@@ -1,0 +1,1 @@
+"""The sound path: pipeline, classify, recorder."""
