@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.atomic import fsync_dir
 from device.errors import InputFileError
 
 __all__ = ["read_wav", "wav_info", "write_wav", "AtomicWavWriter", "as_int16"]
@@ -129,7 +130,7 @@ class AtomicWavWriter:
         except BaseException:
             self._discard()
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self.path
 
     def abort(self) -> None:
@@ -170,17 +171,3 @@ def write_wav(path, samples: np.ndarray, sample_rate: int, *, atomic: bool = Tru
         w.setframerate(int(sample_rate))
         w.writeframes(np.ascontiguousarray(a).astype("<i2", copy=False).tobytes())
     return Path(path)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every platform/file system.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

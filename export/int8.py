@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from device.atomic import write_atomic
 from device.errors import SaySeeError
 
 
@@ -16,15 +16,7 @@ class ExportError(SaySeeError):
 
 
 def _write_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the service user must be able to read models
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, data)
 
 
 def _converter(keras_model):

@@ -7,11 +7,11 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import device
+from device.atomic import write_atomic
 from device.model import metadata_path_for
 
 
@@ -46,24 +46,12 @@ def write_metadata(tflite_path: str | os.PathLike, meta: dict[str, Any]) -> Path
     full["model_bytes"] = tflite_path.stat().st_size
     full["model_sha256"] = sha256_file(tflite_path)
     out = metadata_path_for(tflite_path)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(fd, "w") as f:
-        json.dump(full, f, indent=2, sort_keys=False)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the service user must be able to read it
-    os.replace(tmp, out)
-    return out
+    return write_atomic(out, json.dumps(full, indent=2, sort_keys=False) + "\n")
 
 
 def install_model(tflite_path: str | os.PathLike, dest: str | os.PathLike, meta: dict[str, Any]) -> Path:
     """Copy a checked model to its release place (e.g. models/) with fresh metadata beside it."""
-    import shutil
-
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(tflite_path, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, dest)
+    write_atomic(dest, Path(tflite_path).read_bytes())
     write_metadata(dest, meta)
     return dest

@@ -16,13 +16,13 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from device.atomic import write_atomic
 from device.config import Config, check_files, load_config
 from device.frontend import LogMelParams
 from device.hardware.base import Camera, Display, Leds, Mic, Scene, Synth
@@ -38,11 +38,8 @@ class StatusFile:
         self.path = Path(path)
 
     def write(self, status: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        with os.fdopen(fd, "w") as f:
-            json.dump(status, f, indent=1, default=str)
-        os.replace(tmp, self.path)
+        # Lives under /run (tmpfs): atomic for readers, no fsync wear on the SD card.
+        write_atomic(self.path, json.dumps(status, indent=1, default=str), durable=False)
 
 
 class Latest:
