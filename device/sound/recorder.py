@@ -39,7 +39,7 @@ import numpy as np
 
 from device.errors import InputFileError, SaySeeError
 from device.hardware.base import Display, Leds, Mic, Scene
-from device.wavfile import _fsync_dir
+from device.atomic import fsync_dir as _fsync_dir
 
 DEFAULT_OUT = "data/recordings"
 COUNTDOWN_COLOUR = (1.0, 0.55, 0.0)  # amber: get ready
