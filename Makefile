@@ -32,7 +32,7 @@ $(DEVICE_STAMP): pyproject.toml
 device-venv: $(DEVICE_STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m device demo
+	$(BIN)/python -m demo
 
 # Tools some tests drive for real: sshd/ssh/rsync (deploy end to end), systemd-analyze (unit exposure).
 # Installed with apt when running as root; otherwise those tests skip and say what to install.

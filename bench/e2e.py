@@ -15,8 +15,8 @@ first frame of the detected window plus the tuned onset offset: adds the peak
 picker's look-ahead).
 
 A clip counts only when the app detected its label the way the demo scores it
-(``device.demo``: a detection of the clip's label within 0.75 s of stream time
-after the onset); the number matched is each figure's n.
+(``training.scoring``: a detection of the clip's label within 0.75 s of stream
+time after the onset); the number matched is each figure's n.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from device.config import PROJECT_ROOT
+from training import scoring
 
 from .stats import exact, figure
 
 DEMO_WAV = PROJECT_ROOT / "assets" / "demo" / "sounds.wav"
-TOLERANCE_S = 0.75  # as device.demo.score_detections
 TAIL_S = 1.5  # audio kept after the last clip: the decision and its clearing need it
 LED_WINDOW_S = 1.0  # an LED change this long after the event still belongs to it
 DISPLAY_WINDOW_S = 2.0  # a frame this long after the event still belongs to it
@@ -42,10 +42,9 @@ DISPLAY_WINDOW_S = 2.0  # a frame this long after the event still belongs to it
 
 def short_playlist(clips: int, workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
     """The first ``clips`` clips of the demo playlist as a WAV of their own, with their truth."""
-    from device.demo import load_truth
     from device.wavfile import read_wav, write_wav
 
-    truth = load_truth(DEMO_WAV)[:clips]
+    truth = scoring.load_truth(DEMO_WAV)[:clips]
     audio, rate = read_wav(DEMO_WAV)
     end = min(len(audio), int(round((truth[-1]["offset"] + TAIL_S) * rate)))
     path = write_wav(workdir / f"playlist_{len(truth)}clips.wav", audio[:end], rate)
@@ -81,15 +80,8 @@ def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, 
 
 
 def match_detections(truth: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
-    """(clip, ClassDetected row) for each clip detected like device.demo scores it."""
-    detections = [e for e in events if e["type"] == "ClassDetected"]
-    pairs = []
-    for clip in truth:
-        hit = next((d for d in detections if d["label"] == clip["label"]
-                    and clip["onset"] <= d["t"] <= clip["onset"] + TOLERANCE_S), None)
-        if hit is not None:
-            pairs.append((clip, hit))
-    return pairs
+    """(clip, ClassDetected row) for each clip detected the way the demo scores it."""
+    return scoring.match_detections(truth, [e for e in events if e["type"] == "ClassDetected"])
 
 
 def _first_after(stamps: list[float], t: float, window: float) -> float | None:
@@ -201,7 +193,7 @@ def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]
 
 def bench_marimba_e2e(model: Path, seconds: float, workdir: Path) -> tuple[dict, dict]:
     """(figures, notes) of the marimba path in simulated real time (needs the model and the pipeline)."""
-    from device.demo import render_marimba_input
+    from demo.driver import render_marimba_input
 
     # The same held-out synthetic video the demo plays, rendered here so the device process stays numpy-only.
     video, _ = render_marimba_input(workdir / "marimba-input", seed=7, seconds=seconds)

@@ -35,12 +35,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from device.errors import SaySeeError
-from device.frontend import NoteParams, midi_to_hz, note_targets
+from device.frontend import NoteParams, note_targets
 from device.marimba.pipeline import (
     MarimbaPipeline,
     MarimbaSpec,
@@ -54,13 +54,13 @@ from device.marimba.pipeline import (
     window_stacks,
 )
 from device.model import Model
+from training.scoring import ONSET_TOLERANCE_S, combine
+from training.scoring import score_notes as score  # the name the trainer's callers and tests use
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROG = "train-marimba"
 TRAIN_SEED0, VAL_SEED0, TEST_SEED0 = 1000, 5000, 9000
-ONSET_TOLERANCE = 0.05
-HOLD_FOR_SCORING = 0.1  # mir_eval needs intervals; onsets alone are scored (offset_ratio=None)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -220,46 +220,6 @@ def make_batches(preps: list[Prepared], spec: MarimbaSpec, batch_size: int, shuf
             return np.concatenate(xs), np.concatenate(ys)
 
     return Batches()
-
-
-# -------------------------------------------------------------- scoring
-
-
-def score(reference: Sequence[tuple[float, int, int]], notes: Sequence[tuple[float, float, int, int]]
-          ) -> dict[str, Any]:
-    """mir_eval note-onset matching (50 ms, pitch within 50 cents): counts + P/R/F1 + timing/velocity."""
-    import mir_eval
-
-    ref_on = np.array([r[0] for r in reference], dtype=float)
-    est_on = np.array([n[0] for n in notes], dtype=float)
-    ref_int = np.stack([ref_on, ref_on + HOLD_FOR_SCORING], 1) if len(ref_on) else np.zeros((0, 2))
-    est_int = np.stack([est_on, est_on + HOLD_FOR_SCORING], 1) if len(est_on) else np.zeros((0, 2))
-    ref_hz = midi_to_hz(np.array([r[1] for r in reference], dtype=float))
-    est_hz = midi_to_hz(np.array([n[2] for n in notes], dtype=float))
-    if len(ref_on) and len(est_on):
-        matching = mir_eval.transcription.match_notes(ref_int, ref_hz, est_int, est_hz,
-                                                      onset_tolerance=ONSET_TOLERANCE, offset_ratio=None)
-    else:
-        matching = []
-    tp = len(matching)
-    dt = [est_on[j] - ref_on[i] for i, j in matching]
-    dv = [notes[j][3] - reference[i][2] for i, j in matching]
-    return {"tp": tp, "fp": len(est_on) - tp, "fn": len(ref_on) - tp, **_prf(tp, len(est_on) - tp, len(ref_on) - tp),
-            "onset_error_ms_mean": float(1000 * np.mean(dt)) if dt else None,
-            "onset_error_ms_sd": float(1000 * np.std(dt)) if dt else None,
-            "velocity_error_mean_abs": float(np.mean(np.abs(dv))) if dv else None}
-
-
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
-    p = tp / (tp + fp) if tp + fp else 0.0
-    r = tp / (tp + fn) if tp + fn else 0.0
-    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
-
-
-def combine(per_video: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Micro-average over videos (sum the counts), keeping the per-video scores."""
-    tp, fp, fn = (sum(s[k] for s in per_video.values()) for k in ("tp", "fp", "fn"))
-    return {"tp": tp, "fp": fp, "fn": fn, **_prf(tp, fp, fn), "videos": per_video}
 
 
 def predict_keras(model, prep: Prepared, spec: MarimbaSpec, batch_size: int = 256) -> np.ndarray:
@@ -463,7 +423,7 @@ def train(args: argparse.Namespace) -> dict:
     t_total = time.monotonic() - t0
     summary = lambda m: {k: m[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")}  # noqa: E731
     meta["metrics"] = {
-        "note_onsets": f"mir_eval.transcription.match_notes, onset tolerance {ONSET_TOLERANCE * 1000:.0f} ms, "
+        "note_onsets": f"mir_eval.transcription.match_notes, onset tolerance {ONSET_TOLERANCE_S * 1000:.0f} ms, "
                        "pitch must match, offsets ignored; micro-averaged over the held-out videos",
         "reference": sorted({p.reference_source for p in test}),
         "test_videos": [p.name for p in test],

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from device.errors import InputFileError
-from device.screen.pictures import URBANSOUND_CLASSES  # noqa: F401  (re-exported: one list, shared with the device)
+from device.sound.labels import URBANSOUND_CLASSES  # noqa: F401  (re-exported: one list, shared with the device)
 
 FORMATS = ("synthetic", "urbansound8k", "esc50", "folders")
 

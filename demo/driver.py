@@ -1,4 +1,4 @@
-"""`make demo` / `python -m device demo`: the real pipelines on simulated hardware.
+"""`make demo` / `python -m demo`: the real pipelines on simulated hardware.
 
 Sound phase: the bundled playlist (assets/demo/sounds.wav, with its known
 onsets in sounds.json) is the microphone; LEDs are recorded, the display writes
@@ -6,6 +6,11 @@ PNG frames, the synth is the virtual synth on a pseudo-terminal (written to
 through pyserial) rendering a WAV. Marimba phase (when the marimba model
 exists): a synthetic marimba video is the camera and the notes go to the same
 kind of virtual synth. Everything lands in one output folder, with a summary.
+
+This driver lives outside ``device/`` because it renders the marimba video and
+scores both phases with workstation code (``training``); the box never needs it.
+The output folder is the demo's own: it deletes only what it writes there, and
+refuses a non-empty folder that is not an earlier demo output.
 """
 
 from __future__ import annotations
@@ -16,42 +21,49 @@ import json
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from device.config import PROJECT_ROOT, check_files, load_config
 from device.errors import InputFileError
+from training.cli import run_cli
+from training.scoring import ONSET_TOLERANCE_S, SOUND_TOLERANCE_S, load_truth, score_detections
 
 DEMO_CONFIG = PROJECT_ROOT / "config" / "demo.toml"
+PHASES = ("sound", "marimba")
+MARKER = ".saysee-demo"  # written first, so a run that crashed midway is still recognised as the demo's
+PRODUCTS = (*PHASES, "marimba-input", "summary.json", MARKER)  # everything the demo writes in --out
 
 
-def load_truth(wav_path: str | Path) -> list[dict[str, Any]]:
-    """The playlist's ground truth: [{"label", "onset", "offset"}] from the JSON beside the WAV."""
-    path = Path(wav_path).with_suffix(".json")
-    try:
-        return json.loads(path.read_text())["events"]
-    except (OSError, ValueError, KeyError) as e:
-        raise InputFileError(f"{path}: demo playlist truth missing or unreadable ({e})") from None
+def prepare_out(out: Path) -> None:
+    """Make ``out`` ready for a run: create it, or clear the demo's own products from an earlier run.
 
-
-def score_detections(truth: Sequence[dict[str, Any]], detections: Sequence[Any], tolerance: float = 0.75) -> dict:
-    """Match each true event to the first detection of its label within ``tolerance`` s of its onset.
-
-    A detection is "during silence" when it starts outside every event
-    (onset .. offset + 1 s of reverb/decision tail).
+    Raises InputFileError for a path that is not a folder, or a non-empty
+    folder that no demo wrote: the demo must never delete a user's files.
     """
-    rows, hits = [], 0
-    for ev in truth:
-        match = next((d for d in detections if d.label == ev["label"]
-                      and ev["onset"] <= d.t <= ev["onset"] + tolerance), None)
-        first = next((d for d in detections if ev["onset"] <= d.t <= ev["offset"] + 1.0), None)
-        hits += match is not None
-        rows.append({"label": ev["label"], "onset": ev["onset"],
-                     "detected": (match or first).label if (match or first) else None,
-                     "latency_s": round(match.t - ev["onset"], 3) if match else None, "hit": match is not None})
-    in_silence = [d for d in detections
-                  if not any(ev["onset"] <= d.t <= ev["offset"] + 1.0 for ev in truth)]
-    return {"clips": len(truth), "hits": hits, "hit_rate": hits / max(len(truth), 1),
-            "false_in_silence": len(in_silence), "rows": rows}
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{out}: not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not _is_demo_output(out):
+        raise InputFileError(f"{out}: not empty and not an earlier demo output; "
+                             "the demo deletes only what it wrote, so choose another --out")
+    for name in PRODUCTS:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(f"Written by `python -m demo`; a rerun replaces {', '.join(PRODUCTS[:-1])} here.\n")
+
+
+def _is_demo_output(out: Path) -> bool:
+    if (out / MARKER).is_file():
+        return True
+    # Output of a demo from before the marker existed: its summary names only the demo's phases.
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and set(summary) <= set(PHASES)
 
 
 def _write_outputs(out: Path, events: list[Any], devices, phase: str) -> dict[str, str]:
@@ -84,12 +96,10 @@ def _write_outputs(out: Path, events: list[Any], devices, phase: str) -> dict[st
 def render_marimba_input(folder: Path, seed: int, seconds: float = 12.0):
     """A synthetic marimba video (a seed never used in training) as the camera; returns (video, true strikes).
 
-    The renderer is a workstation module: the demo is run from a checkout with the full venv.
+    ``folder`` should be new or empty (the demo's is cleared by ``prepare_out``).
     """
     from training.datasets.marimba_synth import SynthConfig, render, write
 
-    if folder.exists():
-        shutil.rmtree(folder)
     video = render(seed, SynthConfig(seconds=seconds))
     out = Path(write(video, folder))
     found = sorted(p for p in out.iterdir() if p.stem == "video")
@@ -102,9 +112,7 @@ def run_phase(cfg, out: Path, phase: str) -> tuple[list[Any], dict[str, str], An
     """Run one App over sim backends to the end of its inputs; return (events, files, app)."""
     from device.runtime.builder import build_app
 
-    if out.exists():
-        shutil.rmtree(out)  # the demo's own scratch folder: each run starts clean
-    out.mkdir(parents=True)
+    out.mkdir(parents=True)  # new: prepare_out removed the previous run's
     cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(out / "status.json")))
     events: list[Any] = []
     app, cleanup = build_app(cfg, sim=True, out_dir=out, on_event=events.append)
@@ -116,18 +124,25 @@ def run_phase(cfg, out: Path, phase: str) -> tuple[list[Any], dict[str, str], An
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m device demo", description=__doc__.split("\n")[0])
+    """``python -m demo [--out D] [--only sound|marimba] ...``; problems print as one line, exit non-zero."""
+    ap = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(DEMO_CONFIG))
     ap.add_argument("--out", default="demo-output")
     ap.add_argument("--realtime", action="store_true", help="pace inputs in real time (slower)")
-    ap.add_argument("--only", choices=("sound", "marimba"), default=None)
+    ap.add_argument("--only", choices=PHASES, default=None)
     ap.add_argument("--marimba-seed", type=int, default=7, help="seed of the synthetic marimba video")
     args = ap.parse_args(argv)
+    return run_cli("demo", lambda: run(args))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Both phases (or ``--only`` one) into ``args.out``; prints the tables and returns the summary."""
     base = load_config(args.config)
     out = Path(args.out)
+    prepare_out(out)
     t0 = time.monotonic()
     summary: dict[str, Any] = {}
-    phases = [m for m in ("sound", "marimba") if args.only in (None, m)]
+    phases = [m for m in PHASES if args.only in (None, m)]
     for phase in phases:
         cfg = dataclasses.replace(
             base, app=dataclasses.replace(base.app, modes=(phase,)),
@@ -155,23 +170,23 @@ def main(argv: list[str] | None = None) -> int:
             for r in score["rows"]:
                 lat = f"{1000 * r['latency_s']:.0f} ms" if r["hit"] else "-"
                 print(f"  {r['label']:18s} {r['onset']:6.2f}  {str(r['detected']):18s} {lat}")
-            print(f"  {score['hits']}/{score['clips']} clips detected within 0.75 s of onset; "
+            print(f"  {score['hits']}/{score['clips']} clips detected within {SOUND_TOLERANCE_S:.2f} s of onset; "
                   f"{score['false_in_silence']} detections during silence")
         else:
             result["notes"] = sum(type(e).__name__ == "NoteOn" for e in events)
             print(f"  {result['notes']} notes played on the virtual synth")
             if reference is not None:
-                from training.train_marimba import score
-
                 from device.marimba.pipeline import events_to_notes
+                from training.scoring import score_notes
 
-                result["score"] = score(reference, events_to_notes(events))
+                result["score"] = score_notes(reference, events_to_notes(events))
                 sc = result["score"]
                 print(f"  against the video's true strikes: precision {sc['precision']:.2f}  recall "
-                      f"{sc['recall']:.2f}  F1 {sc['f1']:.2f} (50 ms onset tolerance, pitch must match)")
+                      f"{sc['recall']:.2f}  F1 {sc['f1']:.2f} ({1000 * ONSET_TOLERANCE_S:.0f} ms onset tolerance, "
+                      "pitch must match)")
         for name, path in files.items():
             print(f"  {name:14s} {path}")
         summary[phase] = result
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"demo: done in {time.monotonic() - t0:.1f} s; everything is in {out}/ (summary.json)")
-    return 0
+    return summary
