@@ -22,7 +22,7 @@ from device.marimba.recorder import (
     record,
     write_dataset,
 )
-from training.datasets.marimba_synth import SynthConfig, _mallet_state, _score, render, render_sound, write
+from training.datasets.marimba_synth import SynthConfig, _mallet_state, _score, render, render_notes, render_sound, write
 
 SHORT = SynthConfig(seconds=4.0)
 
@@ -225,3 +225,29 @@ def test_recorder_main_with_injected_devices(tmp_path, capsys):
     assert main(["--seconds", "0.3", "--out", str(tmp_path / "t")], camera=FakeCamera(), mic=FakeMic()) == 0
     assert (tmp_path / "t" / MANIFEST).is_file()
     assert "record-marimba:" in capsys.readouterr().out
+
+
+def test_virtual_synth_plays_the_bar_the_model_was_trained_on():
+    # The sim's synth and the training renderer once had their own partial tables
+    # (4x partial at 0.06 vs 0.05, decays 0.6/sqrt vs 0.4/f): one sound now.
+    from device.hardware.virtual_synth import marimba_tone
+    from device.marimba import tones
+
+    sr = 48000
+    f0 = 440 * 2 ** ((60 - 69) / 12)
+    synth = marimba_tone(60, 127, sr)
+    trained = render_notes([(0.0, 60, 127)], 1.5, sr)
+
+    def level(x, f, t0, t1):
+        seg = np.asarray(x[int(t0 * sr) : int(t1 * sr)], np.float64)
+        t = np.arange(len(seg)) / sr
+        return abs(np.dot(seg, np.exp(-2j * np.pi * f * t))) / len(seg)  # one DFT bin, exactly at f
+
+    for x in (synth, trained):
+        assert level(x, f0, 0.01, 0.05) > 0
+    # Same overtone balance at the strike and the same ringing of the fundamental.
+    balance = [level(x, 4 * f0, 0.01, 0.03) / level(x, f0, 0.01, 0.03) for x in (synth, trained)]
+    assert balance[0] == pytest.approx(balance[1], rel=0.05)
+    ringing = [level(x, f0, 0.4, 0.45) / level(x, f0, 0.05, 0.1) for x in (synth, trained)]
+    assert ringing[0] == pytest.approx(ringing[1], rel=0.05)
+    assert ringing[0] == pytest.approx(np.exp(-0.35 / tones.decay_time(f0)), rel=0.05)

@@ -37,16 +37,14 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
+from device.frontend import midi_to_hz
+from device.marimba.tones import bar_partials, decay_time
 from device.wavfile import AtomicWavWriter
 
 log = logging.getLogger("saysee.virtual_synth")
 
 __all__ = ["VirtualSynth", "ReceivedMessage", "marimba_tone", "main"]
 
-# Bar modes of a tuned marimba bar sit near 1 : 4 : 10 times the fundamental
-# (the tuner grinds the bar so the overtones are near-harmonic); the upper ones
-# are much quieter and die away much faster, which gives the wooden "tock".
-PARTIALS = ((1.0, 1.0, 1.0), (4.0, 0.06, 0.25), (10.0, 0.02, 0.1))  # (ratio, amplitude, decay factor)
 NOTE_GAIN = 0.25  # per note at velocity 127: four loud notes together reach full scale
 _BLOCK_SECONDS = 10.0  # WAV rendering block: memory stays small for long runs
 
@@ -60,20 +58,20 @@ class ReceivedMessage(NamedTuple):
 
 @lru_cache(maxsize=256)
 def _unit_tone(note: int, sample_rate: int) -> np.ndarray:
-    f0 = 440.0 * 2.0 ** ((note - 69) / 12.0)
-    # Low bars ring longer than high ones (about 1 s at C4, shorter above).
-    tau = float(np.clip(0.6 * np.sqrt(261.63 / f0), 0.08, 2.0))
-    n = int(min(6.0 * tau, 5.0) * sample_rate)
+    # The bar sound the marimba model was trained on (device.marimba.tones), so a
+    # sim run's synth WAV and the training videos' audio are the same instrument.
+    f0 = float(midi_to_hz(note))
+    partials = bar_partials(f0, sample_rate)
+    # The fundamental decays slowest: -52 dB after six decay times. A note above
+    # Nyquist has no partial left and stays silent.
+    n = int(6.0 * decay_time(f0) * sample_rate) if partials else 0
     t = np.arange(n) / sample_rate
     tone = np.zeros(n)
-    for ratio, amp, decay in PARTIALS:
-        f = ratio * f0
-        if f >= 0.45 * sample_rate:  # would alias: the real bar's partial is inaudible anyway
-            continue
-        tone += amp * np.exp(-t / (tau * decay)) * np.sin(2 * np.pi * f * t)
+    for f, amp, tau in partials:
+        tone += amp * np.exp(-t / tau) * np.sin(2 * np.pi * f * t)
     attack = min(n, int(0.001 * sample_rate))  # 1 ms ramp: a click-free mallet strike
     tone[:attack] *= np.linspace(0.0, 1.0, attack, endpoint=False)
-    tone /= max(float(np.abs(tone).max()), 1e-12)  # peak 1, so velocity maps to level exactly
+    tone /= max(float(np.abs(tone).max(initial=0.0)), 1e-12)  # peak 1, so velocity maps to level exactly
     tone.setflags(write=False)
     return tone
 

@@ -24,10 +24,11 @@ Picture
     with its velocity.
 
 Sound
-    Each strike excites three partials at 1x, 4x and 10x the fundamental
-    (a tuned marimba bar), amplitudes 1, 0.05 (-26 dB), 0.02 (-34 dB), decay
-    times tau, tau/4, tau/10 with tau from 0.6 s (C4) to ~0.25 s (F6): higher
-    partials are quieter and die faster. The 4x partial of C4..F4 falls exactly
+    Each strike excites the bar partials of ``device.marimba.tones`` (the
+    virtual synth plays the same ones): 1x, 4x and 10x the fundamental,
+    amplitudes 1, 0.05 (-26 dB), 0.02 (-34 dB), decay times tau, tau/4, tau/10
+    with tau from 0.4 s (C4) to ~0.075 s (F6): higher partials are quieter and
+    die faster. The 4x partial of C4..F4 falls exactly
     on C6..F6, which are bars too; at -26 dB at the onset and decaying four
     times faster, it stays >= 20 dB below the fundamental in every analysis
     window, so the note-amplitude targets don't hear a phantom C6 (tested in
@@ -45,20 +46,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from device.frontend import DIATONIC_C4_F6, midi_to_hz
+from device.marimba.tones import PARTIALS, bar_partials, decay_time  # noqa: F401 - one bar sound for sim and training
 
 RENDERER_VERSION = 2  # bump when the picture or sound changes (cached renders are keyed by it)
-PARTIALS = ((1.0, 1.0, 1.0), (4.0, 0.05, 0.25), (10.0, 0.02, 0.1))  # (ratio, amplitude, decay factor)
 STRIKE_AMPLITUDE = 0.2  # amplitude of a velocity-127 strike's fundamental
 VELOCITY_EXPONENT = 2.0
 
 
 def velocity_to_amplitude(velocity: float) -> float:
     return STRIKE_AMPLITUDE * (float(velocity) / 127.0) ** VELOCITY_EXPONENT
-
-
-def decay_time(freq: float) -> float:
-    """Fundamental decay time constant: 0.4 s at C4, halving per octave (T60 ~2.8 s .. ~0.5 s)."""
-    return float(np.clip(0.4 * (freq / 261.63) ** -1.0, 0.05, 1.0))
 
 
 @dataclass(frozen=True)
@@ -175,6 +171,7 @@ def render_audio(events: Sequence[tuple[float, int, int]], seconds: float, sampl
     attack = int(0.002 * sample_rate)
     for onset, midi, velocity in events:
         f0 = float(midi_to_hz(midi))
+        partials = bar_partials(f0, sample_rate)
         tau = decay_time(f0)
         s0 = int(round(onset * sample_rate))
         if s0 >= n:
@@ -185,12 +182,9 @@ def render_audio(events: Sequence[tuple[float, int, int]], seconds: float, sampl
         amp = velocity_to_amplitude(velocity)
         env_attack = np.minimum(1.0, np.arange(1, length + 1) / attack)
         tone = np.zeros(length)
-        for k, (ratio, weight, decay) in enumerate(PARTIALS):
-            f = f0 * ratio
-            if f >= sample_rate / 2:
-                continue
+        for k, (f, weight, tau_k) in enumerate(partials):
             phase = phases.setdefault((midi, k), float(rng.uniform(0, 2 * np.pi)))  # one oscillator per bar
-            tone += weight * np.exp(-t_rel / (tau * decay)) * np.sin(2 * np.pi * f * t_abs + phase)
+            tone += weight * np.exp(-t_rel / tau_k) * np.sin(2 * np.pi * f * t_abs + phase)
         # The mallet's click: a 4 ms noise burst 34 dB under the tone.
         click_n = min(length, int(0.004 * sample_rate))
         tone[:click_n] += 0.02 * rng.standard_normal(click_n) * np.exp(-np.arange(click_n) / (0.001 * sample_rate))
