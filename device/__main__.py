@@ -13,7 +13,7 @@ import sys
 from device.errors import SaySeeError
 
 COMMANDS = {
-    "run": ("device.runtime.app", "Run the box (sound and/or marimba pipelines) from a config file."),
+    "run": ("device.runtime.run", "Run the box (sound and/or marimba pipelines) from a config file."),
     "check": ("device.runtime.check", "List each hardware backend and whether it is usable here."),
     "classify": ("device.sound.classify", "Print the top-3 sound classes for each 1 s window of a WAV."),
     "record-sound": ("device.sound.recorder", "Record takes of one sound class for training."),

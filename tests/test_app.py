@@ -14,7 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from device.runtime.app import App, Devices, install_signal_handlers
+from device.runtime.app import App, Devices
+from device.runtime.run import install_signal_handlers
 from device.config import PROJECT_ROOT, config_from_dict, load_config
 from device.frontend import LogMelParams
 from device.hardware.leds import GpioLeds, RecordingLeds
@@ -22,6 +23,7 @@ from device.hardware.mic import PlaylistMic
 from device.hardware.synth import SerialSynth
 from device.sound.pipeline import ClassDetected
 from device.hardware.virtual_synth import VirtualSynth
+from tests.fakes.pyaudio import FakeDevice as FakePyAudioDevice
 
 P = LogMelParams()
 SR = P.sample_rate
@@ -196,3 +198,78 @@ def test_model_whose_front_end_differs_is_refused(tmp_path):
     r = subprocess.run([sys.executable, "-m", "device", "classify", "--model", str(model), str(wav)],
                        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
     assert r.returncode != 0 and "metadata missing" in r.stderr and "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------ recovery: watchdog and dead workers
+
+
+def test_stalled_mic_stops_watchdog_pings_within_one_interval(tmp_path, fake_pyaudio):
+    """A mic that stops delivering (unplugged, wedged driver) must let systemd restart the box."""
+    import socket
+
+    from device.hardware.mic import PyAudioMic
+    from device.runtime.notify import Notifier, Watchdog
+
+    sock_path = tmp_path / "notify.sock"
+    systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    systemd.bind(str(sock_path))
+    systemd.settimeout(0.05)
+
+    def pings(wait):
+        """WATCHDOG=1 messages already queued plus those arriving within ``wait`` seconds."""
+        got, deadline = 0, time.monotonic() + wait
+        while True:
+            try:
+                got += systemd.recv(4096).decode() == "WATCHDOG=1"
+            except (socket.timeout, BlockingIOError):
+                if time.monotonic() >= deadline:
+                    return got
+
+    interval = 0.6  # WatchdogSec; the pinger pings every 0.3 s while there is progress
+    pa = fake_pyaudio(FakePyAudioDevice("USB mic"))
+    mic = PyAudioMic(chunk_size=800)
+    watchdog = Watchdog(Notifier(str(sock_path)), timeout=interval)
+    app = App(tone_config(tmp_path), Devices(mic=mic), sound_model=ToneModel(), notifier=watchdog,
+              stall_after_s=0.2)
+    runner = threading.Thread(target=app.run)
+    runner.start()
+    try:
+        assert wait_until(lambda: pa.streams and pa.streams[-1].active)
+        stream = pa.streams[-1]
+        audio = beeps(1.5)
+        t0 = time.monotonic()
+        for i in range(0, len(audio), 800):  # 1.5 s of audio at about real time
+            stream.feed(audio[i:i + 800])
+            time.sleep(max(0.0, t0 + (i + 800) / SR - time.monotonic()))
+        assert pings(0.0) >= 3  # progress: pinged all along
+        assert pings(interval + 0.2) <= 3  # the last pings may still leave within one interval...
+        assert pings(1.0) == 0  # ...then silence: systemd's watchdog fires
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["state"] == "stalled" and status["stalled"][0].startswith("mic delivered nothing")
+        assert app.counters.read_timeouts > 0
+        stream.feed(audio[:1600])  # the mic comes back: pings resume
+        stream.feed(audio[1600:3200])
+        assert pings(0.8) >= 1
+    finally:
+        app.stop_event.set()
+        runner.join(timeout=10)
+        systemd.close()
+    assert not runner.is_alive()
+
+
+def test_a_worker_that_dies_ends_the_run_with_a_failure_exit_code(tmp_path, fake_pyaudio):
+    """PortAudio refusing to start the stream kills the sound worker: exit 1 so Restart=on-failure acts."""
+    from device.hardware.mic import PyAudioMic
+
+    pa = fake_pyaudio(FakePyAudioDevice("USB mic"))
+    mic = PyAudioMic(chunk_size=800)
+
+    def start_fails():
+        raise OSError(-9996, "Invalid input device (no default output device)")
+
+    pa.streams[-1].start_stream = start_fails
+    app = App(tone_config(tmp_path), Devices(mic=mic, leds=RecordingLeds()), sound_model=ToneModel())
+    assert app.run(seconds=10) == 1
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and status["failed_worker"] == "sound"
+    assert app.status_dict()["uptime_s"] < 5  # ended by the failure, not by the 10 s limit

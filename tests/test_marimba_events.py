@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from device.config import config_from_dict
 from device.frontend import NoteParams
+from device.runtime.responder import Responder
 from device.hardware.base import Frame
 from device.marimba.pipeline import (
     Crop,
@@ -209,8 +211,11 @@ def test_pipeline_steps_frames_through_the_same_picker():
     first = space_time_image(np.stack([preprocess_frame(f.image, SPEC) for f in frames[:3]]), SPEC)
     assert np.array_equal(model.calls[0], first)
     assert pipe.piano_roll.shape == (T - 2, 18)
-    scene = pipe.scene({60: (1.0, 0.0, 0.0)})
-    assert scene.mode == "marimba" and scene.camera is frames[-1].image and scene.note_colours == {60: (1.0, 0.0, 0.0)}
+    cfg = config_from_dict({"note_colours": {"60": "#ff0000"}})
+    scene = Responder(cfg, notes=NOTES).marimba_scene(pipe, t=frames[-1].captured_at).scene
+    assert scene.mode == "marimba" and scene.camera is frames[-1].image
+    assert scene.note_colours[60] == (1.0, 0.0, 0.0) and len(scene.note_colours) == len(NOTES)
+    assert scene.note_regions == pipe.note_regions() and scene.timestamp == frames[-1].captured_at
 
 
 @pytest.mark.device_venv

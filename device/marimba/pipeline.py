@@ -516,12 +516,3 @@ class MarimbaPipeline:
         c, n = self.spec.crop, len(self.spec.notes)
         w = (c.right - c.left) / n
         return {note: (c.left + i * w, c.top, w, c.bottom - c.top) for i, note in enumerate(self.spec.notes)}
-
-    def scene(self, note_colours: Mapping[int, tuple[float, float, float]] | None = None, status: str = ""):
-        """A display ``Scene`` (mode "marimba") for the newest frame."""
-        from device.hardware.base import Scene
-
-        fields = {f.name for f in dataclasses.fields(Scene)}
-        extra = {"note_regions": self.note_regions()} if "note_regions" in fields else {}
-        return Scene(mode="marimba", camera=self.last_image, active_notes=self.active_notes,
-                     piano_roll=self.piano_roll, note_colours=dict(note_colours or {}), status=status, **extra)

@@ -1,21 +1,23 @@
-"""The composition root: builds backends from config, runs the pipelines, shuts down cleanly.
+"""Runs the box: threads feed the pipelines, the responder decides, actions go to the devices.
 
 Threads: the mic and camera backends capture on their own threads into bounded
 buffers (capture never waits for inference); one worker per pipeline turns
-input into events; the display renders on its own thread from a keep-newest
-slot; the main thread writes the status file and feeds the systemd watchdog.
-SIGTERM/SIGINT set one stop event; everything is closed in reverse order.
+input into events; the :class:`~device.runtime.responder.Responder` turns
+events into actions, which this module dispatches to the LED, synth and a
+keep-newest display slot rendered on its own thread; the main thread writes
+the status file. The systemd watchdog is fed only when every input made
+progress (a heartbeat per processed chunk or frame), so a stalled mic or camera
+stops the pings. A worker that dies stops the app with a non-zero exit code so
+``Restart=on-failure`` applies. Building (the builder) and signals (``run``)
+live elsewhere.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -23,12 +25,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from device.atomic import write_atomic
-from device.config import Config, check_files, load_config
+from device.config import Config
 from device.frontend import LogMelParams
-from device.hardware.base import Camera, Display, Leds, Mic, Scene, Synth
-from device.sound.pipeline import ClassCleared, ClassDetected, SoundPipeline, SoundSettings
+from device.hardware.base import Camera, Display, Leds, Mic, Synth
+from device.runtime.responder import Action, Midi, Responder, SetLed, ShowScene
+from device.sound.pipeline import SoundPipeline, SoundSettings
 
 log = logging.getLogger("saysee")
+
+# An input that processed nothing this long is stalled: no watchdog heartbeat, status says so.
+# Well under systemd's WatchdogSec (10 s in the unit), well over a chunk or a frame (<0.1 s).
+STALL_AFTER_S = 2.0
 
 
 class StatusFile:
@@ -94,14 +101,16 @@ class Counters:
     notes: int = 0
     errors: int = 0
     events: int = 0
+    read_timeouts: int = 0  # input reads that returned nothing (a stalled source keeps raising it)
 
 
 class App:
-    """Runs the enabled pipelines over the given devices until stopped."""
+    """Runs the enabled pipelines over the given devices until stopped; dispatches the responder's actions."""
 
     def __init__(self, cfg: Config, devices: Devices, sound_model: Any | None = None,
                  marimba: Any | None = None, notifier: Any | None = None,
-                 on_event: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic):
+                 on_event: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic,
+                 responder: Responder | None = None, stall_after_s: float = STALL_AFTER_S):
         self.cfg = cfg
         self.dev = devices
         self.clock = clock
@@ -111,14 +120,15 @@ class App:
         self.counters = Counters()
         self.last_event: str | None = None
         self.state = "starting"
+        self.failed_worker: str | None = None
         self.status = StatusFile(cfg.app.status_file)
         self.notifier = notifier
         self.on_event = on_event
+        self.stall_after_s = stall_after_s
         self._scene_slot = Latest()
         self._threads: list[threading.Thread] = []
-        self._pending_off: list[tuple[float, Any]] = []  # (stream time s, note-off message)
-        self._gate_until = 0.0  # stream time until which our own synth note may still sound
-        self._lock = threading.Lock()
+        self._progress: dict[str, float] = {}  # input worker -> clock() of its last processed chunk/frame
+        self._lock = threading.Lock()  # both workers dispatch to the same LED and synth
         self.sound: SoundPipeline | None = None
         if sound_model is not None:
             s = cfg.sound
@@ -128,10 +138,10 @@ class App:
                                      max_latency_s=s.max_latency_s if realtime else None)
             self.sound = SoundPipeline(sound_model.predict, sound_model.labels, LogMelParams(), settings, clock)
         self.marimba = marimba
-        notes = getattr(marimba, "notes", ())
-        self._note_colours = {n: cfg.note_colours.get(n) or _note_colour(n) for n in notes}
+        self.responder = responder or Responder(cfg, labels=getattr(sound_model, "labels", ()),
+                                                notes=getattr(marimba, "notes", ()))
 
-    # ------------------------------------------------------------ events -> sinks
+    # ------------------------------------------------------------ events -> actions -> devices
 
     def _emit(self, event: Any) -> None:
         self.counters.events += 1
@@ -140,66 +150,42 @@ class App:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _mapping(self, label: str):
-        from device.config import ClassMapping
-
-        from device.screen.pictures import DEFAULT_COLOURS
-
-        m = self.cfg.mapping.get(label) or ClassMapping()
-        colour = m.colour or DEFAULT_COLOURS.get(label) or _note_colour(sum(map(ord, label)))
-        picture = m.picture or str(self._assets_dir() / f"{label}.png")
-        return dataclasses.replace(m, colour=colour, picture=picture if Path(picture).is_file() else "")
-
-    def _assets_dir(self) -> Path:
-        from device.config import PROJECT_ROOT
-
-        return Path(self.cfg.app.assets_dir) if self.cfg.app.assets_dir else PROJECT_ROOT / "assets" / "images"
-
-    def _send(self, message: Any) -> None:
-        if self.dev.synth is not None:
-            self.dev.synth.send(message)
-
-    def _synth_message(self, kind: str, **kw):
-        import mido
-
-        return mido.Message(kind, channel=self.cfg.synth.channel - 1, **kw)
-
-    def handle_sound_event(self, event: ClassDetected | ClassCleared) -> None:
+    def handle_event(self, event: Any) -> None:
+        """Log and count one pipeline event, then carry out the responder's actions for it."""
         self._emit(event)
-        if isinstance(event, ClassDetected):
+        kind = type(event).__name__
+        if kind == "ClassDetected":
             self.counters.detections += 1
-            m = self._mapping(event.label)
-            if self.dev.leds is not None:
-                self.dev.leds.set(m.colour, max(0.15, min(1.0, event.confidence)))
-            if m.program is not None:
-                self._send(self._synth_message("program_change", program=m.program))
-            if m.note is not None:
-                # Stream time, not wall time: unpaced sim runs and live runs then behave alike.
-                self._send(self._synth_message("note_on", note=m.note, velocity=m.velocity))
-                self._pending_off.append((event.t + m.duration_s,
-                                          self._synth_message("note_off", note=m.note, velocity=0)))
-                self._gate_until = max(self._gate_until, event.t + m.duration_s + self.cfg.synth.release_s)
-        elif self.dev.leds is not None:
-            self.dev.leds.off()
+        elif kind == "NoteOn":
+            self.counters.notes += 1
+        self.dispatch(self.responder.on_event(event))
 
-    def _flush_note_offs(self, now: float = float("inf")) -> None:
-        due = [m for t, m in self._pending_off if t <= now]
-        self._pending_off = [(t, m) for t, m in self._pending_off if t > now]
-        for m in due:
-            self._send(m)
+    def dispatch(self, actions: list[Action]) -> None:
+        """Carry out actions on whichever devices exist (a missing device ignores its actions)."""
+        with self._lock:
+            for a in actions:
+                if isinstance(a, SetLed):
+                    if self.dev.leds is not None and a.brightness > 0:
+                        self.dev.leds.set(a.colour, a.brightness)
+                    elif self.dev.leds is not None:
+                        self.dev.leds.off()
+                elif isinstance(a, Midi):
+                    if self.dev.synth is not None:
+                        self.dev.synth.send(a.message)
+                elif isinstance(a, ShowScene):
+                    self._scene_slot.put(a.scene)
 
-    def sound_scene(self) -> Scene:
-        p = self.sound
-        label = p.current
-        m = self._mapping(label) if label else None
-        last = p.last
-        status = f"{'listening' if label is None else label}  level {last.level_dbfs:.0f} dBFS" if last else "starting"
-        # Stream time as the timestamp: the display's rate limit then spaces frames evenly
-        # through the audio, whether it was played in real time or as fast as possible.
-        return Scene(mode="sound", label=label, picture=m.picture if m else None,
-                     colour=m.colour if m else (0.0, 0.0, 0.0), probabilities=p.probabilities,
-                     spectrogram=p.spectrogram.copy(), status=status,
-                     timestamp=last.t if last else 0.0)
+    def _made_progress(self, name: str) -> None:
+        """An input was processed: feed the watchdog if every running input is progressing."""
+        now = self.clock()
+        self._progress[name] = now
+        if all(now - t <= self.stall_after_s for t in self._progress.values()):
+            self._notify("heartbeat")
+
+    def stalled_inputs(self) -> list[str]:
+        """Inputs that processed nothing for longer than ``stall_after_s`` (e.g. an unplugged mic)."""
+        now = self.clock()
+        return sorted(n for n, t in self._progress.items() if now - t > self.stall_after_s)
 
     # ------------------------------------------------------------ workers
 
@@ -210,18 +196,18 @@ class App:
         mic.start()
         while not self.stop_event.is_set():
             chunk = mic.read(timeout=0.2)
-            self._notify("heartbeat")
             if chunk is None:
                 if mic.is_finished:
                     log.info("mic source finished")
                     break
+                self.counters.read_timeouts += 1
                 continue
+            self._made_progress("mic")
             stream_t = (chunk.start + len(chunk.samples)) / p.params.sample_rate
-            self._flush_note_offs(stream_t)
+            self.dispatch(self.responder.due(stream_t))
             # Our own notes gate by stream time; in real time the synth also knows what it is playing
             # (e.g. marimba notes).
-            gated = self.cfg.sound.gate_while_synth and synth is not None and (
-                stream_t < self._gate_until or (realtime and synth.is_playing))
+            gated = synth is not None and self.responder.is_gated(stream_t, realtime and synth.is_playing)
             try:
                 events = p.step(chunk.samples, chunk.start, chunk.captured_at, gated)
             except Exception as e:  # a bad window must not end a box that runs for weeks
@@ -231,22 +217,24 @@ class App:
             if p.counters["inferences"] and self.first_inference_at is None:
                 self.first_inference_at = self.clock()
             for ev in events:
-                self.handle_sound_event(ev)
+                self.handle_event(ev)
             if p.last is not None:
-                self._scene_slot.put(self.sound_scene())
-        self._flush_note_offs()
+                self.dispatch([self.responder.sound_scene(p)])
+        self._progress.pop("mic", None)  # a finished source is not a stalled one
+        self.dispatch(self.responder.due())
 
     def _marimba_worker(self) -> None:
         cam = self.dev.camera
         cam.start()
         while not self.stop_event.is_set():
             frame = cam.read(timeout=0.2)
-            self._notify("heartbeat")
             if frame is None:
                 if cam.is_finished:
                     log.info("camera source finished")
                     break
+                self.counters.read_timeouts += 1
                 continue
+            self._made_progress("camera")
             try:
                 events = self.marimba.step(frame)
             except Exception as e:
@@ -256,25 +244,11 @@ class App:
             if self.first_inference_at is None and self.marimba.windows:
                 self.first_inference_at = self.clock()
             for ev in events:
-                self.handle_note_event(ev)
+                self.handle_event(ev)
             if self.sound is None or self.sound.current is None:  # a heard class owns the screen
-                scene = self.marimba.scene(self._note_colours, f"{len(self.marimba.active_notes)} notes sounding")
-                scene.timestamp = frame.captured_at  # frame time: even spacing in unpaced sim runs too
-                self._scene_slot.put(scene)
-
-    def handle_note_event(self, event: Any) -> None:
-        self._emit(event)
-        kind = type(event).__name__
-        if kind == "NoteOn":
-            self.counters.notes += 1
-            self._send(self._synth_message("note_on", note=event.note, velocity=event.velocity))
-            if self.dev.leds is not None:
-                self.dev.leds.set(self._note_colours.get(event.note) or _note_colour(event.note),
-                                  event.velocity / 127.0)
-        elif kind == "NoteOff":
-            self._send(self._synth_message("note_off", note=event.note, velocity=0))
-            if self.dev.leds is not None:
-                self.dev.leds.off()
+                # Frame time as the timestamp: even spacing in unpaced sim runs too.
+                self.dispatch([self.responder.marimba_scene(self.marimba, frame.captured_at)])
+        self._progress.pop("camera", None)
 
     def _display_worker(self) -> None:
         while not self.stop_event.is_set():
@@ -291,8 +265,12 @@ class App:
     def status_dict(self) -> dict[str, Any]:
         mic, cam, synth = self.dev.mic, self.dev.camera, self.dev.synth
         now = self.clock()
+        stalled = self.stalled_inputs()
         return {
-            "state": self.state,
+            "state": "stalled" if stalled and self.state == "running" else self.state,
+            "stalled": [f"{name} delivered nothing for {now - self._progress[name]:.1f} s" for name in stalled
+                        if name in self._progress],
+            "failed_worker": self.failed_worker,
             "pid": os.getpid(),
             "updated": time.time(),
             "uptime_s": round(now - self.started_at, 2),
@@ -308,6 +286,7 @@ class App:
                 "dropped_frames": getattr(cam, "dropped_frames", 0),
                 "reconnects": getattr(synth, "reconnects", 0),
                 **({f"sound_{k}": v for k, v in self.sound.counters.items()} if self.sound else {}),
+                **({"marimba_windows": self.marimba.windows} if self.marimba is not None else {}),
             },
             "backends": {k: getattr(getattr(self.dev, k), "backend", None)
                          for k in ("mic", "camera", "leds", "display", "synth") if getattr(self.dev, k) is not None},
@@ -327,12 +306,15 @@ class App:
     def start(self) -> None:
         workers = []
         if self.sound is not None and self.dev.mic is not None:
-            workers.append(("sound", self._sound_worker))
+            workers.append(("sound", "mic", self._sound_worker))
         if self.marimba is not None and self.dev.camera is not None:
-            workers.append(("marimba", self._marimba_worker))
+            workers.append(("marimba", "camera", self._marimba_worker))
         if self.dev.display is not None:
-            workers.append(("display", self._display_worker))
-        for name, fn in workers:
+            workers.append(("display", None, self._display_worker))
+        now = self.clock()
+        for name, source, fn in workers:
+            if source is not None:
+                self._progress[source] = now  # start-up counts as progress: stalls are measured from here
             t = threading.Thread(target=self._guard(fn), name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -346,7 +328,8 @@ class App:
                 fn()
             except Exception as e:
                 self.counters.errors += 1
-                log.exception("worker %s died: %s", threading.current_thread().name, e)
+                self.failed_worker = threading.current_thread().name
+                log.exception("worker %s died: %s", self.failed_worker, e)
                 self.stop_event.set()
         return run
 
@@ -356,7 +339,10 @@ class App:
         return bool(inputs) and not any(t.is_alive() for t in inputs)
 
     def run(self, seconds: float | None = None, stop_when_done: bool = True) -> int:
-        """Block until stopped (signal, ``seconds`` elapsed, or inputs finished)."""
+        """Block until stopped (signal, ``seconds`` elapsed, or inputs finished).
+
+        Returns 0, or 1 when a worker died: systemd's ``Restart=on-failure`` then restarts the box.
+        """
         self.start()
         deadline = None if seconds is None else self.clock() + seconds
         try:
@@ -369,7 +355,7 @@ class App:
                     break
         finally:
             self.shutdown()
-        return 1 if self.counters.errors and self.state == "failed" else 0
+        return 1 if self.failed_worker else 0
 
     def shutdown(self) -> None:
         self.state = "stopping"
@@ -378,42 +364,5 @@ class App:
         for t in self._threads:
             t.join(timeout=1.0)
         self.dev.close()
-        self.state = "stopped"
+        self.state = "failed" if self.failed_worker else "stopped"
         self.write_status()
-
-
-def _note_colour(note: int) -> tuple[float, float, float]:
-    """A hue per pitch class so each bar has its own colour unless the config says otherwise."""
-    import colorsys
-
-    return colorsys.hsv_to_rgb((note % 12) / 12.0, 0.85, 1.0)
-
-
-def install_signal_handlers(app: App) -> None:
-    def stop(signum, _frame):
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        app.stop_event.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from device.runtime.builder import build_app
-
-    ap = argparse.ArgumentParser(prog="python -m device run", description="Run the Say-and-See box.")
-    ap.add_argument("--config", default=os.environ.get("SAYSEE_CONFIG", "/etc/saysee/config.toml"))
-    ap.add_argument("--sim", action="store_true", help="force every backend to its simulated one")
-    ap.add_argument("--seconds", type=float, default=None, help="stop after this long")
-    ap.add_argument("--out", default=None, help="(sim) folder for display frames, LED timeline, synth WAV")
-    args = ap.parse_args(argv)
-    cfg = load_config(args.config)
-    logging.basicConfig(level=cfg.app.log_level.upper(), format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-    check_files(cfg)
-    app, cleanup = build_app(cfg, sim=args.sim, out_dir=args.out)
-    install_signal_handlers(app)
-    try:
-        return app.run(seconds=args.seconds, stop_when_done=args.sim or cfg.mic.backend == "sim")
-    finally:
-        cleanup()

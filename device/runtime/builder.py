@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from device.runtime.app import App, Devices
+from device.runtime.responder import Responder
 from device.config import Config
 from device.errors import ConfigError
 from device.frontend import LogMelParams
@@ -84,5 +85,7 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
     sound, marimba = load_models(cfg)
     devices = open_devices(cfg, sim=sim, out_dir=out_dir)
     watchdog = Watchdog(Notifier(), on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
-    app = App(cfg, devices, sound_model=sound, marimba=marimba, notifier=watchdog, on_event=on_event)
+    responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else ())
+    app = App(cfg, devices, sound_model=sound, marimba=marimba, notifier=watchdog, on_event=on_event,
+              responder=responder)
     return app, watchdog.stop

@@ -15,7 +15,6 @@ Only pygame and numpy are used, so this runs on the device as well.
 from __future__ import annotations
 
 import argparse
-import colorsys
 import math
 import os
 import sys
@@ -25,7 +24,8 @@ from typing import Callable, Iterable, Sequence
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
-Colour = tuple[float, float, float]
+from device.screen.palette import CLASS_COLOURS, Colour, class_colour  # noqa: E402,F401
+
 
 # UrbanSound8K's ten classes, in the order of its classID column.
 URBANSOUND_CLASSES: tuple[str, ...] = (
@@ -41,20 +41,7 @@ URBANSOUND_CLASSES: tuple[str, ...] = (
     "street_music",
 )
 
-# Saturated colours spaced around the hue circle so that neighbouring classes
-# never look alike on an RGB LED or on the screen frame. (r, g, b) in 0..1.
-DEFAULT_COLOURS: dict[str, Colour] = {
-    "gun_shot": (1.0, 0.0, 0.0),  # red
-    "dog_bark": (1.0, 0.45, 0.0),  # orange
-    "car_horn": (1.0, 0.85, 0.0),  # yellow
-    "jackhammer": (0.55, 1.0, 0.0),  # lime
-    "engine_idle": (0.0, 0.8, 0.25),  # green
-    "air_conditioner": (0.0, 0.8, 1.0),  # sky / cyan
-    "siren": (0.0, 0.25, 1.0),  # blue
-    "drilling": (0.5, 0.0, 1.0),  # purple
-    "street_music": (0.9, 0.0, 0.9),  # magenta
-    "children_playing": (1.0, 0.3, 0.55),  # pink
-}
+DEFAULT_COLOURS = CLASS_COLOURS  # the name the picture tools and tests use
 
 PICTURE_SIZE = 256
 _INK = (45, 40, 60)  # the cartoon outline colour
@@ -519,15 +506,6 @@ _DRAWERS: dict[str, Callable[[pygame.Surface, Colour], None]] = {
 def has_drawing(label: str) -> bool:
     """True if ``label`` has a hand-made drawing (else ``fallback_picture`` is used)."""
     return label in _DRAWERS
-
-
-def class_colour(label: str) -> Colour:
-    """The default colour of a class; unknown labels get a stable hue from their name."""
-    if label in DEFAULT_COLOURS:
-        return DEFAULT_COLOURS[label]
-    # A stable hash (not Python's salted hash()) so a label keeps its colour across runs.
-    h = sum((i + 1) * ord(ch) for i, ch in enumerate(label)) % 360 / 360.0
-    return colorsys.hsv_to_rgb(h, 0.85, 1.0)
 
 
 def draw_picture(label: str, colour: Colour | None = None, size: int = PICTURE_SIZE) -> pygame.Surface:

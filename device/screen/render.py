@@ -20,7 +20,6 @@ and reaches the Surface through ``pygame.surfarray``.
 
 from __future__ import annotations
 
-import colorsys
 import logging
 import os
 from typing import Sequence
@@ -32,6 +31,7 @@ import pygame  # noqa: E402
 
 from device.frontend import DIATONIC_C4_F6  # noqa: E402
 from device.hardware.base import Scene  # noqa: E402
+from device.screen.palette import note_colour  # noqa: E402
 from device.screen.pictures import arc_band, draw_picture, rgb255, tint  # noqa: E402
 
 log = logging.getLogger("saysee.display")
@@ -101,10 +101,7 @@ def note_name(midi: int) -> str:
     return f"{_NOTE_NAMES[midi % 12]}{midi // 12 - 1}"
 
 
-def default_note_colour(midi: int) -> tuple[float, float, float]:
-    """A colour per pitch class (C red, D orange, E yellow ... like coloured bells)."""
-    h = (midi % 12) / 12.0 * 0.85
-    return colorsys.hsv_to_rgb(h, 0.85, 1.0)
+default_note_colour = note_colour  # one palette: device.screen.palette
 
 
 def ink_for(colour: tuple[float, float, float]) -> tuple[int, int, int]:
