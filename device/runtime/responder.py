@@ -17,11 +17,12 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from device.config import PROJECT_ROOT, ClassMapping, Config
 from device.hardware.base import Scene
 from device.screen.palette import Colour, class_colour, note_colour
+from device.sound.labels import UNKNOWN
 
 log = logging.getLogger("saysee")
 
@@ -62,11 +63,14 @@ class Responder:
     picture is reported once at start, not on every detection.
     """
 
-    def __init__(self, cfg: Config, labels: Sequence[str] = (), notes: Sequence[int] = ()):
+    def __init__(self, cfg: Config, labels: Sequence[str] = (), notes: Sequence[int] = (),
+                 taught: Mapping[str, ClassMapping] | None = None):
         self.cfg = cfg
         self._channel = cfg.synth.channel - 1
         self._release_s = cfg.synth.release_s
         self._mappings: dict[str, ClassMapping] = {}
+        for label, m in (taught or {}).items():
+            self.add_class(label, m)
         for label in labels:
             self.mapping(label)
         self.note_colours: dict[int, Colour] = {n: cfg.note_colours.get(n) or note_colour(n) for n in notes}
@@ -82,14 +86,21 @@ class Responder:
         """The resolved mapping of one class: colour filled in, picture path checked (\"\" = none)."""
         m = self._mappings.get(label)
         if m is None:
-            m = self.cfg.mapping.get(label) or ClassMapping()
-            picture = m.picture or str(self._assets_dir() / f"{label}.png")
-            if not Path(picture).is_file():
-                log.warning("no picture for class %s (%s): the screen draws its name instead", label, picture)
-                picture = ""
-            m = dataclasses.replace(m, colour=m.colour or class_colour(label), picture=picture)
-            self._mappings[label] = m
+            m = self._mappings[label] = self._resolve(label, self.cfg.mapping.get(label) or ClassMapping())
         return m
+
+    def _resolve(self, label: str, m: ClassMapping) -> ClassMapping:
+        picture = m.picture or str(self._assets_dir() / f"{label}.png")
+        if not Path(picture).is_file():
+            log.warning("no picture for class %s (%s): the screen draws its name instead", label, picture)
+            picture = ""
+        return dataclasses.replace(m, colour=m.colour or class_colour(label), picture=picture)
+
+    def add_class(self, label: str, mapping: ClassMapping) -> ClassMapping:
+        """Register (or replace) a class taught on the box, with its stored mapping."""
+        self._mappings.pop(label, None)
+        self._mappings[label] = self._resolve(label, mapping)
+        return self._mappings[label]
 
     def note_colour(self, note: int) -> Colour:
         """The configured colour of a marimba note, else the palette's."""
@@ -118,6 +129,8 @@ class Responder:
         return []
 
     def _on_class(self, event: Any, t: float) -> list[Action]:
+        if event.label == UNKNOWN:
+            return [LED_OFF]  # not a wrong colour, not a wrong sound: the screen asks to be taught
         m = self.mapping(event.label)
         actions: list[Action] = [SetLed(m.colour, max(MIN_LED_BRIGHTNESS, min(1.0, event.confidence)))]
         if m.program is not None:
@@ -148,7 +161,7 @@ class Responder:
     def sound_scene(self, sound: Any) -> ShowScene:
         """The "sound" screen for a ``SoundPipeline``'s state: the heard class's picture, or listening."""
         current, last = sound.current, sound.last
-        m = self.mapping(current) if current else None
+        m = self.mapping(current) if current and current != UNKNOWN else None
         status = f"{'listening' if current is None else current}  level {last.level_dbfs:.0f} dBFS" if last else "starting"
         # Stream time as the timestamp: the display's rate limit then spaces frames evenly
         # through the audio, whether it was played in real time or as fast as possible.

@@ -32,6 +32,7 @@ import pygame  # noqa: E402
 from device.frontend import DIATONIC_C4_F6  # noqa: E402
 from device.hardware.base import Scene  # noqa: E402
 from device.screen.palette import note_colour  # noqa: E402
+from device.sound.labels import UNKNOWN  # noqa: E402
 from device.screen.pictures import arc_band, draw_picture, rgb255, tint  # noqa: E402
 
 log = logging.getLogger("saysee.display")
@@ -54,6 +55,7 @@ STATUS_BG = (60, 64, 86)
 STATUS_INK = (245, 245, 250)
 SPEC_BG = (0, 0, 4)  # colour map's zero, so an empty strip looks like silence
 LISTEN = (0.35, 0.6, 1.0)  # colour of the listening card
+TEACH_ME = (0.95, 0.55, 0.1)  # the "what's that? teach me!" card: warm, unlike any "heard" frame
 
 # Inferno-like anchors (perceptually ordered dark -> bright), interpolated to 256 entries.
 _CMAP_ANCHORS = np.array(
@@ -309,6 +311,8 @@ class Renderer:
         radius = round(18 * self._k)
         if scene.label is None:
             self._draw_listening(s, scene, L, radius)
+        elif scene.label == UNKNOWN:
+            self._draw_teach_me(s, L, radius)
         else:
             f = L["frame"]
             colour = rgb255(scene.colour)
@@ -330,6 +334,15 @@ class Renderer:
         self._draw_ear(s, (f.centerx + round(30 * self._k), f.y + round(120 * self._k)), level)
         self.text(s, "listening...", 40, INK, "center", (f.centerx, f.y + round(250 * self._k)), bold=True)
         self._draw_level(s, L["level"], level)
+
+    def _draw_teach_me(self, s, L, radius) -> None:
+        """A clear sound the box does not know: ask to be taught instead of showing a wrong picture."""
+        f = L["frame"]
+        pygame.draw.rect(s, tint(TEACH_ME, 0.6), f, border_radius=radius)
+        pygame.draw.rect(s, INK, f, max(2, round(3 * self._k)), border_radius=radius)
+        self.text(s, "?", 150, rgb255(TEACH_ME), "center", (f.centerx, f.y + round(120 * self._k)), bold=True)
+        self.text(s, "What's that?", 40, INK, "center", (f.centerx, f.y + round(235 * self._k)), bold=True)
+        self.text(s, "Teach me!", 32, INK, "center", (f.centerx, f.y + round(285 * self._k)), bold=True)
 
     def _draw_ear(self, s, centre, level: float) -> None:
         """A big cartoon ear with sound waves arriving; louder input lights more waves."""

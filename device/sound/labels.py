@@ -17,3 +17,7 @@ URBANSOUND_CLASSES: tuple[str, ...] = (
     "siren",
     "street_music",
 )
+
+# The decision for a clear sound that is none of the known classes (built-in or
+# taught): shown as a "teach me" card, with a neutral LED and a silent synth.
+UNKNOWN = "unknown"
