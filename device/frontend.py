@@ -16,7 +16,7 @@ import dataclasses
 from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -234,11 +234,38 @@ def window_features(audio: np.ndarray, params: LogMelParams = LogMelParams()) ->
 
 
 def sliding_windows(audio: np.ndarray, params: LogMelParams = LogMelParams()) -> list[tuple[float, np.ndarray]]:
-    """(start seconds, features) for each hop-spaced window of a signal; the last is zero-padded."""
-    x = to_float(audio)
+    """(start seconds, features) for each hop-spaced window of a signal.
+
+    Only whole windows, except that a signal shorter than one window gives one
+    zero-padded window. Holds every window: for long inputs use ``iter_windows``.
+    """
+    return [(start, feats) for start, _, feats in iter_windows([audio], params)]
+
+
+def iter_windows(chunks: Iterable[np.ndarray], params: LogMelParams = LogMelParams(), *,
+                 every: int = 1) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
+    """``sliding_windows`` of audio arriving in chunks: (start s, window samples, features).
+
+    Memory stays at one window whatever the length; features are computed only
+    for every ``every``-th window (the others are skipped, not computed), and
+    equal ``sliding_windows``' for the same samples however the audio was cut.
+    """
     n, h = params.samples_per_window, params.samples_per_hop
-    starts = range(0, max(len(x) - n, 0) + 1, h)
-    return [(s / params.sample_rate, window_features(x[s : s + n], params)) for s in starts]
+    buf = np.zeros(0)  # samples from the next window's start onwards
+    index = 0
+    for chunk in chunks:
+        x = to_float(chunk)
+        buf = np.concatenate([buf, x]) if len(buf) else x
+        while len(buf) >= n:
+            if index % every == 0:
+                window = buf[:n]
+                yield index * h / params.sample_rate, window, window_features(window, params)
+            index += 1
+            buf = buf[h:]
+        # Copy so a view never keeps a caller's (possibly huge) chunk alive.
+        buf = np.array(buf, dtype=np.float64, copy=True)
+    if index == 0:
+        yield 0.0, buf, window_features(buf, params)
 
 
 class StreamingLogMel:

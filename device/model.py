@@ -3,7 +3,10 @@
 Runtime order: ai_edge_litert -> tflite_runtime -> tensorflow.lite (the last only
 on a workstation). Inputs are quantized and outputs dequantized with the
 tensor's own scale and zero point, so callers always see float arrays.
-A model whose recorded front end differs from the running one is refused.
+A model is refused at load, in one line naming the file, when its metadata
+disagrees with the device or with the model itself: another kind than the
+caller needs, another front end, an input shape or label count that does not
+match the tensors. A model that loads therefore never runs "deaf".
 """
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ import numpy as np
 from device.errors import ModelError
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+KINDS = ("sound", "marimba")
+# The kind of model each front end feeds, so a caller that checks the front end
+# also checks the kind without saying it twice.
+_KIND_OF_FRONTEND = {"LogMelParams": "sound", "NoteParams": "marimba"}
 
 
 def _interpreter_class(name: str) -> Callable[..., Any]:
@@ -58,9 +65,17 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ModelError(f"{path}: model metadata is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path}: model metadata must be a JSON object")
     for key in ("kind", "labels", "frontend", "input_shape"):
         if key not in meta:
             raise ModelError(f"{path}: model metadata lacks the key '{key}'")
+    labels = meta["labels"]
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
+        raise ModelError(f"{path}: 'labels' must be a non-empty list of names")
+    notes = meta.get("notes")
+    if notes is not None and (not isinstance(notes, list) or len(notes) != len(labels)):
+        raise ModelError(f"{path}: 'notes' must list one MIDI note per label ({len(labels)})")
     return meta
 
 
@@ -93,17 +108,23 @@ class Model:
 
     ``expected_frontend`` (a params dataclass with ``to_dict``) makes loading fail
     when the model was trained on different features than the device computes.
+    ``kind`` ("sound" or "marimba"; by default the kind that front end feeds)
+    makes it fail when the model is the other kind.
     """
 
     def __init__(self, path: str | os.PathLike, expected_frontend: Any | None = None,
                  num_threads: int = 1, runtime: str | None = None,
-                 metadata_path: str | os.PathLike | None = None):
+                 metadata_path: str | os.PathLike | None = None, kind: str | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"{self.path}: model file not found")
-        self.metadata = read_metadata(metadata_path or metadata_path_for(self.path))
+        meta_path = Path(metadata_path or metadata_path_for(self.path))
+        self.metadata = read_metadata(meta_path)
+        if kind is None and expected_frontend is not None:
+            kind = _KIND_OF_FRONTEND.get(type(expected_frontend).__name__)
+        check_kind(self.metadata, kind, meta_path)
         if expected_frontend is not None:
-            check_frontend(self.metadata, expected_frontend, metadata_path or metadata_path_for(self.path))
+            check_frontend(self.metadata, expected_frontend, meta_path)
         self.runtime, interpreter_cls = pick_runtime(runtime)
         try:
             self._interp = interpreter_cls(model_path=str(self.path), num_threads=num_threads)
@@ -117,6 +138,10 @@ class Model:
         have = tuple(int(d) for d in self._in["shape"][1:])
         if want != have:
             raise ModelError(f"{self.path}: input shape {have} disagrees with its metadata {want}")
+        outputs = int(np.prod(self._out["shape"][1:]))
+        if outputs != len(self.labels):
+            raise ModelError(f"{meta_path}: {len(self.labels)} labels, but the model {self.path.name} "
+                             f"has {outputs} outputs; the metadata belongs to another model")
 
     @property
     def kind(self) -> str:
@@ -143,6 +168,15 @@ class Model:
 
     def predict_many(self, xs: np.ndarray) -> np.ndarray:
         return np.stack([self.predict(x) for x in xs]) if len(xs) else np.zeros((0, len(self.labels)), np.float32)
+
+
+def check_kind(meta: Mapping[str, Any], expected: str | None, where: str | os.PathLike) -> None:
+    """Raise ModelError unless the metadata's kind is known (and ``expected``, when given)."""
+    kind = meta.get("kind")
+    if kind not in KINDS:
+        raise ModelError(f"{where}: unknown model kind {kind!r} (expected one of: {', '.join(KINDS)})")
+    if expected is not None and kind != expected:
+        raise ModelError(f"{where}: this is a {kind} model, but a {expected} model is needed here")
 
 
 def check_frontend(meta: Mapping[str, Any], expected: Any, where: str | os.PathLike) -> None:

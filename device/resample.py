@@ -29,21 +29,34 @@ def _half_len(up: int, down: int) -> int:
     return _ZERO_CROSSINGS * max(up, down)
 
 
+# Outputs computed per vectorised step: bounds the (outputs x taps) gather
+# matrices to a few MiB whatever the chunk size or rate ratio.
+_EMIT_ELEMENTS = 1 << 18
+
+
 @lru_cache(maxsize=8)
 def _polyphase_filter(up: int, down: int) -> np.ndarray:
-    """Filter taps arranged by phase: shape (up, taps_per_phase), read-only."""
+    """Filter taps arranged by phase: shape (up, taps_per_phase), read-only.
+
+    Built phase by phase, so an awkward ratio (e.g. 44099 -> 16000 Hz, millions
+    of taps) costs the bank itself and no full-length temporaries.
+    """
     half_len = _half_len(up, down)
-    max_rate = max(up, down)
     n = 2 * half_len + 1
-    cutoff = 1.0 / max_rate  # fraction of the upsampled Nyquist frequency
-    k = np.arange(n) - half_len
-    h = cutoff * np.sinc(cutoff * k) * np.kaiser(n, _KAISER_BETA)
-    h *= up / h.sum()  # unity DC gain after the zero-stuffing by `up`
+    cutoff = 1.0 / max(up, down)  # fraction of the upsampled Nyquist frequency
     taps = -(-n // up)  # ceil
-    padded = np.zeros(taps * up)
-    padded[:n] = h
     # phase p uses h[p], h[p + up], h[p + 2*up], ...: row p of this matrix.
-    bank = padded.reshape(taps, up).T.copy()
+    bank = np.zeros((up, taps))
+    j = np.arange(taps)
+    i0_beta = np.i0(_KAISER_BETA)
+    for p in range(up):
+        k = p + up * j
+        k = k[k < n]
+        # np.kaiser(n, beta)[k], evaluated only at these k.
+        r = (2.0 * k - (n - 1)) / (n - 1)
+        window = np.i0(_KAISER_BETA * np.sqrt(np.maximum(0.0, 1.0 - r * r))) / i0_beta
+        bank[p, : len(k)] = cutoff * np.sinc(cutoff * (k - half_len)) * window
+    bank *= up / bank.sum()  # unity DC gain after the zero-stuffing by `up`
     bank.setflags(write=False)
     return bank
 
@@ -134,12 +147,15 @@ class Resampler:
             return self._empty()
         bank = self._bank
         taps = bank.shape[1]
-        m = np.arange(self._m, stop, dtype=np.int64)
-        t = m * self.down + self._delay
-        n = t // self.up  # newest input used by each output
-        phase = t % self.up
-        idx = (n - self._buf_start)[:, None] - np.arange(taps)[None, :]
-        y = np.einsum("ij,ij->i", bank[phase], self._buf[idx])
+        y = np.empty(stop - self._m)
+        step = max(1, _EMIT_ELEMENTS // taps)
+        for first in range(self._m, stop, step):
+            m = np.arange(first, min(first + step, stop), dtype=np.int64)
+            t = m * self.down + self._delay
+            n = t // self.up  # newest input used by each output
+            phase = t % self.up
+            idx = (n - self._buf_start)[:, None] - np.arange(taps)[None, :]
+            y[first - self._m : first - self._m + len(m)] = np.einsum("ij,ij->i", bank[phase], self._buf[idx])
         self._m = stop
         # Keep only the history the next output can still need.
         t_next = stop * self.down + self._delay

@@ -13,24 +13,53 @@ import os
 import tempfile
 import wave
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from device.atomic import fsync_dir
 from device.errors import InputFileError
 
-__all__ = ["read_wav", "wav_info", "write_wav", "AtomicWavWriter", "as_int16"]
+__all__ = ["read_wav", "iter_wav", "wav_info", "check_header", "write_wav", "AtomicWavWriter", "as_int16"]
+
+
+# A header outside these limits is damaged or hostile, not audio: a 1 Hz or 2**31 Hz
+# "sample rate" once made the resampler ask for gigabytes. 4 kHz is below any
+# telephone rate; 384 kHz is the highest rate audio interfaces offer.
+MIN_SAMPLE_RATE = 4000
+MAX_SAMPLE_RATE = 384000
+MAX_CHANNELS = 8  # 7.1 surround; microphones give 1 or 2
+
+
+def check_header(path, sample_rate: int, channels: int) -> None:
+    """InputFileError (one line, naming the file) for an implausible rate or channel count."""
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise InputFileError(
+            f"{path}: header says {sample_rate} Hz, not a plausible audio sample rate "
+            f"({MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz); the file is damaged or not audio")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise InputFileError(
+            f"{path}: header says {channels} channels, not a plausible count (1-{MAX_CHANNELS}); "
+            "the file is damaged or not audio")
+
+
+def _open_error(path, e: BaseException) -> InputFileError:
+    if isinstance(e, FileNotFoundError):
+        return InputFileError(f"{path}: no such WAV file")
+    return InputFileError(
+        f"{path}: not a readable integer-PCM WAV file ({e}); convert it, e.g. "
+        "`ffmpeg -i IN -ac 1 -ar 16000 -c:a pcm_s16le OUT.wav`")
 
 
 def wav_info(path) -> tuple[int, int, int]:
     """(sample_rate, channels, frames) from the header, without reading samples."""
     try:
         with wave.open(str(path), "rb") as w:
-            return w.getframerate(), w.getnchannels(), w.getnframes()
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such WAV file") from None
+            info = w.getframerate(), w.getnchannels(), w.getnframes()
     except (wave.Error, EOFError, OSError) as e:
-        raise InputFileError(f"{path}: not a readable PCM WAV file ({e})") from None
+        raise _open_error(path, e) from None
+    check_header(path, info[0], info[1])
+    return info
 
 
 def read_wav(path) -> tuple[np.ndarray, int]:
@@ -38,19 +67,42 @@ def read_wav(path) -> tuple[np.ndarray, int]:
 
     8-, 16-, 24- and 32-bit integer PCM are accepted and converted to int16
     (keeping the top bits). Float and compressed WAVs are refused with a line
-    that says how to convert them.
+    that says how to convert them. Long files: use ``iter_wav``.
+    """
+    rate, _, frames = wav_info(path)
+    blocks = list(iter_wav(path, block_frames=max(frames, 1)))
+    return (np.concatenate(blocks) if len(blocks) > 1 else blocks[0]), rate
+
+
+def iter_wav(path, block_frames: int = 65536) -> Iterator[np.ndarray]:
+    """The samples of a PCM WAV as int16 blocks of at most ``block_frames`` frames.
+
+    Each block is (frames,) if mono, else (frames, channels). Memory does not
+    grow with the file's length. At least one (possibly empty) block is
+    yielded; the header is checked (``check_header``) before any block.
     """
     try:
-        with wave.open(str(path), "rb") as w:
-            rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
-            raw = w.readframes(w.getnframes())
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such WAV file") from None
+        w = wave.open(str(path), "rb")
     except (wave.Error, EOFError, OSError) as e:
-        raise InputFileError(
-            f"{path}: not a readable integer-PCM WAV file ({e}); convert it, e.g. "
-            "`ffmpeg -i IN -ac 1 -ar 16000 -c:a pcm_s16le OUT.wav`"
-        ) from None
+        raise _open_error(path, e) from None
+    with w:
+        rate, channels, width = w.getframerate(), w.getnchannels(), w.getsampwidth()
+        check_header(path, rate, channels)
+        yielded = False
+        while True:
+            try:
+                raw = w.readframes(int(block_frames))
+            except (wave.Error, EOFError, OSError) as e:
+                raise _open_error(path, e) from None
+            if not raw and yielded:
+                return
+            yielded = True
+            yield _decode(raw, width, channels, path)
+            if not raw:
+                return
+
+
+def _decode(raw: bytes, width: int, channels: int, path) -> np.ndarray:
     n = len(raw) // (width * channels)
     raw = raw[: n * width * channels]
     if width == 1:  # 8-bit WAV is unsigned
@@ -67,7 +119,7 @@ def read_wav(path) -> tuple[np.ndarray, int]:
         raise InputFileError(f"{path}: unsupported sample width {width} bytes")
     if channels > 1:
         data = data.reshape(-1, channels)
-    return data, rate
+    return data
 
 
 def as_int16(samples: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from device.marimba.recorder import AUDIO, MANIFEST, VIDEO, write_dataset
+from device.marimba.dataset import AUDIO, MANIFEST, VIDEO, write_dataset
 from training.datasets.marimba_synth import SynthConfig, render, write
 
 pytest.importorskip("tensorflow")

@@ -12,16 +12,16 @@ import pytest
 from device.errors import InputFileError
 from device.frontend import DIATONIC_C4_F6
 from device.hardware.base import AudioChunk, Frame
-from device.marimba.recorder import (
+from device.marimba.dataset import (
     AUDIO,
     FRAME_TIMES,
     GROUND_TRUTH,
     MANIFEST,
     VIDEO,
     check_new_folder,
-    record,
     write_dataset,
 )
+from device.marimba.recorder import record
 from training.datasets.marimba_synth import SynthConfig, _mallet_state, _score, render, render_notes, render_sound, write
 
 SHORT = SynthConfig(seconds=4.0)

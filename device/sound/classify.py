@@ -2,58 +2,83 @@
 
 Runs exactly the device path (stdlib WAV reader, numpy resampler, shared front
 end, int8 TFLite model) so what it prints is what the box would decide.
+Files are streamed: read, resampled, windowed and classified block by block,
+each line printed as soon as it is known, so memory does not grow with the
+file's length (an hour-long recording is fine on a Pi).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from device.config import PROJECT_ROOT
-from device.frontend import LogMelParams, dbfs, sliding_windows, to_float
+from device.frontend import LogMelParams, dbfs, iter_windows, to_float
 from device.model import Model
-from device.resample import resample
-from device.wavfile import read_wav
+from device.resample import Resampler
+from device.wavfile import iter_wav, wav_info
+
+BLOCK_SECONDS = 4.0  # WAV read size; any size gives the same output
+
+
+def stream_audio(path: str | Path, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """Any integer-PCM WAV as mono float blocks at ``sample_rate`` (zero-phase resampled)."""
+    rate, _, _ = wav_info(path)
+    resampler = Resampler(rate, sample_rate, zero_phase=True)
+    for block in iter_wav(path, block_frames=max(1, int(block_seconds * rate))):
+        yield resampler.process(to_float(block))
+    yield resampler.flush()
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Any integer-PCM WAV -> mono float at the model's rate."""
-    data, rate = read_wav(path)
-    mono = to_float(data)
-    return resample(mono, rate, sample_rate) if rate != sample_rate else mono
+    """Any integer-PCM WAV -> mono float at the model's rate, whole (short files only)."""
+    return np.concatenate(list(stream_audio(path, sample_rate)))
+
+
+def classify_stream(model: Model, chunks, params: LogMelParams, top: int = 3, every: int = 1):
+    """Yield (start s, level dBFS, [(label, prob) * top]) for every ``every``-th hop-spaced window."""
+    for start, window, feats in iter_windows(chunks, params, every=every):
+        probs = model.predict(feats)
+        best = np.argsort(probs)[::-1][:top]
+        yield start, dbfs(window), [(model.labels[i], float(probs[i])) for i in best]
 
 
 def classify_audio(model: Model, audio, params: LogMelParams, top: int = 3):
     """[(start s, level dBFS, [(label, prob) * top])] for each hop-spaced window."""
-    rows = []
-    n = params.samples_per_window
-    for start, feats in sliding_windows(audio, params):
-        s = int(round(start * params.sample_rate))
-        level = dbfs(audio[s : s + n])
-        probs = model.predict(feats)
-        best = np.argsort(probs)[::-1][:top]
-        rows.append((start, level, [(model.labels[i], float(probs[i])) for i in best]))
-    return rows
+    return list(classify_stream(model, [audio], params, top))
+
+
+def _hop(text: str) -> float:
+    """argparse type for --hop: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive, finite number of seconds")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device classify", description=__doc__.split("\n")[0])
     ap.add_argument("wav", nargs="+", help="WAV file(s) to classify")
     ap.add_argument("--model", default=str(PROJECT_ROOT / "models" / "sound.tflite"))
-    ap.add_argument("--hop", type=float, default=1.0, help="seconds between printed windows (default 1.0)")
+    ap.add_argument("--hop", type=_hop, default=1.0, help="seconds between printed windows (default 1.0)")
     args = ap.parse_args(argv)
     params = LogMelParams()
-    # Every input is read before the model loads, so a bad file is reported before anything else.
-    audios = [(path, load_audio(path, params.sample_rate)) for path in args.wav]
+    # Every header is checked before the model loads, so a bad file is reported before anything else.
+    for path in args.wav:
+        wav_info(path)
     model = Model(args.model, expected_frontend=params)
     step = max(1, int(round(args.hop / params.hop_seconds)))
-    for path, audio in audios:
-        print(f"{path}:")
-        rows = classify_audio(model, audio, params)
-        for start, level, best in rows[::step]:
+    for path in args.wav:
+        print(f"{path}:", flush=True)
+        for start, level, best in classify_stream(model, stream_audio(path, params.sample_rate), params, every=step):
             quiet = "  (below silence gate)" if level < params.silence_dbfs else ""
             tops = "  ".join(f"{label} {p:.2f}" for label, p in best)
-            print(f"  {start:6.2f}-{start + params.window_seconds:.2f}s  {tops}{quiet}")
+            print(f"  {start:6.2f}-{start + params.window_seconds:.2f}s  {tops}{quiet}", flush=True)
     return 0

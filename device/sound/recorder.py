@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import signal
@@ -189,8 +190,10 @@ def record_takes(
     being captured is discarded and the function returns.
     """
     label = validate_label(label)
-    if seconds <= 0:
-        raise RecorderError(f"--seconds {seconds}: must be positive")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise RecorderError(f"--seconds {seconds:g}: must be a positive, finite number of seconds")
+    if not math.isfinite(countdown):
+        raise RecorderError(f"--countdown {countdown:g}: must be a finite number of seconds")
     if count <= 0:
         raise RecorderError(f"--count {count}: must be at least 1")
     folder = Path(out) / label
@@ -366,12 +369,12 @@ def main(argv: Optional[list[str]] = None, *, mic: Optional[Mic] = None,
     """CLI entry; ``mic``/``display``/``leds`` may be injected (tests, other front ends)."""
     args = _parser().parse_args(argv)
     label = validate_label(args.label)  # before any device opens
-    if args.seconds <= 0:
-        raise RecorderError(f"--seconds {args.seconds:g}: must be positive")
+    if not math.isfinite(args.seconds) or args.seconds <= 0:
+        raise RecorderError(f"--seconds {args.seconds:g}: must be a positive, finite number of seconds")
     if args.count <= 0:
         raise RecorderError(f"--count {args.count}: must be at least 1")
-    if args.countdown < 0:
-        raise RecorderError(f"--countdown {args.countdown:g}: must be 0 or more")
+    if not math.isfinite(args.countdown) or args.countdown < 0:
+        raise RecorderError(f"--countdown {args.countdown:g}: must be 0 or more (finite)")
     for wav in args.sim:
         if not Path(wav).is_file():
             raise InputFileError(f"{wav}: no such WAV file (--sim)")

@@ -1,6 +1,6 @@
 """Reading marimba dataset folders (recorded or synthetic) for training.
 
-The layout is defined by ``device.marimba.recorder`` (manifest.json, video.avi
+The layout is defined by ``device.marimba.dataset`` (manifest.json, video.avi
 or frames.npy, audio.wav, frame_times.csv, optional notes.csv). Every problem
 is an ``InputFileError`` whose one-line message names the file: a video
 without audio, an unreadable video or WAV, frame times that don't match the
@@ -21,7 +21,7 @@ import numpy as np
 
 from device.errors import InputFileError
 from device.frontend import NoteParams
-from device.marimba.recorder import AUDIO, FRAME_TIMES, FRAMES_NPY, MANIFEST, VIDEO
+from device.marimba.dataset import AUDIO, FRAME_TIMES, FRAMES_NPY, MANIFEST, VIDEO
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".npy")
 

@@ -5,7 +5,7 @@ by pitch (default the diatonic C4..F6), one or two mallets that move between
 bars and strike them, seen by a camera with a random offset, scale, small
 rotation, lighting and sensor noise, at 30 fps; and the audio of the strikes
 at 48 kHz. ``write(video, folder)`` stores it in the dataset-folder layout the
-recorder writes (``device.marimba.recorder``), so synthetic and real
+recorder writes (``device.marimba.dataset``), so synthetic and real
 recordings train with the same command. The ground-truth notes
 (``notes.csv``) are for evaluation only; training targets come from the audio.
 
@@ -377,8 +377,8 @@ def render_notes(events: Sequence[tuple[float, int, int]], seconds: float, sampl
 
 
 def write(video: SynthVideo, folder: str | Path, config: SynthConfig | None = None) -> Path:
-    """Store a rendered video in the dataset-folder layout of ``device.marimba.recorder``."""
-    from device.marimba.recorder import write_dataset
+    """Store a rendered video in the dataset-folder layout of ``device.marimba.dataset``."""
+    from device.marimba.dataset import write_dataset
 
     extra = {"synthetic": {"seed": video.seed, "renderer_version": RENDERER_VERSION, "camera": video.camera,
                            "config": _jsonable(asdict(config)) if config is not None else None}}
