@@ -29,6 +29,7 @@ from device.config import Config
 from device.frontend import LogMelParams
 from device.hardware.base import Camera, Display, Leds, Mic, Synth
 from device.runtime.responder import Action, Midi, Responder, SetLed, ShowScene
+from device.sound.labels import UNKNOWN
 from device.sound.pipeline import SoundPipeline, SoundSettings
 
 log = logging.getLogger("saysee")
@@ -98,6 +99,7 @@ class Counters:
     """Everything the status file counts."""
 
     detections: int = 0
+    unknown: int = 0  # clear sounds that matched no class: the "teach me" card was shown
     notes: int = 0
     errors: int = 0
     events: int = 0
@@ -154,7 +156,9 @@ class App:
         """Log and count one pipeline event, then carry out the responder's actions for it."""
         self._emit(event)
         kind = type(event).__name__
-        if kind == "ClassDetected":
+        if kind == "ClassDetected" and event.label == UNKNOWN:
+            self.counters.unknown += 1
+        elif kind == "ClassDetected":
             self.counters.detections += 1
         elif kind == "NoteOn":
             self.counters.notes += 1
