@@ -1,8 +1,16 @@
-"""The sound decision logic through the real streaming front end, with a transparent predictor."""
+"""The sound decision logic through the real streaming front end, with a transparent predictor.
+
+Driven by arrays, without threads: stream time is the sample index, so every
+assertion about "when" is exact, not timed.
+"""
+
+import dataclasses
 
 import numpy as np
 import pytest
 
+from device.config import SoundConfig, config_from_dict
+from device.errors import ConfigError
 from device.frontend import LogMelParams, mel_filterbank
 from device.sound.pipeline import ClassCleared, ClassDetected, SoundPipeline, SoundSettings
 
@@ -91,3 +99,103 @@ def test_same_decisions_for_any_chunk_size(chunk):
     ref = run(SoundPipeline(band_predict, LABELS, P), audio, chunk=1600)
     got = run(SoundPipeline(band_predict, LABELS, P), audio, chunk=chunk)
     assert [(type(e), e.label, e.t) for e in got] == [(type(e), e.label, e.t) for e in ref]
+
+
+# ------------------------------------------------------------ both designs
+
+ONSET = SoundConfig(decision="onset")
+WINDOW = SoundConfig(decision="window")
+DESIGNS = pytest.mark.parametrize("settings", [ONSET, WINDOW], ids=["onset", "window"])
+
+
+def sure_predict(feats):
+    """A confident model: 0.99 for the class whose band holds more energy."""
+    e = np.array([feats[:, BAND[k], 0].mean() for k in LABELS])
+    return np.where(np.arange(len(LABELS)) == np.argmax(e), 0.99, 0.01)
+
+
+def kinds(events):
+    return [(type(e).__name__, e.label, getattr(e, "reason", None)) for e in events]
+
+
+def test_sound_settings_are_the_sound_config_section():
+    cfg = config_from_dict({"sound": {"decision": "window", "min_sound_s": 0.3, "clear_after_s": 1.0,
+                                      "early_exclude": ["high"]}})
+    assert SoundSettings is SoundConfig  # one source of every default
+    pipe = SoundPipeline(band_predict, LABELS, P, cfg.sound)
+    assert (pipe.onset, pipe.hop_s, pipe._clear_hops) == (False, 0.25, 4)
+    assert SoundPipeline(band_predict, LABELS, P, SoundConfig()).hop_s == 0.05
+
+
+def test_min_sound_from_config_delays_the_decision():
+    audio = np.concatenate([silence(2.0), tone(400, 1.5), silence(1.5)])
+    short = run(SoundPipeline(band_predict, LABELS, P, dataclasses.replace(WINDOW, min_sound_s=0.15)), audio)
+    longer = run(SoundPipeline(band_predict, LABELS, P, dataclasses.replace(WINDOW, min_sound_s=0.6)), audio)
+    assert short[0].t - 2.0 < 0.6 <= longer[0].t - 2.0
+
+
+def test_hop_that_splits_a_front_end_frame_is_one_config_error():
+    with pytest.raises(ConfigError, match=r"\[sound\] hop_s = 0.033: expected a multiple of"):
+        SoundPipeline(band_predict, LABELS, P, SoundConfig(hop_s=0.033))
+
+
+@DESIGNS
+def test_no_detection_in_silence_or_reverb_tail(settings):
+    # A tone whose exponential reverb tail decays through the -45 dBFS gate, then a quiet room.
+    rng = np.random.default_rng(1)
+    t = np.arange(int(1.5 * SR)) / SR
+    tail = 0.3 * np.exp(-t / 0.15) * np.sin(2 * np.pi * 400 * t)  # -45 dBFS after about 0.6 s
+    hiss = rng.standard_normal(int(6.5 * SR)) * 0.002  # about -54 dBFS
+    audio = hiss.copy()
+    audio[int(2.0 * SR) : int(3.0 * SR)] += 0.3 * np.sin(2 * np.pi * 400 * np.arange(SR) / SR)
+    audio[int(3.0 * SR) : int(4.5 * SR)] += tail
+    pipe = SoundPipeline(sure_predict, LABELS, P, settings)
+    events = run(pipe, (audio * 32767).astype(np.int16))
+    assert kinds(events) == [("ClassDetected", "low", None), ("ClassCleared", "low", "silence")]
+    # Cleared once the tail is under the gate for clear_after_s (plus one hop of rounding), never re-detected.
+    assert events[1].t <= 3.0 + 0.6 + settings.clear_after_s + pipe.hop_s
+    assert pipe.counters["silent"] > 0
+
+
+def test_early_decision_within_two_hops_of_a_sure_onset():
+    audio = np.concatenate([silence(2.0), tone(3000, 1.0), silence(1.0)])
+    onset = run(SoundPipeline(sure_predict, LABELS, P, ONSET), audio)
+    window = run(SoundPipeline(sure_predict, LABELS, P, WINDOW), audio)
+    assert onset[0].label == "high" and onset[0].early
+    assert 2.0 + ONSET.early_min_sound_s <= onset[0].t <= 2.0 + ONSET.early_min_sound_s + 2 * ONSET.decision_hop_s
+    # The earlier design waits for min_sound_s and its 0.25 s hop grid.
+    assert window[0].label == "high" and not window[0].early and window[0].t >= 2.0 + WINDOW.min_sound_s
+    assert onset[0].t < window[0].t
+
+
+def test_a_corrected_early_decision_is_a_replacement():
+    # Sure of "high" on the first sliver, then the filling window says "low": the early decision is corrected.
+    calls = []
+
+    def fickle(feats):
+        calls.append(1)
+        return np.array([0.02, 0.98]) if len(calls) == 1 else np.array([0.9, 0.1])
+
+    events = run(SoundPipeline(fickle, LABELS, P, ONSET), np.concatenate([silence(2.0), tone(400, 1.0)]))
+    assert kinds(events)[:3] == [("ClassDetected", "high", None), ("ClassCleared", "high", "replaced"),
+                                 ("ClassDetected", "low", None)]
+    assert events[0].early and not events[2].early
+    assert events[2].t - events[0].t <= 0.25  # within the settle time: the bench counts it as a flicker
+
+
+def test_excluded_class_waits_for_min_sound():
+    # Every sudden onset looks like a gun shot at first: such classes are never decided on a sliver.
+    settings = dataclasses.replace(ONSET, early_exclude=("high",))
+    events = run(SoundPipeline(sure_predict, LABELS, P, settings),
+                 np.concatenate([silence(2.0), tone(3000, 1.0), silence(1.0)]))
+    assert events[0].label == "high" and events[0].t >= 2.0 + settings.min_sound_s
+
+
+@DESIGNS
+@pytest.mark.parametrize("chunk", [160, 800, 1600, 4001])
+def test_same_events_for_any_chunk_size_in_both_designs(settings, chunk):
+    audio = np.concatenate([silence(1.3), tone(3000, 0.7), silence(0.9), tone(400, 1.2), silence(1.0)])
+    ref = run(SoundPipeline(band_predict, LABELS, P, settings), audio, chunk=1600)
+    got = run(SoundPipeline(band_predict, LABELS, P, settings), audio, chunk=chunk)
+    assert [e for e in got] == [e for e in ref]
+    assert len([e for e in ref if isinstance(e, ClassDetected)]) == 2

@@ -2,19 +2,50 @@
 
 Pure logic, no I/O: ``SoundPipeline.step(chunk)`` takes an AudioChunk and
 returns events; the app feeds it from the mic thread and routes events to sinks.
-Smoothing (an exponential average over hops) with hysteresis keeps the picture
-from flickering; a silence gate keeps a quiet room from "hearing" things.
+Its settings are the config's [sound] section (``SoundConfig``), the one source
+of every default.
+
+Two decision designs share the streaming front end and the silence gate
+(``[sound] decision``):
+
+- ``window``: a 1 s window every 0.25 s; a class becomes current when the
+  smoothed probability passes ``threshold_on`` and a window holds at least
+  ``min_sound_s`` of sound above the gate. Waits for the next hop, the sound
+  and the average to climb: about 0.3 s from onset to picture.
+- ``onset`` (default): the same window every 0.05 s. A new sound is decided
+  *early*, from a window holding only ``early_min_sound_s`` of it, when the
+  model is sure (``early_threshold``) of a class that is not in
+  ``early_exclude`` (every sudden onset looks like a gun shot for its first
+  tenth of a second); the running average restarts at each new sound and
+  confirms or corrects the early decision as the window fills (a correction
+  is a ``replaced`` ClassCleared followed by the new class).
+
+Both keep the protections: nothing is classified unless the newest hop is
+louder than the gate (silence, reverb tails), nothing is decided on less
+sound than the minimums above, and hysteresis (``threshold_on`` /
+``threshold_off``) keeps the picture from flickering.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
+from device.config import SoundConfig
+from device.errors import ConfigError
 from device.frontend import LogMelParams, StreamingLogMel, dbfs
+
+# The pipeline's settings are the [sound] section itself: one default for every field.
+SoundSettings = SoundConfig
+
+# [sound] smoothing is the weight of the newest SMOOTHING_REF_S of audio, whatever the hop.
+SMOOTHING_REF_S = 0.25
+# onset: the first SETTLE_S of full windows of a sound decide only when sure (early_threshold).
+SETTLE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -25,35 +56,23 @@ class ClassDetected:
     confidence: float
     t: float  # stream time (s) of the end of the deciding window
     probabilities: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
+    early: bool = False  # decided on a sure onset, before the window held min_sound_s
 
     def __str__(self) -> str:
-        return f"ClassDetected label={self.label} confidence={self.confidence:.2f} t={self.t:.2f}s"
+        return (f"ClassDetected label={self.label} confidence={self.confidence:.2f} t={self.t:.2f}s"
+                + (" early" if self.early else ""))
 
 
 @dataclass(frozen=True)
 class ClassCleared:
-    """The current class ended (silence, or confidence fell below the off threshold)."""
+    """The current class ended (silence, confidence fell below the off threshold, or another class won)."""
 
     label: str
     t: float
-    reason: str
+    reason: str  # "silence" | "faded" | "replaced"
 
     def __str__(self) -> str:
         return f"ClassCleared label={self.label} reason={self.reason} t={self.t:.2f}s"
-
-
-@dataclass(frozen=True)
-class SoundSettings:
-    """Decision tuning; every field is a key of the config's [sound] section."""
-
-    threshold_on: float = 0.6  # smoothed probability that makes a class current
-    threshold_off: float = 0.3  # below this the current class is cleared
-    smoothing: float = 0.7  # weight of the newest window in the running average
-    silence_dbfs: float = -45.0  # the newest 0.25 s of the window must exceed this to be classified
-    min_sound_s: float = 0.15  # a window needs this much audio above the gate: a 70 ms sliver of an
-    #                            onset looks like an impulse (a "gun shot") to any classifier
-    silent_hops_to_clear: int = 2  # quiet hops before the picture goes back to "listening"
-    max_latency_s: float | None = 0.75  # windows older than this are skipped, not classified late
 
 
 @dataclass
@@ -67,25 +86,45 @@ class WindowResult:
 
 
 class SoundPipeline:
-    """Streaming classifier with hysteresis; knows nothing of devices or threads."""
+    """Streaming classifier with onset-aware or windowed decisions; knows nothing of devices or threads.
+
+    ``params`` are the model's front-end parameters (from its metadata); the
+    pipeline emits the same windows every ``settings.decision_hop_s`` instead
+    of the model's training hop (windows are identical, only more frequent).
+    """
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], labels: Sequence[str],
-                 params: LogMelParams = LogMelParams(), settings: SoundSettings = SoundSettings(),
+                 params: LogMelParams = LogMelParams(), settings: SoundConfig = SoundConfig(),
                  clock: Callable[[], float] = time.monotonic):
         self.predict = predict
         self.labels = list(labels)
         self.params = params
         self.settings = settings
         self.clock = clock
-        self.frontend = StreamingLogMel(params)
+        hop = settings.decision_hop_s
+        try:
+            self.stream_params = dataclasses.replace(params, hop_seconds=hop)
+        except ValueError:
+            raise ConfigError(f"[sound] hop_s = {hop}: expected a multiple of the front end's "
+                              f"{params.hop_length / params.sample_rate:g} s frame hop") from None
+        self.hop_s = self.stream_params.samples_per_hop / params.sample_rate
+        self.frontend = StreamingLogMel(self.stream_params)
+        self.onset = settings.decision == "onset"
+        # Per-hop weights that keep the configured time constants whatever the hop.
+        self._alpha = 1.0 - (1.0 - settings.smoothing) ** (self.hop_s / SMOOTHING_REF_S)
+        self._clear_hops = max(1, int(round(settings.clear_after_s / self.hop_s)))
+        self._min_classify_s = min(settings.min_sound_s, settings.early_min_sound_s) if self.onset \
+            else settings.min_sound_s
+        self._no_early = {self.labels.index(x) for x in settings.early_exclude if x in self.labels}
         self._raw = np.zeros(0, dtype=np.float32)  # recent audio, for the silence gate
         self._raw_end = 0  # global sample index just past self._raw
         self._smoothed = np.zeros(len(self.labels), dtype=np.float32)
+        self._averaged_s = 0.0  # seconds of full windows in the running average since the last silence
         self.current: str | None = None
         self.last: WindowResult | None = None
         self.spectrogram = np.full((0, params.n_mels), np.log(params.log_floor), dtype=np.float32)
         self._silent_hops = 0
-        self.counters = {"windows": 0, "inferences": 0, "silent": 0, "stale": 0, "gated": 0}
+        self.counters = {"windows": 0, "inferences": 0, "silent": 0, "stale": 0, "gated": 0, "early": 0}
 
     def _loud_seconds(self, audio: np.ndarray) -> float:
         """Seconds of 10 ms frames louder than the silence gate."""
@@ -102,14 +141,14 @@ class SoundPipeline:
         """Feed one chunk (int16, ``start`` = its global sample index); return events.
 
         A window is classified only when its newest hop is louder than the
-        silence gate, so reverb tails and the quiet after a sound are never
-        "heard"; after ``silent_hops_to_clear`` quiet hops the class is cleared.
-        ``gated`` (the box's own synth is sounding) and stale audio (captured
-        more than ``max_latency_s`` ago) hold the current decision: the front
-        end still advances so the stream stays continuous, but nothing is
-        classified.
+        silence gate and it holds enough sound above the gate, so reverb tails
+        and the quiet after a sound are never "heard"; after ``clear_after_s``
+        of quiet hops the class is cleared. ``gated`` (the box's own synth is
+        sounding) and stale audio (captured more than ``max_latency_s`` ago)
+        hold the current decision: the front end still advances so the stream
+        stays continuous, but nothing is classified.
         """
-        p, s = self.params, self.settings
+        p, s = self.stream_params, self.settings
         events: list[ClassDetected | ClassCleared] = []
         x = np.asarray(samples)
         x = x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32)
@@ -128,11 +167,12 @@ class SoundPipeline:
                 skipped = "stale"
             elif gated:
                 skipped = "gated"
-            elif level < s.silence_dbfs or sound_s < s.min_sound_s:
+            elif level < s.silence_dbfs or sound_s < self._min_classify_s:
                 skipped = "silent"
                 self._silent_hops += 1
-                if self._silent_hops >= s.silent_hops_to_clear:
+                if self._silent_hops >= self._clear_hops:
                     self._smoothed[:] = 0.0
+                    self._averaged_s = 0.0
                     if self.current is not None:
                         events.append(ClassCleared(self.current, t, "silence"))
                         self.current = None
@@ -145,9 +185,19 @@ class SoundPipeline:
             self._silent_hops = 0
             probs = np.asarray(self.predict(feats), dtype=np.float32)
             self.counters["inferences"] += 1
-            self._smoothed = s.smoothing * probs + (1.0 - s.smoothing) * self._smoothed
+            full = sound_s >= s.min_sound_s
+            if full:
+                if self.onset and self._averaged_s == 0.0:
+                    # A new sound: average from its first full window, not from the silence before it.
+                    self._smoothed = probs.copy()
+                else:
+                    self._smoothed = self._alpha * probs + (1.0 - self._alpha) * self._smoothed
+                self._averaged_s += self.hop_s
+            if self.onset and self.current is None and self._averaged_s < SETTLE_S + 1e-9:
+                events += self._decide_early(probs, t, full)
+            elif full:
+                events += self._decide(t)
             self.last = WindowResult(t, level, self._smoothed.copy(), None)
-            events += self._decide(t)
         return events
 
     def _decide(self, t: float) -> list[ClassDetected | ClassCleared]:
@@ -155,7 +205,6 @@ class SoundPipeline:
         best = int(np.argmax(self._smoothed))
         conf = float(self._smoothed[best])
         label = self.labels[best]
-        probs = {n: float(v) for n, v in zip(self.labels, self._smoothed)}
         events: list[ClassDetected | ClassCleared] = []
         if self.current is not None:
             cur_conf = float(self._smoothed[self.labels.index(self.current)])
@@ -167,8 +216,18 @@ class SoundPipeline:
                 self.current = None
         if self.current is None and conf >= s.threshold_on:
             self.current = label
-            events.append(ClassDetected(label, conf, t, probs))
+            events.append(ClassDetected(label, conf, t, self.probabilities))
         return events
+
+    def _decide_early(self, probs: np.ndarray, t: float, full: bool) -> list[ClassDetected]:
+        """A sure class from the start of a sound, before the running average has settled."""
+        best = int(np.argmax(probs))
+        conf = float(probs[best])
+        if conf < self.settings.early_threshold or (best in self._no_early and not full):
+            return []
+        self.current = self.labels[best]
+        self.counters["early"] += 1
+        return [ClassDetected(self.current, conf, t, {n: float(v) for n, v in zip(self.labels, probs)}, early=True)]
 
     @property
     def probabilities(self) -> dict[str, float]:
