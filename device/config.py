@@ -153,6 +153,10 @@ class SynthConfig:
     baud: int = _spec(31250, choices=(31250, 38400, 57600, 115200))
     channel: int = _spec(1, lo=1, hi=16, doc="MIDI channel as printed on synths, 1..16")
     release_s: float = _spec(0.5, lo=0.0, hi=10.0, doc="detection stays gated this long after a note-off")
+    # Opening a USB serial port asserts DTR, which resets Arduino-style boards; their
+    # bootloader then swallows whatever arrives for up to ~2 s. A UART synth loses
+    # nothing by the wait: it only delays the first note after each (re)connection.
+    reset_wait_s: float = _spec(2.0, lo=0.0, hi=10.0, doc="after opening the port, wait this long before sending")
 
 
 @dataclass(frozen=True)

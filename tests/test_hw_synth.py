@@ -1,18 +1,28 @@
-"""Serial MIDI synth over real pseudo-terminals: exact bytes, absent/lost ports, wedged ports."""
+"""Serial MIDI synth over real pseudo-terminals: late, lost, wedged and resetting ports.
+
+What every backend must do alike (exact bytes, close, validation, is_playing)
+is in tests/contracts/test_synth.py.
+"""
 
 from __future__ import annotations
 
+import errno
+import inspect
 import itertools
 import logging
 import os
+import select
 import threading
 import time
+import tty
+from pathlib import Path
 
 import pytest
 
 mido = pytest.importorskip("mido")
 pytest.importorskip("serial")
 
+from device.config import SynthConfig, config_from_dict  # noqa: E402
 from device.hardware.select import HardwareError  # noqa: E402
 from device.hardware.synth import (  # noqa: E402
     ALL_NOTES_OFF,
@@ -26,7 +36,8 @@ from device.hardware.virtual_synth import VirtualSynth  # noqa: E402
 
 pytestmark = pytest.mark.device_venv
 
-FAST_RETRY = dict(retry_seconds=0.02, max_retry_seconds=0.1)
+FAST_RETRY = dict(retry_seconds=0.02, max_retry_seconds=0.1, reset_wait_s=0.0)  # a pty has no board to reset
+TUNING = dict(retry_seconds=0.02, max_retry_seconds=0.1)  # open_synth's keywords; the wait is in the config
 
 
 def wait_until(predicate, timeout=10.0):
@@ -45,38 +56,10 @@ def point(link, target):
     os.replace(tmp, link)
 
 
-def test_note_on_off_bytes_exactly_as_midi(tmp_path):
-    link = tmp_path / "synth"
-    with VirtualSynth(link=link) as vs:
-        with SerialSynth(str(link), **FAST_RETRY) as synth:
-            assert synth.is_connected and synth.connects == 1 and synth.reconnects == 0
-            assert synth.send(mido.Message("note_on", note=60, velocity=100))
-            assert synth.send(mido.Message("note_off", note=60, velocity=0, channel=2))
-            assert synth.send(mido.Message("program_change", program=12, channel=9))
-            assert synth.note_on(72, 127, channel=1)
-            expected = ALL_NOTES_OFF + bytes([0x90, 60, 100, 0x82, 60, 0, 0xC9, 12, 0x91, 72, 127])
-            assert vs.wait_for_bytes(len(expected))
-            assert bytes(vs.received) == expected
-        # On close the synth is told to be silent once more.
-        assert vs.wait_for_bytes(len(expected) + len(ALL_NOTES_OFF))
-        assert bytes(vs.received) == expected + ALL_NOTES_OFF
-    assert [m.message.type for m in vs.messages[16:20]] == ["note_on", "note_off", "program_change", "note_on"]
-
-
-def test_raw_bytes_are_validated(tmp_path):
-    with RecordingSynth() as synth:
-        assert synth.send(bytes([0x90, 64, 90]))
-        assert synth.messages[0][1] == mido.Message("note_on", note=64, velocity=90)
-        with pytest.raises(ValueError):
-            synth.send(bytes([0x90, 200, 90]))  # data byte out of range
-        with pytest.raises(TypeError):
-            synth.send("note_on 60")
-
-
 def test_port_absent_at_start_then_appears(tmp_path, caplog):
     link = tmp_path / "synth"
     with caplog.at_level(logging.INFO, logger="saysee.hardware"):
-        synth = open_synth("real", port=str(link), **FAST_RETRY)
+        synth = open_synth("real", SynthConfig(port=str(link), reset_wait_s=0.0), **TUNING)
         try:
             assert not synth.is_connected
             assert synth.send(mido.Message("note_on", note=60)) is False  # dropped, no crash
@@ -157,31 +140,9 @@ def test_wedged_port_never_blocks_send(tmp_path):
         os.close(slave)
 
 
-def test_is_playing_tracks_notes_and_release(tmp_path):
-    now = [0.0]
-    synth = RecordingSynth(release_seconds=1.0, clock=lambda: now[0])
-    assert not synth.is_playing
-    synth.note_on(60)
-    synth.note_on(64)
-    now[0] = 5.0
-    assert synth.is_playing  # held notes
-    synth.note_off(60)
-    synth.send(mido.Message("note_on", note=64, velocity=0))  # running-status style note-off
-    now[0] = 5.5
-    assert synth.is_playing  # within release
-    now[0] = 6.01
-    assert not synth.is_playing
-    synth.note_on(70, channel=3)
-    synth.all_notes_off()
-    now[0] = 7.5
-    assert not synth.is_playing
-    synth.close()
-    assert synth.send(mido.Message("note_on", note=60)) is False
-
-
 def test_sim_backend_is_a_virtual_synth_on_a_pty(tmp_path):
     wav, log = tmp_path / "synth.wav", tmp_path / "events.log"
-    with open_synth("sim", wav_path=wav, log_path=log, wav_sample_rate=16000) as synth:
+    with open_synth("sim", SynthConfig(), wav_path=wav, log_path=log, wav_sample_rate=16000) as synth:
         assert isinstance(synth, VirtualSerialSynth) and synth.backend == "sim"
         assert synth.port.startswith("/dev/")
         assert synth.note_on(69, 100)
@@ -195,16 +156,18 @@ def test_sim_backend_is_a_virtual_synth_on_a_pty(tmp_path):
 
 def test_backend_choice_and_probe(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="saysee.hardware"):
-        with open_synth("auto", port=str(tmp_path / "ttyUSB9"), wav_path=tmp_path / "a.wav") as synth:
+        with open_synth("auto", SynthConfig(port=""), wav_path=tmp_path / "a.wav") as synth:
             assert synth.backend == "sim"
-    assert any("synth: sim backend (auto: real unusable: serial port" in r.getMessage() for r in caplog.records)
-    with open_synth("auto", port="loop://") as synth:
+    assert any("synth: sim backend (auto: real unusable: no serial port" in r.getMessage() for r in caplog.records)
+    with open_synth("auto", SynthConfig(port="loop://", reset_wait_s=0.0)) as synth:
         assert synth.backend == "real" and synth.is_connected
         assert synth.note_on(60)
+    with open_synth(None, SynthConfig(port="loop://", backend="sim")) as synth:  # backend from the config
+        assert synth.backend == "sim"
     with open_synth("null") as synth:
         assert isinstance(synth, RecordingSynth)
     with pytest.raises(HardwareError, match="no serial port configured"):
-        open_synth("real")
+        open_synth("real", SynthConfig(port=""))
     rows = probe(port=str(tmp_path / "nope"))
     assert [r[0] for r in rows] == ["real", "sim", "null"]
     assert rows[0][1] is False and "absent" in rows[0][2] and rows[1][1] is True
@@ -226,3 +189,140 @@ def test_counters_after_many_reconnects(tmp_path):
         assert synth.connects == 3 and synth.reconnects == 2
     finally:
         synth.close()
+
+
+# ------------------------------------------------------------------ plugged in late, boards that reset
+
+
+class ResettingBoard:
+    """An Arduino-style USB synth behind a pty: opening the port resets the board.
+
+    pyserial asserts DTR when it opens a port, and on such boards DTR pulls
+    reset: the bootloader then runs for ``boot_s`` and swallows every byte that
+    arrives meanwhile (kept in ``lost``); after that the sketch plays what
+    arrives (``received``). Nobody holds the pty's slave side, so the master's
+    reads fail with EIO until a process opens the port: that is the "open".
+    """
+
+    def __init__(self, boot_s: float) -> None:
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        self.port = os.ttyname(slave)
+        os.close(slave)
+        self.boot_s = boot_s
+        self.received = bytearray()
+        self.lost = bytearray()
+        self.opens = 0
+        self._cond = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        opened_at = None
+        while not self._done:
+            if not select.select([self.master], [], [], 0.005)[0]:
+                if opened_at is None:  # no EIO any more: someone opened the port
+                    opened_at = time.monotonic()
+                    self.opens += 1
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    return
+                opened_at = None  # closed again: the next open resets the board again
+                time.sleep(0.005)
+                continue
+            if opened_at is None:
+                opened_at = time.monotonic()
+                self.opens += 1
+            with self._cond:
+                booting = time.monotonic() - opened_at < self.boot_s
+                (self.lost if booting else self.received).extend(data)
+                self._cond.notify_all()
+
+    def wait_for_bytes(self, n: int, timeout: float = 10.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self.received) + len(self.lost) >= n, timeout)
+
+    def close(self) -> None:
+        self._done = True
+        self._thread.join(2)
+        os.close(self.master)
+
+
+def test_auto_connects_a_synth_plugged_in_after_boot(tmp_path, caplog):
+    # "auto" used to pick the virtual synth once when the port was absent at start,
+    # so a synth plugged in later was never used.
+    link = tmp_path / "saysee-synth"
+    with caplog.at_level(logging.INFO, logger="saysee.hardware"):
+        synth = open_synth("auto", SynthConfig(port=str(link), reset_wait_s=0.0), **TUNING)
+    try:
+        assert synth.backend == "real" and not synth.is_connected
+        assert any("real backend (auto: serial port" in r.getMessage() and "when it appears" in r.getMessage()
+                   for r in caplog.records)
+        assert synth.send(mido.Message("note_on", note=60)) is False  # absent: dropped, not queued
+        with VirtualSynth(link=link) as vs:  # plugged in
+            assert wait_until(lambda: synth.is_connected)
+            assert synth.note_on(67, 80)
+            assert vs.wait_for_bytes(len(ALL_NOTES_OFF) + 3)
+            assert bytes(vs.received) == ALL_NOTES_OFF + bytes([0x90, 67, 80])
+    finally:
+        synth.close()
+
+
+def test_board_that_resets_on_open_loses_nothing_after_the_reset_wait(tmp_path):
+    note = bytes([0x90, 64, 90])
+    expected = ALL_NOTES_OFF + note + ALL_NOTES_OFF
+
+    # Without a wait the bootloader eats the all-notes-off and the first note.
+    board = ResettingBoard(boot_s=0.3)
+    try:
+        with SerialSynth(board.port, **FAST_RETRY) as synth:
+            assert synth.is_connected and synth.send(note)
+        assert board.wait_for_bytes(len(expected))
+        assert bytes(board.lost).startswith(ALL_NOTES_OFF + note) and note not in bytes(board.received)
+    finally:
+        board.close()
+
+    # The box's way: the board appears after boot; after each open the synth waits
+    # reset_wait_s before its first byte and counts as disconnected meanwhile.
+    link = tmp_path / "saysee-synth"
+    synth = open_synth("auto", SynthConfig(port=str(link), reset_wait_s=1.0), **TUNING)
+    board = ResettingBoard(boot_s=0.3)
+    try:
+        assert synth.backend == "real" and not synth.is_connected
+        point(link, board.port)  # plugged in
+        assert wait_until(lambda: board.opens == 1)
+        assert wait_until(lambda: synth.is_connected)
+        assert synth.send(note)
+        synth.close()
+        assert board.wait_for_bytes(len(expected))
+        assert bytes(board.received) == expected and bytes(board.lost) == b""
+        assert synth.connects == 1 and synth.reconnects == 0
+    finally:
+        synth.close()
+        board.close()
+
+
+def test_every_synth_default_comes_from_the_config():
+    # Twins once: release 1.5 s in the synth vs 0.5 s in the config; baud in both.
+    cfg = SynthConfig()
+    params = inspect.signature(SerialSynth).parameters
+    assert params["baudrate"].default == cfg.baud == 31250
+    assert params["release_seconds"].default == cfg.release_s
+    assert params["reset_wait_s"].default == cfg.reset_wait_s > 0
+    assert inspect.signature(VirtualSerialSynth).parameters["release_seconds"].default == cfg.release_s
+    with RecordingSynth() as synth:
+        assert synth.release_seconds == cfg.release_s
+    # The typed section reaches the backend key by key, the TOML key included.
+    cfg = config_from_dict({"synth": {"port": "loop://", "baud": 115200, "release_s": 2.5,
+                                      "reset_wait_s": 0.0}}).synth
+    with open_synth("real", cfg) as synth:
+        assert (synth.port, synth.baudrate, synth.release_seconds, synth.reset_wait_s) == (
+            "loop://", 115200, 2.5, 0.0)
+    # DIN MIDI's rate is written down once in device/: in the config.
+    root = Path(__file__).resolve().parents[1] / "device"
+    assert [p.relative_to(root).as_posix() for p in sorted(root.rglob("*.py")) if "31250" in p.read_text()] == [
+        "config.py"]

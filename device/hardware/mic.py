@@ -13,6 +13,15 @@ in stereo (open natively, downmix, resample with ``device.resample``), routine
 input overflows (counted from the callback's status flags, never fatal), a card
 held by PulseAudio/PipeWire or a second service (one line saying so), and no
 prompts ever (the device is chosen by name substring or index).
+
+A stream that stops delivering (a USB mic unplugged, a wedged driver) is not an
+error here: ``read(timeout)`` keeps returning None at each timeout, and
+``is_finished`` stays False, so the caller can count the timeouts and report
+the stall instead of mistaking it for the end of a source.
+
+Every default comes from ``device.config.MicConfig`` (the pipeline rate from
+the front end's ``LogMelParams``); ``open_mic(backend, cfg)`` and each backend's
+``from_config(cfg, ...)`` take that typed section.
 """
 
 from __future__ import annotations
@@ -23,13 +32,17 @@ import threading
 import time
 from typing import Any, Callable
 
+import dataclasses
+
 import numpy as np
 
+from device.config import MicConfig
 from device.errors import ConfigError
+from device.frontend import LogMelParams
 from device.resample import Resampler, resample
 from device.wavfile import read_wav, wav_info
 from device.hardware.base import AudioChunk, Mic
-from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
+from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
 
 log = logging.getLogger("saysee.hardware")
 
@@ -39,6 +52,8 @@ PYAUDIO_HINT = "pip install pyaudio; it needs portaudio19-dev from apt"
 _PA_INPUT_OVERFLOW = 0x2  # paInputOverflow, in case the module lacks the constant
 _PA_DEVICE_UNAVAILABLE = -9985
 _PA_INVALID_DEVICE = -9996
+_DEFAULTS = MicConfig()  # the one source of every configurable default below
+_PIPELINE_RATE = LogMelParams().sample_rate  # what the sound model listens at
 
 
 # --------------------------------------------------------------------- ring
@@ -192,9 +207,9 @@ class PyAudioMic(_RingMic):
         self,
         device: int | str | None = None,
         *,
-        sample_rate: int = 16000,
-        chunk_size: int = 1600,
-        buffer_seconds: float = 5.0,
+        sample_rate: int = _PIPELINE_RATE,
+        chunk_size: int = _DEFAULTS.chunk,
+        buffer_seconds: float = _DEFAULTS.buffer_seconds,
         frames_per_buffer: int | None = None,
     ) -> None:
         super().__init__(sample_rate, chunk_size, buffer_seconds)
@@ -245,6 +260,11 @@ class PyAudioMic(_RingMic):
             self.channels,
             f", resampled to {self.sample_rate} Hz" if self._resampler else "",
         )
+
+    @classmethod
+    def from_config(cls, cfg: MicConfig, **runtime: Any) -> "PyAudioMic":
+        """The backend for a ``[mic]`` section; ``runtime``: ``sample_rate``, ``frames_per_buffer``."""
+        return cls(cfg.device or None, chunk_size=cfg.chunk, buffer_seconds=cfg.buffer_seconds, **runtime)
 
     def start(self) -> None:
         if self._stream is not None and not self.is_closed:
@@ -379,11 +399,11 @@ class PlaylistMic(_RingMic):
         self,
         playlist: Any = (),
         *,
-        sample_rate: int = 16000,
-        chunk_size: int = 1600,
-        realtime: bool = True,
+        sample_rate: int = _PIPELINE_RATE,
+        chunk_size: int = _DEFAULTS.chunk,
+        realtime: bool = _DEFAULTS.realtime,
         loop: bool = False,
-        buffer_seconds: float = 5.0,
+        buffer_seconds: float = _DEFAULTS.buffer_seconds,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] | None = None,
     ) -> None:
@@ -396,6 +416,12 @@ class PlaylistMic(_RingMic):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.samples_produced = 0
+
+    @classmethod
+    def from_config(cls, cfg: MicConfig, **runtime: Any) -> "PlaylistMic":
+        """The backend for a ``[mic]`` section; ``runtime``: ``sample_rate``, ``loop``, ``clock``, ``sleep``."""
+        return cls(cfg.playlist, chunk_size=cfg.chunk, realtime=cfg.realtime,
+                   buffer_seconds=cfg.buffer_seconds, **runtime)
 
     @property
     def total_seconds(self) -> float | None:
@@ -521,24 +547,42 @@ def _probe_real(device: int | str | None = None) -> tuple[bool, str]:
     )
 
 
-def probe(**options) -> list[Probe]:
-    """[(backend, usable, why)] for `python -m device check`; takes open_mic's options."""
-    usable, why = _probe_real(options.get("device"))
+def probe(device: int | str | None = None) -> list[Probe]:
+    """[(backend, usable, why)] for `python -m device check`: is input ``device`` there now?"""
+    usable, why = _probe_real(device or None)
     return [("real", usable, why), ("sim", True, "WAV playlist (stdlib wave)")]
 
 
-def open_mic(backend: str = "auto", **options) -> Mic:
-    """Open the microphone: ``backend`` "auto" | "real" (PyAudio) | "sim" (WAV playlist).
+# The call of device/sound/recorder.py from before typed config: option name -> MicConfig key.
+# TODO(lead): remove with _legacy_config once the recorder passes dataclasses.replace(cfg.mic, ...).
+_LEGACY_KEYS = {"device": "device", "playlist": "playlist", "realtime": "realtime", "chunk_size": "chunk",
+                "buffer_seconds": "buffer_seconds"}
 
-    Options (unknown keys raise ConfigError): common ``sample_rate`` (16000),
-    ``chunk_size`` (1600 samples), ``buffer_seconds`` (5.0); real ``device``
-    (None | index | name substring), ``frames_per_buffer``; sim ``playlist``,
-    ``realtime`` (True), ``loop`` (False). Call ``start()`` before reading.
+
+def _legacy_config(cfg: MicConfig, options: dict[str, Any]) -> MicConfig:
+    unknown = sorted(set(options) - set(_LEGACY_KEYS))
+    if unknown:
+        raise ConfigError(f"[mic] unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(_LEGACY_KEYS))}")
+    values = {_LEGACY_KEYS[k]: v for k, v in options.items()}
+    if "device" in values:
+        values["device"] = "" if values["device"] is None else values["device"]
+    return dataclasses.replace(cfg, **values)
+
+
+def open_mic(backend: str | None = None, cfg: MicConfig | None = None, **options: Any) -> Mic:
+    """Open the microphone described by ``cfg`` (a ``[mic]`` section; default: all defaults).
+
+    ``backend`` (default ``cfg.backend``): "auto" | "real" (PyAudio) | "sim" (the
+    WAV playlist); "auto" takes PyAudio when an input device is there now.
+    Call ``start()`` before reading.
     """
-    opts = split_options("mic", options, real=PyAudioMic, sim=PlaylistMic)
-    n = len(_normalise_playlist(opts["sim"].get("playlist", ())))
-    sim_why = f"WAV playlist of {n} item(s)" if n else "empty WAV playlist"
-    choice = choose_backend("mic", backend, lambda: _probe_real(opts["real"].get("device")), sim_why=sim_why)
+    cfg = cfg if cfg is not None else _DEFAULTS
+    if options:
+        cfg = _legacy_config(cfg, options)
+    items = _normalise_playlist(cfg.playlist)
+    sim_why = f"WAV playlist of {len(items)} item(s)" if items else "empty WAV playlist"
+    choice = choose_backend("mic", cfg.backend if backend is None else backend,
+                            lambda: _probe_real(cfg.device or None), sim_why=sim_why)
     if choice == "real":
-        return PyAudioMic(**opts["real"])
-    return PlaylistMic(**opts["sim"])
+        return PyAudioMic.from_config(cfg)
+    return PlaylistMic.from_config(cfg)

@@ -1,23 +1,32 @@
 """The MIDI synth on a serial port (real), on a pty with a virtual synth (sim), or a recorder.
 
-Every backend takes ``mido.Message`` objects; the serial ones send exactly the
-standard MIDI bytes (``message.bytes()``) through pyserial, opened with
-``serial.serial_for_url`` so a device path, a symlink, ``loop://`` or
+Like mido's output ports, every backend shares ONE public ``send(message)``
+(in ``BaseSynth``): it validates the message, refuses a closed synth with
+``SynthClosedError``, tracks which notes sound and holds a lock; a backend only
+implements ``_send(data: bytes) -> bool``. The serial ones put exactly the
+standard MIDI bytes (``message.bytes()``) on the wire through pyserial, opened
+with ``serial.serial_for_url`` so a device path, a symlink, ``loop://`` or
 ``spy:///dev/ttyUSB0`` all work.
 
-Sending never blocks the caller (the audio/vision threads): ``send()`` validates
-the message and puts its bytes on a bounded queue that a writer thread drains
-into the port, with ``write_timeout`` set so even that thread can't hang on a
-wedged port. A full queue drops the message (``send`` returns False).
+Sending never blocks the caller (the audio/vision threads): the serial
+``_send`` puts the bytes on a bounded queue that a writer thread drains into the
+port, with ``write_timeout`` set so even that thread can't hang on a wedged
+port. A full queue drops the message (``send`` returns False).
 
-Port handling, for a synth that is unplugged and plugged back while running:
+Port handling, for a synth that is plugged in late, unplugged and plugged back:
 absent at start -> the box runs without synth and retries with exponential
 backoff; an error on write -> the port is closed and retried the same way.
-State changes are logged once, not every retry. While disconnected, messages
+After each open the writer waits ``reset_wait_s`` before the first byte:
+opening a USB serial port asserts DTR, which resets Arduino-style boards, and
+their bootloader swallows whatever arrives meanwhile. State changes are logged
+once, not every retry. While disconnected (or waiting for the reset), messages
 are dropped, note-offs included: instead of replaying stale note-offs, every
 (re)connection first sends all-notes-off (CC 123) on all 16 channels, which
 silences anything left hanging. ``reconnects`` counts connections after a lost
 one (a port that is absent at start and appears later is a first connection).
+
+Every default comes from ``device.config.SynthConfig``; ``open_synth(backend,
+cfg)`` and each backend's ``from_config(cfg, ...)`` take that typed section.
 """
 
 from __future__ import annotations
@@ -29,16 +38,26 @@ import threading
 import time
 from typing import Any, Callable
 
+from device.config import SynthConfig
 from device.hardware.base import Synth
-from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
+from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
 
 log = logging.getLogger("saysee.hardware")
 
-__all__ = ["open_synth", "probe", "SerialSynth", "VirtualSerialSynth", "RecordingSynth", "ALL_NOTES_OFF"]
+__all__ = [
+    "open_synth", "probe", "BaseSynth", "SerialSynth", "VirtualSerialSynth", "RecordingSynth",
+    "SynthClosedError", "ALL_NOTES_OFF", "ALL_NOTES_OFF_CC", "ALL_SOUND_OFF_CC",
+]
 
-DEFAULT_BAUDRATE = 31250  # DIN MIDI through a UART; USB-serial synths often want 115200
+ALL_SOUND_OFF_CC = 120  # mutes at once, release envelopes too (MIDI 1.0 channel mode message)
+ALL_NOTES_OFF_CC = 123  # note-off for every sounding note; releases still ring out
+ALL_NOTES_OFF = bytes(b for ch in range(16) for b in (0xB0 | ch, ALL_NOTES_OFF_CC, 0))  # on all 16 channels
 WEDGED_AFTER_TIMEOUTS = 3  # consecutive write timeouts before the port counts as dead
-ALL_NOTES_OFF = bytes(b for ch in range(16) for b in (0xB0 | ch, 123, 0))
+_DEFAULTS = SynthConfig()  # the one source of every configurable default below
+
+
+class SynthClosedError(HardwareError):
+    """``send()`` was called on a synth after ``close()`` (as mido's ports refuse it)."""
 
 
 def _import_mido():
@@ -48,8 +67,13 @@ def _import_mido():
     return mido
 
 
-class _NoteTracker(Synth):
-    """Message validation, convenience senders and the ``is_playing`` bookkeeping.
+class BaseSynth(Synth):
+    """The one public ``send`` of every synth backend, over the backend's private ``_send``.
+
+    ``send(message)`` takes a ``mido.Message`` or raw MIDI bytes, validates it
+    (mido's range checks), raises ``SynthClosedError`` once closed, hands the
+    bytes to ``_send(data) -> bool`` under a lock (so two threads' messages
+    never interleave with the note bookkeeping) and counts what was dropped.
 
     ``release_seconds``: how long after its note-off a note may still be heard
     (synth release, room echo); ``is_playing`` stays True that long so the sound
@@ -60,10 +84,44 @@ class _NoteTracker(Synth):
         self._mido = _import_mido()
         self.release_seconds = float(release_seconds)
         self._clock = clock
-        self._notes_lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._notes_lock = threading.Lock()  # also taken by the serial writer thread on a lost port
         self._active: set[tuple[int, int]] = set()  # (channel, note) sounding
         self._last_release = float("-inf")
         self.dropped_messages = 0
+
+    # ------------------------------------------------------------ the public API
+
+    def send(self, message: Any) -> bool:
+        """Send one message; True if delivered (or queued for the port), False if dropped.
+
+        Dropped = the port is absent, still resetting, or its queue is full. Raises
+        TypeError/ValueError for something that is not a valid MIDI message and
+        ``SynthClosedError`` after ``close()``.
+        """
+        msg = self._as_message(message)
+        data = bytes(msg.bytes())
+        with self._lock:
+            if self.is_closed:
+                raise SynthClosedError(f"synth: send() on a closed {self.backend} synth")
+            delivered = bool(self._send(data))
+            self._track(msg, delivered)
+            if not delivered:
+                self.dropped_messages += 1
+        return delivered
+
+    def close(self) -> None:
+        """Idempotent. Messages sent before it are still delivered; ``send`` after it raises."""
+        with self._lock:  # no send() is half-way through when the backend shuts down
+            if self.is_closed:
+                return
+            self.is_closed = True
+        self._close()
+
+    def _send(self, data: bytes) -> bool:  # pragma: no cover - every backend overrides it
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ note bookkeeping
 
     def _as_message(self, message: Any):
         mido = self._mido
@@ -83,7 +141,7 @@ class _NoteTracker(Synth):
                 if (msg.channel, msg.note) in self._active:
                     self._active.discard((msg.channel, msg.note))
                     self._last_release = now
-            elif msg.type == "control_change" and msg.control in (120, 123):
+            elif msg.type == "control_change" and msg.control in (ALL_SOUND_OFF_CC, ALL_NOTES_OFF_CC):
                 if self._active:
                     self._last_release = now
                 self._active.clear()
@@ -99,8 +157,10 @@ class _NoteTracker(Synth):
         with self._notes_lock:
             return bool(self._active) or self._clock() - self._last_release < self.release_seconds
 
+    # ------------------------------------------------------------ convenience senders
+
     def note_on(self, note: int, velocity: int = 100, channel: int = 0) -> bool:
-        """Convenience senders: build the mido.Message and ``send`` it."""
+        """Build the mido.Message and ``send`` it (as do the other helpers below)."""
         return self.send(self._mido.Message("note_on", note=note, velocity=velocity, channel=channel))
 
     def note_off(self, note: int, velocity: int = 64, channel: int = 0) -> bool:
@@ -110,17 +170,25 @@ class _NoteTracker(Synth):
         return self.send(self._mido.Message("program_change", program=program, channel=channel))
 
     def all_notes_off(self) -> bool:
-        """CC 123 on all 16 channels."""
+        """CC 123 on all 16 channels (note-offs; releases ring out)."""
+        return self._control_all(ALL_NOTES_OFF_CC)
+
+    def all_sound_off(self) -> bool:
+        """CC 120 on all 16 channels: silence now, like mido's ``panic()``."""
+        return self._control_all(ALL_SOUND_OFF_CC)
+
+    def _control_all(self, control: int) -> bool:
         ok = True
         for ch in range(16):
-            ok &= self.send(self._mido.Message("control_change", control=123, value=0, channel=ch))
+            ok &= self.send(self._mido.Message("control_change", control=control, value=0, channel=ch))
         return ok
 
 
-class SerialSynth(_NoteTracker):
+class SerialSynth(BaseSynth):
     """A MIDI synth on a serial port (path, symlink or pyserial URL).
 
-    ``baudrate``: 31250 (DIN MIDI via UART) or 115200 (USB-serial synths).
+    ``baudrate``: DIN MIDI's rate through a UART (the default) or 115200 (USB-serial synths).
+    ``reset_wait_s``: pause after each open before the first byte (boards that reset on DTR).
     ``write_timeout``: seconds one write may block the writer thread.
     ``queue_size``: messages waiting for the port before send() drops.
     ``retry_seconds``/``max_retry_seconds``: reconnect backoff, doubling.
@@ -132,10 +200,11 @@ class SerialSynth(_NoteTracker):
         self,
         port: str,
         *,
-        baudrate: int = DEFAULT_BAUDRATE,
+        baudrate: int = _DEFAULTS.baud,
+        release_seconds: float = _DEFAULTS.release_s,
+        reset_wait_s: float = _DEFAULTS.reset_wait_s,
         write_timeout: float = 0.5,
         queue_size: int = 256,
-        release_seconds: float = 1.5,
         retry_seconds: float = 0.5,
         max_retry_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
@@ -146,11 +215,12 @@ class SerialSynth(_NoteTracker):
         if not ok:
             raise HardwareError(f"synth: {why}")
         super().__init__(release_seconds, clock)
-        if int(baudrate) <= 0 or float(write_timeout) <= 0 or int(queue_size) <= 0:
-            raise HardwareError("synth: baudrate, write_timeout and queue_size must be positive")
+        if int(baudrate) <= 0 or float(write_timeout) <= 0 or int(queue_size) <= 0 or float(reset_wait_s) < 0:
+            raise HardwareError("synth: baudrate, write_timeout and queue_size must be positive, reset_wait_s >= 0")
         self._serial = serial
         self.port = os.fspath(port)
         self.baudrate = int(baudrate)
+        self.reset_wait_s = float(reset_wait_s)
         self.write_timeout = float(write_timeout)
         self.retry_seconds = float(retry_seconds)
         self.max_retry_seconds = max(float(max_retry_seconds), self.retry_seconds)
@@ -166,10 +236,17 @@ class SerialSynth(_NoteTracker):
         self.messages_sent = 0
         self.write_timeouts = 0
         self.bytes_written = 0
-        # Try once now so a present port works from the first note on.
-        self._connect()
+        if self.reset_wait_s == 0:
+            # Nothing to wait for: connect now so a present port works from the first note on.
+            self._connect()
         self._thread = threading.Thread(target=self._run, name="saysee-synth-writer", daemon=True)
         self._thread.start()
+
+    @classmethod
+    def from_config(cls, cfg: SynthConfig, **runtime: Any) -> "SerialSynth":
+        """The backend for a ``[synth]`` section; ``runtime``: the tuning/clock keywords above."""
+        return cls(cfg.port, baudrate=cfg.baud, release_seconds=cfg.release_s, reset_wait_s=cfg.reset_wait_s,
+                   **runtime)
 
     @property
     def is_connected(self) -> bool:
@@ -180,33 +257,25 @@ class SerialSynth(_NoteTracker):
         """Messages waiting for the writer thread."""
         return self._queue.qsize()
 
-    def send(self, message: Any) -> bool:
-        """Queue one message for the port. False (and dropped) if disconnected or the queue is full."""
-        if self.is_closed:
-            return False
-        msg = self._as_message(message)
-        data = bytes(msg.bytes())
+    def _send(self, data: bytes) -> bool:
         if not self._connected.is_set():
-            self._track(msg, delivered=False)
-            self.dropped_messages += 1
             return False
         try:
             self._queue.put_nowait(data)
         except queue.Full:
-            self._track(msg, delivered=False)
-            self.dropped_messages += 1
             return False
-        self._track(msg, delivered=True)
         return True
 
     # ----------------------------------------------------------- writer thread
 
     def _run(self) -> None:
         backoff = self.retry_seconds
+        tried = self.reset_wait_s == 0  # the constructor made the first attempt
         while True:
             if self._serial_port is None:
-                if self._stop.is_set() or self._stop.wait(backoff):
+                if self._stop.is_set() or (tried and self._stop.wait(backoff)):
                     break
+                tried = True
                 if self._connect():
                     backoff = self.retry_seconds
                 else:
@@ -231,6 +300,12 @@ class SerialSynth(_NoteTracker):
                 "absent", f"synth: port {self.port} unavailable ({one_line(e)}); running without synth, retrying"
             )
             return False
+        if self.reset_wait_s > 0:
+            log.debug("synth: opened %s; waiting %.1f s for the board to come out of reset", self.port,
+                      self.reset_wait_s)
+            if self._stop.wait(self.reset_wait_s):  # closed meanwhile
+                _quiet_close(port)
+                return False
         self._drain()  # anything still queued is stale by now
         try:
             port.write(ALL_NOTES_OFF)  # first thing on every connection: no stuck notes
@@ -296,7 +371,7 @@ class SerialSynth(_NoteTracker):
     def _close(self) -> None:
         # Let the writer finish what is queued (bounded: a wedged port is given
         # up after a few write timeouts), then say all-notes-off and close.
-        self._connected.clear()  # no new messages from here on
+        self._connected.clear()
         self._stop.set()
         try:
             self._queue.put(None, timeout=self.write_timeout)
@@ -328,6 +403,7 @@ class VirtualSerialSynth(SerialSynth):
     Same code path as the real synth; closing it also stops the virtual synth,
     which writes its WAV (``wav_path``) and message log (``log_path``).
     ``virtual`` is the VirtualSynth, with ``.messages`` and ``.received``.
+    There is no board to reset behind a pty, so it never waits after opening.
     """
 
     backend = "sim"
@@ -338,32 +414,24 @@ class VirtualSerialSynth(SerialSynth):
         wav_path: str | os.PathLike | None = None,
         log_path: str | os.PathLike | None = None,
         wav_sample_rate: int = 48000,
-        baudrate: int = DEFAULT_BAUDRATE,
-        write_timeout: float = 0.5,
-        queue_size: int = 256,
-        release_seconds: float = 1.5,
-        retry_seconds: float = 0.5,
-        max_retry_seconds: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
+        baudrate: int = _DEFAULTS.baud,
+        release_seconds: float = _DEFAULTS.release_s,
+        **tuning: Any,
     ) -> None:
         from device.hardware.virtual_synth import VirtualSynth
 
         self.virtual = VirtualSynth(wav_path=wav_path, log_path=log_path, sample_rate=wav_sample_rate)
         port = self.virtual.start()
         try:
-            super().__init__(
-                port,
-                baudrate=baudrate,
-                write_timeout=write_timeout,
-                queue_size=queue_size,
-                release_seconds=release_seconds,
-                retry_seconds=retry_seconds,
-                max_retry_seconds=max_retry_seconds,
-                clock=clock,
-            )
+            super().__init__(port, baudrate=baudrate, release_seconds=release_seconds, reset_wait_s=0.0, **tuning)
         except BaseException:
             self.virtual.stop()
             raise
+
+    @classmethod
+    def from_config(cls, cfg: SynthConfig, **runtime: Any) -> "VirtualSerialSynth":
+        """``runtime``: ``wav_path``, ``log_path``, ``wav_sample_rate`` and SerialSynth's tuning keywords."""
+        return cls(baudrate=cfg.baud, release_seconds=cfg.release_s, **runtime)
 
     def _close(self) -> None:
         super()._close()
@@ -373,27 +441,39 @@ class VirtualSerialSynth(SerialSynth):
         self.virtual.stop()
 
 
-class RecordingSynth(_NoteTracker):
-    """A synth without a port ("null" backend): records (time, message), always "connected"."""
+class RecordingSynth(BaseSynth):
+    """A synth without a port ("null" backend), always "connected".
+
+    ``messages``: (seconds since open, mido.Message) of everything sent.
+    ``wire``: the exact bytes a serial synth would have put on its port,
+    all-notes-off on open and on close included.
+    """
 
     backend = "null"
 
-    def __init__(self, *, release_seconds: float = 1.5, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, release_seconds: float = _DEFAULTS.release_s,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(release_seconds, clock)
         self._t0 = clock()
         self.messages: list[tuple[float, Any]] = []
+        self.wire = bytearray(ALL_NOTES_OFF)
+
+    @classmethod
+    def from_config(cls, cfg: SynthConfig, **runtime: Any) -> "RecordingSynth":
+        return cls(release_seconds=cfg.release_s, **runtime)
 
     @property
     def is_connected(self) -> bool:
         return not self.is_closed
 
-    def send(self, message: Any) -> bool:
-        if self.is_closed:
-            return False
-        msg = self._as_message(message)
-        self._track(msg, delivered=True)
-        self.messages.append((self._clock() - self._t0, msg))
+    def _send(self, data: bytes) -> bool:
+        self.wire += data
+        self.messages.append((self._clock() - self._t0, self._mido.Message.from_bytes(list(data))))
         return True
+
+    def _close(self) -> None:
+        self.wire += ALL_NOTES_OFF
+        self._release_all()
 
 
 # --------------------------------------------------------------------- choice
@@ -406,8 +486,8 @@ def _is_url(port: str) -> bool:
 def _probe_real(port: str | None, *, require_present: bool = True) -> tuple[bool, str]:
     """Usable = libraries import, a port is configured and (if required) exists now.
 
-    An explicitly requested real synth does not require the port to be present:
-    it runs without synth and connects when the port appears.
+    Opening a synth does not require the port to be present: it runs without
+    synth and connects when the port appears (plugged in after boot).
     """
     for module, hint in (("serial", "pip install pyserial"), ("mido", "pip install mido")):
         ok, why, _ = check_import(module, hint)
@@ -427,9 +507,9 @@ def _probe_real(port: str | None, *, require_present: bool = True) -> tuple[bool
     return True, f"serial port {port}"
 
 
-def probe(**options) -> list[Probe]:
-    """[(backend, usable, why)] for `python -m device check`; takes open_synth's options."""
-    usable, why = _probe_real(options.get("port"))
+def probe(port: str | None = None) -> list[Probe]:
+    """[(backend, usable, why)] for `python -m device check`: is ``port`` there right now?"""
+    usable, why = _probe_real(port)
     out = [("real", usable, why)]
     ok = hasattr(os, "openpty")
     for module in ("serial", "mido"):
@@ -448,26 +528,37 @@ def _import_ok(module: str) -> bool:
     return check_import(module)[0]
 
 
-def open_synth(backend: str = "auto", **options) -> Synth:
-    """Open the MIDI synth: ``backend`` "auto" | "real" (serial port) | "sim" (virtual synth on a pty) | "null".
+def open_synth(
+    backend: str | None = None,
+    cfg: SynthConfig | None = None,
+    *,
+    wav_path: str | os.PathLike | None = None,
+    log_path: str | os.PathLike | None = None,
+    wav_sample_rate: int = 48000,
+    **tuning: Any,
+) -> BaseSynth:
+    """Open the MIDI synth described by ``cfg`` (a ``[synth]`` section; default: all defaults).
 
-    Options: real ``port`` (path or pyserial URL); common ``baudrate`` (31250),
-    ``write_timeout`` (0.5 s), ``queue_size`` (256), ``release_seconds`` (1.5),
-    ``retry_seconds`` (0.5), ``max_retry_seconds`` (5.0); sim ``wav_path``,
-    ``log_path``, ``wav_sample_rate`` (48000). "auto" uses the real port only if
-    it exists now; "real" with an absent port runs without synth and retries.
+    ``backend`` (default ``cfg.backend``): "real" (serial port), "sim" (virtual
+    synth on a pty), "null" (records), or "auto": the serial port when pyserial
+    and mido import and a port is configured, *even if it is absent now* -- a
+    synth plugged in after boot is then connected when it appears, where a
+    virtual synth chosen once would never give way to it. ``wav_path``,
+    ``log_path``, ``wav_sample_rate``: where the sim writes what it played.
+    ``tuning``: SerialSynth's ``write_timeout``, ``queue_size``,
+    ``retry_seconds``, ``max_retry_seconds``, ``clock``.
     """
-    opts = split_options("synth", options, real=SerialSynth, sim=VirtualSerialSynth, null=RecordingSynth)
-    explicit = str(backend).strip().lower() == "real"
+    cfg = cfg if cfg is not None else _DEFAULTS
     choice = choose_backend(
         "synth",
-        backend,
-        lambda: _probe_real(opts["real"].get("port"), require_present=not explicit),
+        cfg.backend if backend is None else backend,
+        lambda: _probe_real(cfg.port, require_present=False),
         extra=("null",),
         sim_why="virtual synth on a pty",
     )
     if choice == "real":
-        return SerialSynth(**opts["real"])
+        return SerialSynth.from_config(cfg, **tuning)
     if choice == "null":
-        return RecordingSynth(**opts["null"])
-    return VirtualSerialSynth(**opts["sim"])
+        return RecordingSynth.from_config(cfg, **{k: v for k, v in tuning.items() if k == "clock"})
+    return VirtualSerialSynth.from_config(cfg, wav_path=wav_path, log_path=log_path,
+                                          wav_sample_rate=wav_sample_rate, **tuning)

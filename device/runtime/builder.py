@@ -34,8 +34,7 @@ def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = No
     try:
         if "sound" in modes:
             m = cfg.mic
-            dev.mic = open_mic(_backend(m.backend, sim), device=m.device, playlist=list(m.playlist),
-                               realtime=m.realtime, chunk_size=m.chunk, buffer_seconds=m.buffer_seconds)
+            dev.mic = open_mic(_backend(m.backend, sim), m)
         if "marimba" in modes:
             c = cfg.camera
             if _backend(c.backend, sim) == "sim" and not c.video:
@@ -49,8 +48,7 @@ def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = No
         dev.display = open_display(_backend(d.backend, sim), size=(d.width, d.height), out_dir=frames,
                                    fullscreen=d.fullscreen, max_fps=d.max_fps)
         s = cfg.synth
-        dev.synth = open_synth(_backend(s.backend, sim), port=s.port or None, baudrate=s.baud,
-                               release_seconds=s.release_s,
+        dev.synth = open_synth(_backend(s.backend, sim), s,
                                wav_path=(out / "synth.wav") if out else None,
                                log_path=(out / "synth.log") if out else None)
     except BaseException:

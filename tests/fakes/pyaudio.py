@@ -4,10 +4,20 @@
 used by ``device.hardware.mic``. The test pushes audio through the backend's real
 stream callback with ``module.streams[-1].feed(samples, status_flags)``, exactly
 as PortAudio's thread would.
+
+Or the device plays by itself: ``FakeDevice(..., live=True)`` makes
+``start_stream()`` start a thread that calls the callback every period
+(``frames_per_buffer`` frames, paced in real time) with ``source`` audio, like
+PortAudio's callback thread. ``stall_after=N`` makes that thread go quiet after
+N periods while the stream still reports itself active -- a USB mic pulled out
+or a wedged driver, as PortAudio's ALSA backend shows it: no error, no callback,
+no more audio. ``stream.stalled`` (an Event) is set when that happens.
+As in PortAudio, a callback returning paComplete or paAbort ends the stream.
 """
 
 from __future__ import annotations
 
+import threading
 import types
 from dataclasses import dataclass
 
@@ -28,6 +38,9 @@ class FakeDevice:
     default_rate: float | None = None
     busy: bool = False  # open() fails like an ALSA card held by PulseAudio/PipeWire
     max_input_channels: int | None = None
+    live: bool = False  # start_stream() starts a PortAudio-like callback thread playing ``source``
+    source: np.ndarray | None = None  # int16 frames (frames,) or (frames, channels), looped; None = silence
+    stall_after: int | None = None  # live: deliver this many periods, then nothing more (stream stays active)
 
     def info(self, index: int) -> dict:
         return {
@@ -48,6 +61,10 @@ class FakeStream:
         self.active = False
         self.closed = False
         self.stop_calls = 0
+        self.periods_delivered = 0  # callbacks made by the live thread
+        self.stalled = threading.Event()
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @property
     def channels(self) -> int:
@@ -59,13 +76,50 @@ class FakeStream:
 
     def start_stream(self) -> None:
         self.active = True
+        if self.device.live and self._thread is None:
+            self._halt.clear()
+            self._thread = threading.Thread(target=self._play, name="fake-portaudio", daemon=True)
+            self._thread.start()
 
     def stop_stream(self) -> None:
         self.stop_calls += 1
         self.active = False
+        self._join()
 
     def close(self) -> None:
         self.closed = True
+        self.active = False
+        self._join()
+
+    def _join(self) -> None:
+        self._halt.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+
+    def _play(self) -> None:
+        period = int(self.kwargs.get("frames_per_buffer") or 1024)
+        source = self.device.source
+        if source is None:
+            source = np.zeros(period, np.int16)
+        source = np.asarray(source, dtype=np.int16)
+        if source.ndim == 1:
+            source = np.repeat(source[:, None], self.channels, axis=1)
+        pos = 0
+        while not self._halt.is_set():
+            if self.device.stall_after is not None and self.periods_delivered >= self.device.stall_after:
+                self.stalled.set()
+                self._halt.wait()  # the device went quiet; only stop/close ends this
+                return
+            idx = (pos + np.arange(period)) % len(source)
+            pos = (pos + period) % len(source)
+            block = source[idx]
+            flag = self.kwargs["stream_callback"](block.astype("<i2").tobytes(), period, {}, 0)[1]
+            self.periods_delivered += 1
+            if flag != paContinue:  # paComplete / paAbort: PortAudio ends the stream
+                self.active = False
+                return
+            self._halt.wait(period / self.rate)
 
     def is_active(self) -> bool:
         return self.active
