@@ -1,13 +1,19 @@
-"""Microphone backends: PyAudio through a fake ``pyaudio`` module, WAV playlist sim, resampler."""
+"""Microphone backends: PyAudio through a fake ``pyaudio`` module, WAV playlist sim, resampler.
+
+What every backend must do alike (contiguous chunks, close, stalls) is in
+tests/contracts/test_mic.py.
+"""
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 
 import numpy as np
 import pytest
 
+from device.config import MicConfig, config_from_dict
 from device.errors import ConfigError, InputFileError
 from device.hardware.mic import PlaylistMic, PyAudioMic, SampleRing, open_mic, probe
 from device.hardware.select import HardwareError
@@ -61,7 +67,7 @@ def test_pyaudio_16k_mono_device_opens_natively(fake_pyaudio):
 
 def test_pyaudio_48k_stereo_only_device_is_downmixed_and_resampled(fake_pyaudio):
     pa = fake_pyaudio(FakeDevice("Stereo Cam Mic", rates=(44100, 48000), channels=(2,), default_rate=48000))
-    with open_mic("real", chunk_size=1600) as mic:
+    with open_mic("real", MicConfig(chunk=1600)) as mic:
         stream = pa.streams[-1]
         assert (stream.rate, stream.channels) == (48000, 2)
         mic.start()
@@ -141,7 +147,7 @@ def test_auto_choice_and_probe(fake_pyaudio, monkeypatch, caplog):
     fake_pyaudio()  # PortAudio present, but no input device
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="saysee.hardware"):
-        with open_mic("auto", playlist=[np.zeros(10, np.int16)]) as mic:
+        with open_mic("auto", MicConfig(playlist=(np.zeros(10, np.int16),))) as mic:
             assert mic.backend == "sim"
     lines = [r.getMessage() for r in caplog.records if r.name == "saysee.hardware"]
     assert len(lines) == 1 and "no audio input device" in lines[0]
@@ -155,10 +161,30 @@ def test_auto_choice_and_probe(fake_pyaudio, monkeypatch, caplog):
 
 
 def test_unknown_option_and_backend_are_config_errors():
-    with pytest.raises(ConfigError, match="unknown option.*chunk_sise"):
-        open_mic("sim", chunk_sise=100)
+    with pytest.raises(ConfigError, match="unknown key 'chunk_sise'"):
+        config_from_dict({"mic": {"chunk_sise": 100}})
     with pytest.raises(ConfigError, match="backend"):
         open_mic("fake")
+    with pytest.raises(ConfigError, match="unknown option.*chunk_sise"):  # the recorder's older keyword call
+        open_mic("sim", chunk_sise=100)
+
+
+def test_every_mic_default_comes_from_the_config(fake_pyaudio):
+    # Twins once: buffer_seconds 5.0 in the backends vs 2.0 in the config.
+    cfg = MicConfig()
+    for cls in (PyAudioMic, PlaylistMic):
+        params = inspect.signature(cls).parameters
+        assert params["chunk_size"].default == cfg.chunk
+        assert params["buffer_seconds"].default == cfg.buffer_seconds
+    assert inspect.signature(PlaylistMic).parameters["realtime"].default == cfg.realtime
+    # The typed section reaches the backend key by key, the TOML keys included.
+    pa = fake_pyaudio(FakeDevice("Built-in"), FakeDevice("USB PnP Sound Device"))
+    cfg = config_from_dict({"mic": {"device": "usb pnp", "chunk": 400, "buffer_seconds": 0.5}}).mic
+    with open_mic("real", cfg) as mic:
+        assert (mic.device_index, mic.chunk_size, mic._ring.capacity) == (1, 400, 8000)
+    with open_mic(None, MicConfig(backend="sim", chunk=320, realtime=False)) as mic:  # backend from the config
+        assert (mic.backend, mic.chunk_size, mic.realtime) == ("sim", 320, False)
+    assert len(pa.streams) == 1
 
 
 # ------------------------------------------------------------------ playlist sim
@@ -176,7 +202,8 @@ def playlist(tmp_path):
 
 def test_playlist_fast_mode_delivers_everything_in_order(playlist):
     paths, expected = playlist
-    with open_mic("sim", playlist=paths, realtime=False, chunk_size=1000, buffer_seconds=0.1) as mic:
+    cfg = MicConfig(playlist=tuple(map(str, paths)), realtime=False, chunk=1000, buffer_seconds=0.25)
+    with open_mic("sim", cfg) as mic:
         mic.start()
         assert not mic.is_finished
         chunks = _read_all(mic)
@@ -214,14 +241,13 @@ def test_playlist_realtime_mode_drops_oldest_when_reader_is_late():
     mic.close()
 
 
-def test_playlist_loop_and_close_twice():
+def test_playlist_loops_until_closed():
     mic = PlaylistMic([np.ones(500, np.int16)], realtime=False, loop=True, chunk_size=400)
     mic.start()
     starts = [mic.read(timeout=1).start for _ in range(5)]
     assert starts == [0, 400, 800, 1200, 1600]
+    assert not mic.is_finished
     mic.close()
-    mic.close()
-    assert mic.is_closed and mic.read(timeout=0.01) is None
 
 
 def test_empty_playlist_is_finished_at_once():
@@ -232,10 +258,10 @@ def test_empty_playlist_is_finished_at_once():
 
 def test_bad_playlist_entries_fail_at_open(tmp_path):
     with pytest.raises(InputFileError, match="missing.wav"):
-        open_mic("sim", playlist=[tmp_path / "missing.wav"])
+        open_mic("sim", MicConfig(playlist=(str(tmp_path / "missing.wav"),)))
     (tmp_path / "junk.wav").write_bytes(b"not a wav at all")
     with pytest.raises(InputFileError, match="junk.wav"):
-        open_mic("sim", playlist=str(tmp_path / "junk.wav"))
+        open_mic("sim", MicConfig(playlist=(str(tmp_path / "junk.wav"),)))
 
 
 # ------------------------------------------------------------------ pieces
