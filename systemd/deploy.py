@@ -1,40 +1,35 @@
 #!/usr/bin/env python3
-"""Deploy Say-and-See to one or more boxes over ssh, with health check and rollback.
+"""Deploy Say-and-See to one or more boxes over ssh: the workstation side.
 
-Workstation side (``make deploy HOST=pi@box``)::
+``make deploy HOST=pi@box`` runs::
 
     python3 systemd/deploy.py [--config config/default.toml] [--dry-run] HOST [HOST...]
 
-1. builds a release folder: the ``device`` package as a wheel, ``models/``,
-   ``assets/``, the config, the unit file, udev rule, bootstrap script, this
-   script, and ``manifest.json`` (sha256 of every file; version
-   ``<pyproject version>-<git short hash>-<UTC timestamp>``);
-2. per host: probes it over ssh (one line if unreachable), copies the release to
-   ``/opt/saysee/releases/.incoming-<version>`` (rsync when both ends have it,
-   else tar over ssh), then runs *this same file* on the box
-   (``deploy.py remote activate``), which
-3. verifies every checksum, renames the folder to ``releases/<version>``, builds
-   ``venv`` (``--system-site-packages``, so apt's picamera2/numpy/GPIO are
-   seen) and installs the wheel, installs the config, unit and udev rule, flips
-   ``/opt/saysee/current`` atomically, restarts the service and health-checks it
-   (``systemctl is-active`` and ``/run/saysee/status.json`` rewritten since the
-   restart and fresh, holding for a settle period). On failure it flips back to
-   the previous release, restarts it and says ROLLED BACK (exit non-zero).
-   The last 3 releases are kept (never the current or previous one).
+1. validates the config with ``device.config.load_config`` (one line naming the
+   file and key, exit 2, nothing built or copied);
+2. builds a release folder: the ``device`` package as a wheel (``pip wheel``),
+   ``models/``, ``assets/``, the config, the unit file, udev rule, bootstrap
+   script, ``box_release.py`` and ``manifest.json`` (sha256 of every file;
+   version ``<pyproject version>-<git short hash>-<UTC timestamp>``);
+3. per host: probes it over ssh (Python version, CPU, glibc; one line if
+   unreachable), downloads the box's dependency wheels for that platform once per
+   release (``pip download --only-binary=:all: --platform ...`` into
+   ``wheels/<cp311-aarch64>/`` with a requirements file pinning each by sha256),
+   copies the release to ``/opt/saysee/releases/.incoming-<version>`` (rsync when
+   both ends have it, else tar over ssh) and runs ``box_release.py activate``
+   on the box, echoing its progress lines. That script (the box side) installs
+   offline, switches, health-checks and rolls back; see its docstring.
 
 Every absolute path on the box can be redirected under ``--remote-root`` (tests
-deploy into a temp dir through a real sshd). Only the standard library is used,
-on both ends; the box side also runs on Python 3.8 so it can say clearly when
-the box's Python is too old.
+deploy into a temp dir through a real sshd, with a fake ``systemctl``).
+Needs Python 3.11 (``tomllib``) or ``tomli``, and pip in ``--build-python``.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
@@ -46,133 +41,69 @@ import sys
 import tarfile
 import tempfile
 import time
-import zipfile
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
 
-# --- the layout on the box (the unit file refers to these; tests check they agree) ---
-SERVICE = "saysee"
-SERVICE_USER = "saysee"
-INSTALL_DIR = "/opt/saysee"
-CONFIG_PATH = "/etc/saysee/config.toml"
-UNIT_PATH = "/etc/systemd/system/saysee.service"
-UDEV_RULE_PATH = "/etc/udev/rules.d/99-saysee.rules"
-STATUS_PATH = "/run/saysee/status.json"
-KEEP_RELEASES = 3
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 workstations (Ubuntu 22.04)
+    try:
+        import tomli as tomllib  # type: ignore[no-redef]
+    except ModuleNotFoundError:
+        tomllib = None  # type: ignore[assignment]
 
-# Inside a release folder.
-MANIFEST = "manifest.json"
-REL_CONFIG = "config/config.toml"
-REL_UNIT = "systemd/saysee.service"
-REL_UDEV = "systemd/99-saysee.rules"
-REL_BOOTSTRAP = "systemd/bootstrap.sh"
-REL_SELF = "systemd/deploy.py"
-FAILED_MARK = "FAILED"
-RESULT_TAG = "SAYSEE-RESULT "
+# The layout and the file format are the box side's; one definition for both ends.
+from box_release import (  # noqa: F401  (re-exported: tests and the unit check read them here)
+    CONFIG_PATH, EXIT_CHECKSUM, EXIT_FAILED, EXIT_INSTALL, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, FAILED_MARK,
+    GOOD_MARK, INSTALL_DIR, KEEP_RELEASES, MANIFEST, POLL_S, REL_BOOTSTRAP, REL_CONFIG, REL_SELF, REL_UDEV, REL_UNIT,
+    REL_WHEELS, REQUIREMENTS, RESULT_TAG, SERVICE, SERVICE_USER, START_TIMEOUT_S, STATUS_MAX_AGE_S, STATUS_PATH,
+    UDEV_RULE_PATH, UNIT_PATH, Box, DeployError, platform_tag, prune, rooted, sha256_file, verify_release)
 
 REPO = Path(__file__).resolve().parents[1]
+BOX_REQUIREMENTS = REPO / "systemd" / "box-requirements.txt"
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_CHECKSUM, EXIT_ROLLED_BACK, EXIT_INSTALL = 3, 4, 5
-
-
-class DeployError(Exception):
-    """A problem the user must fix; printed as one line naming the host or file."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
-        super().__init__(message)
-        self.code = code
+# Packages every supported box gets from apt (bootstrap.sh), or from JetPack on a
+# Jetson: never installed from a wheel, so the venv sees the system's build
+# (picamera2 is compiled against apt's numpy 1.x; the pip pygame has no KMSDRM).
+APT_PROVIDED = frozenset({"numpy", "pygame", "pyserial", "opencv_python", "opencv_python_headless", "pyaudio",
+                          "picamera2", "rpi_gpio", "rpi_lgpio", "jetson_gpio"})
 
 
 def _log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def rooted(root: str | os.PathLike, path: str) -> Path:
-    """``path`` (absolute, as on a real box) redirected under ``root``."""
-    return Path(root) / path.lstrip("/")
+def _last_line(data: bytes | str) -> str:
+    text = data.decode(errors="replace") if isinstance(data, bytes) else data
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no message)"
 
 
 # =====================================================================================
-# Workstation side: version, wheel, release folder
+# Release folder
 # =====================================================================================
-
-
-_TOML_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"|\'([^\']*)\'')
-
-
-def _strip_comment(line: str) -> str:
-    # Mask strings (same length) so a '#' inside one isn't taken for a comment.
-    masked = _TOML_STRING.sub(lambda m: "x" * len(m.group(0)), line)
-    cut = masked.find("#")
-    return (line if cut < 0 else line[:cut]).strip()
-
-
-def _mini_toml(text: str) -> dict:
-    """Just enough TOML for pyproject.toml on Python < 3.11 (no tomllib): tables,
-    strings and arrays of strings. Ubuntu 22.04's python3 is 3.10, and `make
-    deploy` must work there too."""
-    data: dict = {}
-    table = data
-    lines = [_strip_comment(ln) for ln in text.splitlines()]
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        i += 1
-        m = re.match(r"^\[([^\[\]]+)\]$", line)
-        if m:
-            table = data
-            for part in m.group(1).strip().split("."):
-                table = table.setdefault(part.strip().strip('"'), {})
-            continue
-        m = re.match(r'^("[^"]+"|[A-Za-z0-9_.-]+)\s*=\s*(.*)$', line)
-        if not m:
-            continue
-        key, value = m.group(1).strip('"'), m.group(2)
-        if value.startswith("["):
-            def depth(v: str) -> int:
-                bare = _TOML_STRING.sub("", v)
-                return bare.count("[") - bare.count("]")
-
-            while depth(value) > 0 and i < len(lines):  # a multi-line array
-                value += " " + lines[i]
-                i += 1
-            table[key] = [a or b for a, b in _TOML_STRING.findall(value)]
-        else:
-            sm = _TOML_STRING.match(value)
-            table[key] = (sm.group(1) or sm.group(2)) if sm else value
-    return data
 
 
 def _load_toml(path: Path) -> dict:
+    if tomllib is None:
+        raise DeployError("deploy.py needs Python 3.11+ or the tomli package (pip install tomli)", EXIT_USAGE)
     try:
-        import tomllib  # Python 3.11+
-    except ModuleNotFoundError:
-        tomllib = None  # type: ignore[assignment]
-    try:
-        if tomllib is None:
-            return _mini_toml(path.read_text())
         with open(path, "rb") as f:
             return tomllib.load(f)
     except OSError as e:
         raise DeployError(f"{path}: cannot read ({e.strerror})", EXIT_USAGE) from None
-    except Exception as e:  # tomllib.TOMLDecodeError, without naming a module that may be absent
+    except tomllib.TOMLDecodeError as e:
         raise DeployError(f"{path}: not valid TOML ({e})", EXIT_USAGE) from None
 
 
-def _read_pyproject(repo: Path) -> dict:
-    return _load_toml(repo / "pyproject.toml")
+def _project(repo: Path) -> dict:
+    return _load_toml(repo / "pyproject.toml").get("project", {})
 
 
-def git_revision(repo: Path) -> Tuple[str, str, bool]:
+def git_revision(repo: Path) -> tuple[str, str, bool]:
     """(short hash, full hash, dirty); ("nogit", "", False) outside a git checkout."""
 
     def git(*args: str) -> str:
@@ -189,10 +120,9 @@ def git_revision(repo: Path) -> Tuple[str, str, bool]:
         return "nogit", "", False
 
 
-def release_version(repo: Path, now: Optional[_dt.datetime] = None) -> Tuple[str, dict]:
+def release_version(repo: Path, now: _dt.datetime | None = None) -> tuple[str, dict]:
     """``0.1.0-c25b1d2-20240612T101530Z`` (``.dirty`` after the hash for uncommitted changes)."""
-    project = _read_pyproject(repo).get("project", {})
-    base = str(project.get("version", "0"))
+    base = str(_project(repo).get("version", "0"))
     short, full, dirty = git_revision(repo)
     now = now or _dt.datetime.now(_dt.timezone.utc)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
@@ -202,93 +132,51 @@ def release_version(repo: Path, now: Optional[_dt.datetime] = None) -> Tuple[str
     return f"{base}-{rev}-{stamp}", info
 
 
-def _wheel_record_hash(data: bytes) -> str:
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+def _pip(python: str, *args: str, what: str) -> None:
+    cmd = [python, "-m", "pip", "--disable-pip-version-check", "--no-input", *args]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+    except FileNotFoundError:
+        raise DeployError(f"{python}: not found (--build-python)", EXIT_USAGE) from None
+    if proc.returncode != 0:
+        msg = _last_line(proc.stderr or proc.stdout)
+        if "No module named pip" in proc.stderr:
+            msg += f"; pass --build-python with a Python that has pip (make deploy uses .venv)"
+        raise DeployError(f"{what} failed: {msg}", EXIT_INSTALL)
 
 
-def _requires_dist(project: dict, extras: Tuple[str, ...]) -> List[str]:
-    lines = [f"Requires-Dist: {dep}" for dep in project.get("dependencies", [])]
-    for extra in extras:
-        for dep in project.get("optional-dependencies", {}).get(extra, []):
-            req, _, marker = dep.partition(";")
-            cond = f'extra == "{extra}"'
-            if marker.strip():
-                cond = f"({marker.strip()}) and {cond}"
-            lines.append(f"Requires-Dist: {req.strip()}; {cond}")
-    return lines
+def build_wheel(repo: Path, out_dir: Path, python: str = sys.executable) -> Path:
+    """The ``device`` package as a wheel, built by ``pip wheel`` with the project's own build backend.
 
-
-def build_wheel(repo: Path, out_dir: Path, local_version: str | None = None,
-                packages: Tuple[str, ...] = ("device",)) -> Path:
-    """A pure-Python wheel of the box-side packages, built with the standard library.
-
-    Only ``device`` goes to the box (training/export import TensorFlow). Built by
-    hand so ``make deploy`` needs neither pip, setuptools nor network on the
-    workstation; ``--wheel`` accepts one from ``pip wheel --no-deps .`` instead.
-    ``local_version`` (PEP 440 local label, e.g. ``20240612t101530z.gc25b1d2``)
-    makes ``importlib.metadata.version("saysee")`` on the box name the release.
+    Only ``device`` goes to the box (training/export import TensorFlow): the
+    build runs on a copy of the checkout holding just pyproject.toml, the README
+    it names and ``device/``, so the package finder finds nothing else.
     """
-    project = _read_pyproject(repo).get("project", {})
-    name = project.get("name", "saysee")
-    dist = re.sub(r"[-_.]+", "_", name).lower()
-    version = str(project.get("version", "0"))
-    if local_version:
-        version += "+" + re.sub(r"[^A-Za-z0-9.]+", ".", local_version).strip(".").lower()
-    extras = tuple(project.get("optional-dependencies", {}).keys())
-    extras_for_box = tuple(e for e in extras if e in ("device", "pi"))
-
-    files: List[Tuple[str, bytes]] = []
-    for pkg in packages:
-        pkg_dir = repo / pkg
-        if not (pkg_dir / "__init__.py").is_file():
-            raise DeployError(f"{pkg_dir}: not a Python package (no __init__.py)", EXIT_USAGE)
-        for path in sorted(pkg_dir.rglob("*")):
-            rel = path.relative_to(repo)
-            if not path.is_file() or "__pycache__" in rel.parts or path.suffix in (".pyc", ".pyo"):
-                continue
-            if any(part.startswith(".") for part in rel.parts):
-                continue
-            files.append((rel.as_posix(), path.read_bytes()))
-
-    distinfo = f"{dist}-{version}.dist-info"
-    meta = [
-        "Metadata-Version: 2.1",
-        f"Name: {name}",
-        f"Version: {version}",
-        f"Summary: {project.get('description', '')}",
-    ]
-    if project.get("requires-python"):
-        meta.append(f"Requires-Python: {project['requires-python']}")
-    meta += _requires_dist(project, ())
-    for extra in extras_for_box:
-        meta.append(f"Provides-Extra: {extra}")
-    meta += _requires_dist({"optional-dependencies": project.get("optional-dependencies", {})},
-                           extras_for_box)
-    files.append((f"{distinfo}/METADATA", ("\n".join(meta) + "\n").encode()))
-    files.append((f"{distinfo}/WHEEL", b"Wheel-Version: 1.0\nGenerator: saysee-deploy\n"
-                  b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
-    scripts = project.get("scripts", {})
-    if scripts:
-        ep = "[console_scripts]\n" + "".join(f"{k} = {v}\n" for k, v in scripts.items())
-        files.append((f"{distinfo}/entry_points.txt", ep.encode()))
-    record = "".join(f"{p},{_wheel_record_hash(d)},{len(d)}\n" for p, d in files)
-    record += f"{distinfo}/RECORD,,\n"
-    files.append((f"{distinfo}/RECORD", record.encode()))
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    wheel = out_dir / f"{dist}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as zf:
-        for rel, data in files:
-            info = zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, data)
-    return wheel
+    with tempfile.TemporaryDirectory(prefix="saysee-wheel-src-") as tmp:
+        src = Path(tmp)
+        shutil.copy2(repo / "pyproject.toml", src / "pyproject.toml")
+        readme = _project(repo).get("readme")
+        if isinstance(readme, str) and (repo / readme).is_file():
+            shutil.copy2(repo / readme, src / readme)
+        if not (repo / "device" / "__init__.py").is_file():
+            raise DeployError(f"{repo / 'device'}: not a Python package (no __init__.py)", EXIT_USAGE)
+        shutil.copytree(repo / "device", src / "device",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+        # The build backend from this Python when it has one: no network, and fast.
+        isolation = [] if subprocess.run([python, "-c", "import setuptools"], capture_output=True
+                                         ).returncode else ["--no-build-isolation"]
+        before = set(out_dir.glob("*.whl"))
+        _pip(python, "wheel", "--no-deps", *isolation, "-q", "-w", str(out_dir), str(src), what="pip wheel (device)")
+    built = sorted(set(out_dir.glob("saysee-*.whl")) - before) or sorted(out_dir.glob("saysee-*.whl"))
+    if not built:
+        raise DeployError(f"pip wheel wrote no saysee wheel into {out_dir}", EXIT_INSTALL)
+    return built[-1]
 
 
-def _release_sources(repo: Path, config: Path) -> List[Tuple[Path, str]]:
-    """(source file, path inside the release) for everything but the wheel and manifest."""
-    items: List[Tuple[Path, str]] = [(config, REL_CONFIG)]
+def _release_sources(repo: Path, config: Path) -> list[tuple[Path, str]]:
+    """(source file, path inside the release) for everything but the wheels and manifest."""
+    items: list[tuple[Path, str]] = [(config, REL_CONFIG)]
     for rel in (REL_UNIT, REL_UDEV, REL_BOOTSTRAP, REL_SELF):
         src = repo / rel
         if src.is_file():
@@ -308,39 +196,41 @@ def _release_sources(repo: Path, config: Path) -> List[Tuple[Path, str]]:
     return items
 
 
-def _check_config(config: Path) -> None:
-    """The config must exist and parse here, before anything is copied anywhere.
+def check_config(config: Path) -> None:
+    """Validate the config exactly as the box will (``device.config.load_config``), before anything moves.
 
-    Full validation (keys, ranges) is the box's job at start-up; a TOML syntax
-    error is caught now so a typo never costs a restart and a rollback.
+    A typo caught here costs one line; on the box it would cost a restart, a
+    failed health check and a rollback.
     """
     if not config.is_file():
         raise DeployError(f"{config}: no such config file (pass CONFIG=path)", EXIT_USAGE)
-    _load_toml(config)
+    added = str(REPO) not in sys.path
+    if added:
+        sys.path.insert(0, str(REPO))
+    try:
+        from device.config import load_config
+        from device.errors import SaySeeError
+    except ImportError as e:
+        raise DeployError(f"cannot validate {config}: {e} (deploy.py needs Python 3.11+ or tomli)", EXIT_USAGE) from None
+    finally:
+        if added:
+            sys.path.remove(str(REPO))
+    try:
+        load_config(config)
+    except SaySeeError as e:
+        raise DeployError(str(e), EXIT_USAGE) from None
 
 
-def build_release(repo: Path, config: Path, out_dir: Path, version: str, info: dict,
-                  wheel: Optional[Path] = None) -> Path:
-    """Write the release folder ``out_dir/<version>`` with ``manifest.json``; return it."""
-    _check_config(config)
-    rel_dir = out_dir / version
-    if rel_dir.exists():
-        shutil.rmtree(rel_dir)
-    rel_dir.mkdir(parents=True)
-    wheels = rel_dir / "wheels"
-    if wheel is not None:
-        if not wheel.is_file():
-            raise DeployError(f"{wheel}: no such wheel", EXIT_USAGE)
-        wheels.mkdir()
-        shutil.copyfile(wheel, wheels / wheel.name)
-        built = wheels / wheel.name
-    else:
-        local = f"{info['timestamp']}.g{info['rev']}"
-        built = build_wheel(repo, wheels, local_version=local)
-    for src, rel in _release_sources(repo, config):
-        dst = rel_dir / rel
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
+def _write_manifest(rel_dir: Path, manifest: dict) -> None:
+    files = {}
+    for path in sorted(p for p in rel_dir.rglob("*") if p.is_file() and p.name != MANIFEST):
+        files[path.relative_to(rel_dir).as_posix()] = {"sha256": sha256_file(path), "size": path.stat().st_size}
+    manifest["files"] = files
+    (rel_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    (rel_dir / MANIFEST).chmod(0o644)
+
+
+def _fix_modes(rel_dir: Path) -> None:
     # Explicit modes: the box runs the service as `saysee`, which must read all of
     # it, whatever umask the workstation had.
     for path in rel_dir.rglob("*"):
@@ -348,11 +238,34 @@ def build_release(repo: Path, config: Path, out_dir: Path, version: str, info: d
             path.chmod(0o755)
         else:
             path.chmod(0o755 if path.suffix in (".sh", ".py") and path.parent.name == "systemd" else 0o644)
-    files = {}
-    for path in sorted(p for p in rel_dir.rglob("*") if p.is_file()):
-        rel = path.relative_to(rel_dir).as_posix()
-        files[rel] = {"sha256": _sha256(path), "size": path.stat().st_size}
-    project = _read_pyproject(repo).get("project", {})
+
+
+def build_release(repo: Path, config: Path, out_dir: Path, version: str, info: dict,
+                  wheel: Path | None = None, python: str = sys.executable) -> Path:
+    """Write the release folder ``out_dir/<version>`` with ``manifest.json``; return it.
+
+    Dependency wheels per box platform are added later by ``add_platform``.
+    """
+    check_config(config)
+    rel_dir = out_dir / version
+    if rel_dir.exists():
+        shutil.rmtree(rel_dir)
+    rel_dir.mkdir(parents=True)
+    wheels = rel_dir / REL_WHEELS
+    if wheel is not None:
+        if not wheel.is_file():
+            raise DeployError(f"{wheel}: no such wheel", EXIT_USAGE)
+        wheels.mkdir()
+        shutil.copyfile(wheel, wheels / wheel.name)
+        built = wheels / wheel.name
+    else:
+        built = build_wheel(repo, wheels, python)
+    for src, rel in _release_sources(repo, config):
+        dst = rel_dir / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    _fix_modes(rel_dir)
+    project = _project(repo)
     manifest = {
         "name": project.get("name", "saysee"),
         "version": version,
@@ -362,15 +275,70 @@ def build_release(repo: Path, config: Path, out_dir: Path, version: str, info: d
         "requires_python": project.get("requires-python", ""),
         "wheel": built.relative_to(rel_dir).as_posix(),
         "config": REL_CONFIG,
-        "files": files,
+        "platforms": {},
     }
-    (rel_dir / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    (rel_dir / MANIFEST).chmod(0o644)
+    _write_manifest(rel_dir, manifest)
     return rel_dir
 
 
+def _wheel_name_version(path: Path) -> tuple[str, str]:
+    parts = path.name[:-len(".whl")].split("-")
+    return parts[0], parts[1]
+
+
+def pip_platforms(arch: str, glibc: str) -> list[str]:
+    """``--platform`` values for a box: every manylinux its glibc runs, newest first (unknown glibc: 2.17)."""
+    m = re.match(r"2\.(\d+)", glibc or "")
+    minor = int(m.group(1)) if m else 17
+    tags = [f"manylinux_2_{v}_{arch}" for v in range(max(minor, 17), 16, -1)]
+    return tags + [f"manylinux2014_{arch}", f"linux_{arch}"]
+
+
+def add_platform(release: Path, tag: str, pyver: str, arch: str, glibc: str, requirements: Path,
+                 python: str = sys.executable, wheelhouse: Path | None = None) -> bool:
+    """Download the box's dependency wheels for one platform into ``wheels/<tag>/`` (once per release).
+
+    Resolved here, on the workstation, for the box's Python, CPU and glibc;
+    what apt provides is dropped; ``requirements.txt`` pins every wheel (ours
+    included) by version and sha256 for the box's offline, hash-checked install.
+    Returns False when the release already had this platform.
+    """
+    manifest = json.loads((release / MANIFEST).read_text())
+    if tag in manifest.get("platforms", {}):
+        return False
+    dest = release / REL_WHEELS / tag
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    if not requirements.is_file():
+        raise DeployError(f"{requirements}: no such requirements file (--box-requirements)", EXIT_USAGE)
+    wanted = [ln for ln in requirements.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if wanted:
+        abi = "cp" + pyver.replace(".", "")
+        args = ["download", "-q", "--only-binary=:all:", "--python-version", pyver, "--implementation", "cp",
+                "--abi", abi, "--abi", "abi3", "--abi", "none", "-d", str(dest), "-r", str(requirements)]
+        for plat in pip_platforms(arch, glibc):
+            args += ["--platform", plat]
+        if wheelhouse is not None:
+            args += ["--no-index", "--find-links", str(wheelhouse)]
+        _pip(python, *args, what=f"pip download for {tag}")
+    lines = []
+    for whl in sorted(dest.glob("*.whl")) + [release / manifest["wheel"]]:
+        name, version = _wheel_name_version(whl)
+        if _norm(name) in APT_PROVIDED:
+            whl.unlink()  # the box's system package is used instead
+            continue
+        lines.append(f"{name}=={version} --hash=sha256:{sha256_file(whl)}")
+    (dest / REQUIREMENTS).write_text(
+        f"# {tag}: every wheel this release installs on such a box, pinned (deploy.py add_platform)\n"
+        + "\n".join(lines) + "\n")
+    _fix_modes(release)
+    manifest.setdefault("platforms", {})[tag] = (dest / REQUIREMENTS).relative_to(release).as_posix()
+    _write_manifest(release, manifest)
+    return True
+
+
 # =====================================================================================
-# Workstation side: ssh, copy, per-host deploy
+# ssh, copy, per-host deploy
 # =====================================================================================
 
 
@@ -382,8 +350,8 @@ class Ssh:
     fails fast.
     """
 
-    def __init__(self, host: str, port: Optional[int] = None, identity: Optional[str] = None,
-                 options: Tuple[str, ...] = (), config_file: Optional[str] = None,
+    def __init__(self, host: str, port: int | None = None, identity: str | None = None,
+                 options: tuple[str, ...] = (), config_file: str | None = None,
                  connect_timeout: int = 10) -> None:
         self.host = host
         self.base = ["ssh"]
@@ -398,14 +366,14 @@ class Ssh:
         for opt in options:
             self.base += ["-o", opt]
 
-    def argv(self, command: str) -> List[str]:
+    def argv(self, command: str) -> list[str]:
         # "--" keeps a host like "-oProxyCommand=..." from being read as an option.
         return self.base + ["--", self.host, command]
 
     def rsync_rsh(self) -> str:
         return shlex.join(self.base)
 
-    def run(self, command: str, input: Optional[bytes] = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    def run(self, command: str, input: bytes | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
         try:
             proc = subprocess.run(self.argv(command), input=input, capture_output=True, timeout=timeout)
         except FileNotFoundError:
@@ -428,12 +396,12 @@ def _ssh_problem(stderr: bytes) -> str:
     return f"host unreachable ({last})"
 
 
-def _remote_env_prefix(path_prefix: Optional[str]) -> str:
+def _remote_env_prefix(path_prefix: str | None) -> str:
     return f"PATH={shlex.quote(path_prefix)}:\"$PATH\"; export PATH; " if path_prefix else ""
 
 
-def probe(ssh: Ssh, python: str, path_prefix: Optional[str]) -> Dict[str, str]:
-    """One round trip: who we are on the box, whether python/rsync/sudo are there."""
+def probe(ssh: Ssh, python: str, path_prefix: str | None) -> dict[str, str]:
+    """One round trip: who we are on the box, its Python/CPU/glibc, whether rsync and sudo are there."""
     py = shlex.quote(python)
     script = (
         _remote_env_prefix(path_prefix)
@@ -442,10 +410,11 @@ def probe(ssh: Ssh, python: str, path_prefix: Optional[str]) -> Dict[str, str]:
         + f'{py} -c "import sys; print(\'pyver=%d.%d\' % sys.version_info[:2])" 2>/dev/null; '
         + 'echo "rsync=$(command -v rsync 2>/dev/null)"; '
         + 'if sudo -n true 2>/dev/null; then echo sudo=1; else echo sudo=0; fi; '
-        + f'echo "service_user=$(id -u {SERVICE_USER} 2>/dev/null)"; echo "arch=$(uname -m)"'
+        + f'echo "service_user=$(id -u {SERVICE_USER} 2>/dev/null)"; echo "arch=$(uname -m)"; '
+        + 'echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed "s/^glibc //")"'
     )
     proc = ssh.run(script, timeout=60)
-    out: Dict[str, str] = {}
+    out: dict[str, str] = {}
     for line in proc.stdout.decode(errors="replace").splitlines():
         key, sep, value = line.partition("=")
         if sep:
@@ -504,12 +473,6 @@ def upload(ssh: Ssh, local: Path, remote_dir: str, transport: str, sudo: str,
     return "tar"
 
 
-def _last_line(data: bytes | str) -> str:
-    text = data.decode(errors="replace") if isinstance(data, bytes) else data
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no message)"
-
-
 class HostResult:
     """The outcome for one host, one row of the summary table."""
 
@@ -519,6 +482,18 @@ class HostResult:
     @property
     def ok(self) -> bool:
         return self.result == "ok"
+
+
+def _health_args(args: argparse.Namespace) -> list[str]:
+    return ["--start-timeout", str(args.health_timeout), "--poll", str(args.health_poll),
+            "--status-max-age", str(args.status_max_age)]
+
+
+def _remote_command(args: argparse.Namespace, sudo: str, script: Path, remote_args: list[str]) -> str:
+    # sudo resets PATH, so the test PATH prefix goes through `env`, after sudo.
+    env = f"env PATH={shlex.quote(args.remote_path_prefix)}:\"$PATH\" " if args.remote_path_prefix else ""
+    return (f"{sudo}{env}{shlex.quote(args.remote_python)} {shlex.quote(str(script))} "
+            + " ".join(shlex.quote(a) for a in remote_args))
 
 
 def deploy_host(host: str, release: Path, version: str, args: argparse.Namespace) -> HostResult:
@@ -535,25 +510,27 @@ def deploy_host(host: str, release: Path, version: str, args: argparse.Namespace
     bootstrap = args.bootstrap == "always" or (
         args.bootstrap == "auto" and args.remote_root == "/" and not info.get("service_user"))
 
+    plat = platform_tag(info.get("pyver", ""), info.get("arch", ""))
+    t0 = time.monotonic()
+    if add_platform(release, plat, info.get("pyver", ""), info.get("arch", ""), info.get("glibc", ""),
+                    args.box_requirements, args.build_python, args.wheelhouse):
+        n = len((release / REL_WHEELS / plat / REQUIREMENTS).read_text().splitlines()) - 1
+        _log(f"{tag} resolved {n} pinned wheels for {plat} (glibc {info.get('glibc') or '?'}, "
+             f"{time.monotonic() - t0:.1f} s)")
+
     releases = rooted(args.remote_root, INSTALL_DIR) / "releases"
     incoming = f".incoming-{version}"
     t0 = time.monotonic()
     used = upload(ssh, release, str(releases / incoming), args.transport, sudo, bool(info.get("rsync")))
     _log(f"{tag} copied release {version} ({used}, {time.monotonic() - t0:.1f} s)")
 
-    remote_self = shlex.quote(str(releases / incoming / REL_SELF))
     remote_args = [
-        "remote", "activate", "--root", args.remote_root, "--incoming", incoming, "--version", version,
-        "--manifest-sha256", _sha256(release / MANIFEST), "--keep", str(args.keep),
-        "--health-timeout", str(args.health_timeout), "--status-max-age", str(args.status_max_age),
-        "--settle", str(args.health_settle), "--pip-args", args.pip_args,
+        "activate", "--root", args.remote_root, "--incoming", incoming, "--version", version,
+        "--manifest-sha256", sha256_file(release / MANIFEST), "--keep", str(args.keep), *_health_args(args),
     ]
     if bootstrap:
         remote_args.append("--bootstrap")
-    # sudo resets PATH, so the test PATH prefix goes through `env`, after sudo.
-    env = f"env PATH={shlex.quote(args.remote_path_prefix)}:\"$PATH\" " if args.remote_path_prefix else ""
-    command = (f"{sudo}{env}{shlex.quote(args.remote_python)} {remote_self} "
-               + " ".join(shlex.quote(a) for a in remote_args))
+    command = _remote_command(args, sudo, releases / incoming / REL_SELF, remote_args)
     result, rc, last = _stream_remote(ssh, command, tag)
     if result is None:
         if rc == 255:
@@ -567,7 +544,7 @@ def deploy_host(host: str, release: Path, version: str, args: argparse.Namespace
     return HostResult(host, version, "FAILED", result.get("message", ""))
 
 
-def _stream_remote(ssh: Ssh, command: str, tag: str) -> Tuple[Optional[dict], int, str]:
+def _stream_remote(ssh: Ssh, command: str, tag: str) -> tuple[dict | None, int, str]:
     """Run a box-side step, echoing its lines live; (result record, exit code, last line)."""
     result = None
     try:
@@ -588,7 +565,7 @@ def _stream_remote(ssh: Ssh, command: str, tag: str) -> Tuple[Optional[dict], in
     return result, proc.wait(), last
 
 
-def _sudo_for(ssh: Ssh, info: Dict[str, str], remote_root: str) -> str:
+def _sudo_for(ssh: Ssh, info: dict[str, str], remote_root: str) -> str:
     if info["uid"] != "0" and remote_root == "/":
         if info.get("sudo") != "1":
             raise DeployError(f"{ssh.host}: user {info.get('user')} is not root and has no passwordless sudo")
@@ -597,16 +574,12 @@ def _sudo_for(ssh: Ssh, info: Dict[str, str], remote_root: str) -> str:
 
 
 def rollback_host(host: str, args: argparse.Namespace) -> HostResult:
-    """Flip a box back to its previous release (``--rollback``), using the box's own deploy.py."""
+    """Flip a box back to its previous good release (``--rollback``), using the box's own box_release.py."""
     ssh = Ssh(host, args.port, args.identity, tuple(args.ssh_opt), args.ssh_config, args.connect_timeout)
     info = probe(ssh, args.remote_python, args.remote_path_prefix)
     sudo = _sudo_for(ssh, info, args.remote_root)
     script = rooted(args.remote_root, INSTALL_DIR) / "current" / REL_SELF
-    env = f"env PATH={shlex.quote(args.remote_path_prefix)}:\"$PATH\" " if args.remote_path_prefix else ""
-    remote_args = ["remote", "rollback", "--root", args.remote_root, "--health-timeout", str(args.health_timeout),
-                   "--status-max-age", str(args.status_max_age), "--settle", str(args.health_settle)]
-    command = (f"{sudo}{env}{shlex.quote(args.remote_python)} {shlex.quote(str(script))} "
-               + " ".join(shlex.quote(a) for a in remote_args))
+    command = _remote_command(args, sudo, script, ["rollback", "--root", args.remote_root, *_health_args(args)])
     result, rc, last = _stream_remote(ssh, command, f"[{host}]")
     if result is None:
         return HostResult(host, "-", "FAILED", f"rollback exited {rc}: {last}")
@@ -614,29 +587,32 @@ def rollback_host(host: str, args: argparse.Namespace) -> HostResult:
     return HostResult(host, result.get("version") or "-", "ok" if ok else "FAILED", result.get("message", ""))
 
 
-def plan_lines(host: str, version: str, args: argparse.Namespace, n_files: int) -> List[str]:
+def plan_lines(host: str, version: str, args: argparse.Namespace, n_files: int) -> list[str]:
     r = args.remote_root
     rel = rooted(r, INSTALL_DIR) / "releases" / version
     cur = rooted(r, INSTALL_DIR) / "current"
-    pip = f" {args.pip_args}" if args.pip_args else ""
     return [
         f"[{host}] plan for release {version}:",
-        f"  1. ssh probe {host} (uid, {args.remote_python}, rsync, sudo)",
-        f"  2. copy {n_files} files -> {host}:{rel.parent}/.incoming-{version} (transport: {args.transport})",
-        f"  3. verify sha256 of every file against {MANIFEST}, rename to {rel}",
-        f"  4. {args.remote_python} -m venv --system-site-packages {rel}/venv; pip install{pip} <wheel>[device]",
+        f"  1. ssh probe {host} (uid, {args.remote_python} version, CPU, glibc, rsync, sudo)",
+        f"  2. pip download the wheels of {args.box_requirements.name} for the box's platform (once per release),"
+        " pinned by sha256",
+        f"  3. copy {n_files} files -> {host}:{rel.parent}/.incoming-{version} (transport: {args.transport})",
+        f"  4. verify sha256 of every file against {MANIFEST}, rename to {rel}",
+        f"  5. {args.remote_python} -m venv --system-site-packages {rel}/venv; pip install --no-index --no-deps "
+        "--require-hashes (offline)",
         f"     (first-time setup with bootstrap.sh: {args.bootstrap})",
-        f"  5. install {rooted(r, CONFIG_PATH)}, {rooted(r, UNIT_PATH)}, {rooted(r, UDEV_RULE_PATH)}",
-        f"  6. flip {cur} -> releases/{version} (symlink + rename, atomic)",
-        f"  7. systemctl daemon-reload; systemctl restart {SERVICE}",
-        f"  8. health: systemctl is-active {SERVICE} and {rooted(r, STATUS_PATH)} rewritten since the restart,"
-        f" < {args.status_max_age:g} s old, holding {args.health_settle:g} s (give up after {args.health_timeout:g} s)",
-        "  9. on failure: flip back to the previous release, restart it, report ROLLED BACK, exit non-zero",
-        f" 10. prune: keep the {args.keep} newest releases (never current or previous)",
+        f"  6. install {rooted(r, CONFIG_PATH)}, {rooted(r, UNIT_PATH)}, {rooted(r, UDEV_RULE_PATH)}",
+        f"  7. flip {cur} -> releases/{version} (symlink + rename, atomic)",
+        f"  8. systemctl daemon-reload; systemctl restart {SERVICE}",
+        f"  9. health: active, same pid and NRestarts for 2 x WatchdogSec + RestartSec (from the unit), and"
+        f" {rooted(r, STATUS_PATH)} shows inference progress (start allowance {args.health_timeout:g} s)",
+        " 10. on failure (a failing restart too): flip back to the last good release, restart it, report"
+        " ROLLED BACK, exit non-zero",
+        f" 11. prune: keep the {args.keep} newest releases (never current or previous)",
     ]
 
 
-def print_summary(results: List[HostResult]) -> None:
+def print_summary(results: list[HostResult]) -> None:
     rows = [("host", "version", "result")] + [
         (r.host, r.version or "-", r.result + (f" {r.message}" if r.result == "ROLLED BACK" else
                                                f": {r.message}" if r.message and not r.ok else ""))
@@ -656,7 +632,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default="config/default.toml", help="config file installed as " + CONFIG_PATH)
     p.add_argument("--dry-run", action="store_true", help="print the plan; build nothing, touch nothing")
     p.add_argument("--rollback", action="store_true",
-                   help="no deploy: flip each host back to its previous release, restart, health-check")
+                   help="no deploy: flip each host back to its previous good release, restart, health-check")
     p.add_argument("--remote-root", default=os.environ.get("SAYSEE_REMOTE_ROOT", "/"),
                    help="prefix for every absolute path on the box (tests); default /")
     p.add_argument("--remote-python", default="python3", help="python on the box (creates the venv)")
@@ -670,28 +646,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--connect-timeout", type=int, default=10, help="ssh ConnectTimeout seconds")
     p.add_argument("--transport", choices=("auto", "rsync", "tar"), default="auto",
                    help="rsync when both ends have it (auto), else tar over ssh")
-    p.add_argument("--pip-args", default=os.environ.get("SAYSEE_PIP_ARGS", ""),
-                   help="extra pip install arguments on the box (env SAYSEE_PIP_ARGS)")
-    p.add_argument("--offline", action="store_true",
-                   help="install only the wheel, no index, no dependencies (= --pip-args '--no-index --no-deps')")
-    p.add_argument("--wheel", type=Path, default=None, help="use this prebuilt wheel instead of building one")
+    p.add_argument("--build-python", default=sys.executable,
+                   help="Python whose pip builds the wheel and downloads the box's wheels (default: this one)")
+    p.add_argument("--box-requirements", type=Path, default=BOX_REQUIREMENTS,
+                   help="what pip installs on the box besides saysee (default systemd/box-requirements.txt)")
+    p.add_argument("--wheelhouse", type=Path, default=None,
+                   help="take the box's dependency wheels from this folder only, not from the package index")
+    p.add_argument("--wheel", type=Path, default=None, help="use this prebuilt saysee wheel instead of building one")
     p.add_argument("--build-dir", type=Path, default=None, help="keep the release folder here (default: a temp dir)")
     p.add_argument("--keep", type=int, default=KEEP_RELEASES, help="releases to keep on the box (min 2)")
-    p.add_argument("--health-timeout", type=float, default=60.0, help="seconds to wait for a healthy service")
-    p.add_argument("--health-settle", type=float, default=5.0, help="seconds health must hold (catches crash loops)")
-    p.add_argument("--status-max-age", type=float, default=15.0, help="max age of status.json in seconds")
+    p.add_argument("--health-timeout", type=float, default=START_TIMEOUT_S,
+                   help="seconds for the service to become active and to show progress")
+    p.add_argument("--health-poll", type=float, default=POLL_S, help="seconds between two health looks")
+    p.add_argument("--status-max-age", type=float, default=STATUS_MAX_AGE_S, help="max age of status.json in seconds")
     p.add_argument("--bootstrap", choices=("auto", "always", "never"), default="auto",
                    help="run bootstrap.sh on the box first (auto: when user saysee is missing)")
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["remote"]:
-        return remote_main(argv[1:])
-    args = _parser().parse_args(argv)
-    if args.offline:
-        args.pip_args = (args.pip_args + " --no-index --no-deps").strip()
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     args.keep = max(2, args.keep)
     hosts = [h for hs in args.hosts for h in hs.split()]
     if not args.remote_root.startswith("/"):
@@ -702,7 +676,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             if args.dry_run:
                 for host in hosts:
                     _log(f"[{host}] plan: flip {rooted(args.remote_root, INSTALL_DIR)}/current to its previous "
-                         f"release, restart {SERVICE}, health-check")
+                         f"good release, restart {SERVICE}, health-check")
                 return EXIT_OK
             results = []
             for host in hosts:
@@ -714,7 +688,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             print_summary(results)
             return EXIT_OK if all(r.ok for r in results) else EXIT_FAILED
         config = Path(args.config)
-        _check_config(config)
+        check_config(config)
         version, info = release_version(REPO)
         if args.dry_run:
             n = len(_release_sources(REPO, config)) + 2  # + wheel + manifest
@@ -725,7 +699,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return EXIT_OK
         with contextlib.ExitStack() as stack:
             out = args.build_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="saysee-release-")))
-            release = build_release(REPO, config, out, version, info, wheel=args.wheel)
+            release = build_release(REPO, config, out, version, info, wheel=args.wheel, python=args.build_python)
             n_files = len(json.loads((release / MANIFEST).read_text())["files"])
             _log(f"built release {version} ({n_files} files) in {release}")
             results = []
@@ -749,406 +723,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print("deploy: interrupted", file=sys.stderr)
         return 130
-
-
-# =====================================================================================
-# Box side: `deploy.py remote activate|health|rollback` (runs from the release folder)
-# =====================================================================================
-
-
-class Box:
-    """The install layout on one box, every path under ``root`` (``/`` for real)."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.base = rooted(root, INSTALL_DIR)
-        self.releases = self.base / "releases"
-        self.current = self.base / "current"
-        self.previous = self.base / "previous"
-        self.config = rooted(root, CONFIG_PATH)
-        self.unit = rooted(root, UNIT_PATH)
-        self.udev = rooted(root, UDEV_RULE_PATH)
-
-    @property
-    def status(self) -> Path:
-        """The status file the app writes: ``[app] status_file`` of the installed config."""
-        path = STATUS_PATH
-        try:
-            import tomllib  # the box's Python may be older: then the default
-
-            with open(self.config, "rb") as f:
-                path = str(tomllib.load(f).get("app", {}).get("status_file", STATUS_PATH)) or STATUS_PATH
-        except Exception:  # missing/unparsable config: the app would not start anyway
-            pass
-        return rooted(self.root, path) if path.startswith("/") else self.base / "current" / path
-
-    @property
-    def is_real(self) -> bool:
-        return os.path.realpath(self.root) == "/"
-
-    def target(self, link: Path) -> Optional[str]:
-        """Release name a symlink points at (``releases/<name>``), or None."""
-        try:
-            dest = os.readlink(link)
-        except OSError:
-            return None
-        name = Path(dest).name
-        return name if (self.releases / name).is_dir() else None
-
-    def point(self, link: Path, release: str) -> None:
-        """Atomically repoint ``link`` at ``releases/<release>``: a new symlink, then rename(2)."""
-        tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        os.symlink(f"releases/{release}", tmp)  # relative: works under any root prefix
-        os.replace(tmp, link)  # rename() never follows the old link: atomic swap
-        _fsync_dir(link.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _install_file(src: Path, dst: Path, mode: int = 0o644) -> bool:
-    """Copy atomically if the content differs; True if it changed."""
-    data = src.read_bytes()
-    if dst.is_file() and dst.read_bytes() == data:
-        return False
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, dst)
-    _fsync_dir(dst.parent)
-    return True
-
-
-def _say(msg: str) -> None:
-    print(msg, flush=True)
-
-
-def _result(result: str, **fields) -> None:
-    print(RESULT_TAG + json.dumps(dict(result=result, **fields)), flush=True)
-
-
-def _systemctl(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    try:
-        proc = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=120)
-    except FileNotFoundError:
-        raise DeployError("systemctl not found on the box (is this a systemd system?)") from None
-    except subprocess.TimeoutExpired:
-        raise DeployError(f"systemctl {' '.join(args)} timed out") from None
-    if check and proc.returncode != 0:
-        raise DeployError(f"systemctl {' '.join(args)} failed: {_last_line(proc.stderr or proc.stdout)}")
-    return proc
-
-
-def verify_release(folder: Path, manifest_sha256: Optional[str] = None) -> dict:
-    """Check every file in ``manifest.json``; DeployError naming the first bad file."""
-    mpath = folder / MANIFEST
-    if not mpath.is_file():
-        raise DeployError(f"{mpath}: manifest missing (incomplete upload?)", EXIT_CHECKSUM)
-    if manifest_sha256 and _sha256(mpath) != manifest_sha256:
-        raise DeployError(f"checksum mismatch: {MANIFEST} (corrupted upload)", EXIT_CHECKSUM)
-    try:
-        manifest = json.loads(mpath.read_text())
-        files = manifest["files"]
-    except (ValueError, KeyError) as e:
-        raise DeployError(f"{mpath}: not a valid manifest ({e})", EXIT_CHECKSUM) from None
-    for rel, meta in sorted(files.items()):
-        path = folder / rel
-        if not path.is_file():
-            raise DeployError(f"checksum mismatch: {rel} is missing", EXIT_CHECKSUM)
-        got = _sha256(path)
-        if got != meta["sha256"]:
-            raise DeployError(f"checksum mismatch: {rel} (expected {meta['sha256'][:12]}…, got {got[:12]}…)",
-                              EXIT_CHECKSUM)
-    return manifest
-
-
-def make_venv(folder: Path, manifest: dict, pip_args: str) -> None:
-    """``venv`` with system site packages (apt's numpy, picamera2, GPIO) + the wheel."""
-    venv = folder / "venv"
-    # --without-pip: ensurepip costs seconds on a Pi; the pip that python3-pip
-    # put in the system site packages installs into the venv just as well.
-    proc = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise DeployError(f"{venv}: python3 -m venv failed ({_last_line(proc.stderr)}); "
-                          "install python3-venv (bootstrap.sh does)", EXIT_INSTALL)
-    py = str(venv / "bin" / "python")
-    if subprocess.run([py, "-c", "import pip"], capture_output=True).returncode != 0:
-        proc = subprocess.run([py, "-m", "ensurepip", "--default-pip"], capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise DeployError(f"{venv}: no pip (install python3-pip or python3-venv; bootstrap.sh does): "
-                              f"{_last_line(proc.stderr)}", EXIT_INSTALL)
-    wheel = folder / manifest["wheel"]
-    cmd = [py, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--no-warn-script-location",
-           *shlex.split(pip_args)]
-    # Pin the system's numpy (apt's, which picamera2 is built against): if some
-    # dependency wants another one, pip fails here, in one line, instead of
-    # shadowing it in the venv and breaking the camera at run time.
-    system_numpy = subprocess.run([sys.executable, "-c", "import numpy; print(numpy.__version__)"],
-                                  capture_output=True, text=True, cwd="/")
-    if system_numpy.returncode == 0 and system_numpy.stdout.strip():
-        constraints = folder / "constraints.txt"
-        constraints.write_text(f"numpy=={system_numpy.stdout.strip()}\n")
-        cmd += ["-c", str(constraints)]
-    cmd.append(f"{wheel}[device]")
-    _say(f"  venv: pip install {wheel.name}[device] {pip_args}".rstrip())
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        for line in (proc.stdout + proc.stderr).strip().splitlines()[-15:]:
-            _say(f"  pip: {line}")
-        raise DeployError(f"pip install {wheel.name} failed: {_last_line(proc.stderr or proc.stdout)}", EXIT_INSTALL)
-    # The box must be able to import what it will run, before we switch to it.
-    proc = subprocess.run([py, "-c", "import device.__main__"], capture_output=True, text=True, cwd=str(folder))
-    if proc.returncode != 0:
-        raise DeployError(f"the new venv cannot import device: {_last_line(proc.stderr)}", EXIT_INSTALL)
-
-
-def activate(box: Box, release: str) -> None:
-    """Install one release's config/unit/udev rule, flip ``current``, restart."""
-    folder = box.releases / release
-    running = box.target(box.current)
-    cfg_src = folder / REL_CONFIG
-    if box.config.is_file() and running and running != release:
-        shipped = box.releases / running / REL_CONFIG
-        # Hand edits on the box would be overwritten: keep a copy, say where.
-        if shipped.is_file() and shipped.read_bytes() != box.config.read_bytes():
-            keep = box.config.with_name(f"config.toml.local-{time.strftime('%Y%m%dT%H%M%S')}")
-            shutil.copy2(box.config, keep)
-            _say(f"  config: {box.config} had local edits; saved them as {keep.name}")
-    _install_file(cfg_src, box.config, 0o644)
-    _install_file(folder / REL_UNIT, box.unit, 0o644)
-    if (folder / REL_UDEV).is_file() and _install_file(folder / REL_UDEV, box.udev, 0o644):
-        if box.is_real and shutil.which("udevadm"):
-            subprocess.run(["udevadm", "control", "--reload-rules"], capture_output=True)
-            subprocess.run(["udevadm", "trigger", "--subsystem-match=tty"], capture_output=True)
-    box.point(box.current, release)
-    _say(f"  switch: {box.current} -> releases/{release}")
-    # Always: also picks up a unit someone edited by hand since the last deploy.
-    _systemctl("daemon-reload", check=True)
-    _systemctl("enable", "--quiet", SERVICE)
-    # --no-block: a start that never sends READY=1 must not hang us for
-    # TimeoutStartSec; the health poll below decides.
-    _systemctl("restart", "--no-block", SERVICE, check=True)
-    _say(f"  restart: systemctl restart {SERVICE}")
-
-
-def check_health(box: Box, since: float, max_age: float) -> Tuple[bool, str]:
-    """One look: the unit is active and the app rewrote its status file since ``since``."""
-    state = _systemctl("is-active", SERVICE)
-    st = (state.stdout or "").strip() or f"exit {state.returncode}"
-    if state.returncode != 0:
-        return False, f"service not active ({st})"
-    try:
-        mtime = box.status.stat().st_mtime
-    except FileNotFoundError:
-        return False, f"{box.status} not written"
-    now = time.time()
-    if mtime < since - 0.5:
-        return False, f"{box.status} is older than the restart"
-    if now - mtime > max_age:
-        return False, f"{box.status} is stale ({now - mtime:.0f} s > {max_age:g} s)"
-    try:
-        json.loads(box.status.read_text())
-    except (OSError, ValueError) as e:
-        return False, f"{box.status} unreadable ({e})"
-    return True, f"active, status {max(0.0, now - mtime):.1f} s old"
-
-
-def wait_healthy(box: Box, since: float, timeout: float, settle: float, max_age: float) -> Tuple[bool, str]:
-    """Poll until healthy for ``settle`` seconds straight, or ``timeout`` runs out."""
-    deadline = time.monotonic() + timeout
-    healthy_since: Optional[float] = None
-    why = "not checked"
-    while True:
-        ok, why = check_health(box, since, max_age)
-        now = time.monotonic()
-        if ok:
-            healthy_since = healthy_since if healthy_since is not None else now
-            if now - healthy_since >= settle:
-                return True, why
-        else:
-            healthy_since = None  # a crash loop flickers: start the settle over
-        if now >= deadline:
-            return False, why
-        time.sleep(min(0.5, max(0.05, settle / 4)) if ok else 0.3)
-
-
-def _journal_tail(box: Box) -> None:
-    if box.is_real and shutil.which("journalctl"):
-        proc = subprocess.run(["journalctl", "-u", SERVICE, "-n", "15", "--no-pager", "-o", "cat"],
-                              capture_output=True, text=True)
-        for line in proc.stdout.splitlines():
-            _say(f"  journal: {line}")
-
-
-def _created(folder: Path) -> str:
-    try:
-        return json.loads((folder / MANIFEST).read_text()).get("created", "")
-    except (OSError, ValueError):
-        return ""
-
-
-def prune(box: Box, keep: int) -> List[str]:
-    """Remove old releases: keep ``keep`` in all, always current and previous, failed ones first."""
-    current, previous = box.target(box.current), box.target(box.previous)
-    names = [p.name for p in box.releases.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    # Newest first; a failed release is worth less than any good one.
-    names.sort(key=lambda n: (not (box.releases / n / FAILED_MARK).exists(),
-                              _created(box.releases / n), (box.releases / n).stat().st_mtime), reverse=True)
-    kept = [n for n in (current, previous) if n]
-    for n in names:
-        if len(kept) >= keep:
-            break
-        if n not in kept:
-            kept.append(n)
-    removed = [n for n in names if n not in kept]
-    for n in removed:
-        shutil.rmtree(box.releases / n, ignore_errors=True)
-    # Uploads abandoned by an interrupted deploy.
-    for p in box.releases.glob(".incoming-*"):
-        if time.time() - p.stat().st_mtime > 3600:
-            shutil.rmtree(p, ignore_errors=True)
-    return removed
-
-
-@contextlib.contextmanager
-def _lock(box: Box):
-    import fcntl
-
-    box.base.mkdir(parents=True, exist_ok=True)
-    with open(box.base / ".deploy.lock", "w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise DeployError("another deploy is running on this box") from None
-        yield
-
-
-def _run_bootstrap(folder: Path) -> None:
-    script = folder / REL_BOOTSTRAP
-    _say(f"  bootstrap: {script} (first-time setup: packages, user, udev rule)")
-    proc = subprocess.run(["bash", str(script), "--no-start"], capture_output=True, text=True)
-    for line in proc.stdout.strip().splitlines()[-10:]:
-        _say(f"  bootstrap: {line}")
-    if proc.returncode != 0:
-        raise DeployError(f"bootstrap.sh failed: {_last_line(proc.stderr or proc.stdout)}", EXIT_INSTALL)
-
-
-def remote_activate(a: argparse.Namespace) -> int:
-    os.umask(0o022)
-    box = Box(a.root)
-    with _lock(box):
-        incoming = box.releases / a.incoming
-        try:
-            manifest = verify_release(incoming, a.manifest_sha256)
-        except DeployError:
-            shutil.rmtree(incoming, ignore_errors=True)  # corrupt: never activated, not kept
-            raise
-        _say(f"  verify: {len(manifest['files'])} files match {MANIFEST}")
-        folder = box.releases / a.version
-        if folder.exists():
-            raise DeployError(f"{folder}: release already exists on this box")
-        os.rename(incoming, folder)
-        if a.bootstrap:
-            _run_bootstrap(folder)
-        previous = box.target(box.current)
-        try:
-            make_venv(folder, manifest, a.pip_args)
-        except DeployError as e:
-            (folder / FAILED_MARK).write_text(f"{e}\n")
-            still = f"; the box still runs {previous}" if previous else ""
-            raise DeployError(f"{e}{still}", e.code) from None
-        since = time.time()
-        activate(box, a.version)
-        ok, why = wait_healthy(box, since, a.health_timeout, a.settle, a.status_max_age)
-        if ok:
-            _say(f"  health: ok ({why})")
-            if previous and previous != a.version:
-                box.point(box.previous, previous)
-            removed = prune(box, a.keep)
-            if removed:
-                _say(f"  prune: removed {', '.join(removed)}")
-            _result("ok", version=a.version, previous=previous, message=why)
-            return EXIT_OK
-        _say(f"  health: FAILED ({why})")
-        _journal_tail(box)
-        (folder / FAILED_MARK).write_text(why + "\n")
-        if not previous:
-            _result("failed", version=a.version, message=f"health check failed: {why}; no previous release to roll back to")
-            return EXIT_ROLLED_BACK
-        _say(f"  rollback: back to {previous}")
-        since = time.time()
-        activate(box, previous)
-        ok2, why2 = wait_healthy(box, since, a.health_timeout, a.settle, a.status_max_age)
-        after = "healthy" if ok2 else f"NOT healthy either: {why2}"
-        _say(f"  ROLLED BACK to {previous} ({after})")
-        _result("rolled-back", version=a.version, previous=previous,
-                message=f"to {previous} ({after}); health check failed: {why}")
-        return EXIT_ROLLED_BACK
-
-
-def remote_rollback(a: argparse.Namespace) -> int:
-    box = Box(a.root)
-    with _lock(box):
-        current, previous = box.target(box.current), box.target(box.previous)
-        if not previous:
-            raise DeployError("no previous release to roll back to")
-        since = time.time()
-        activate(box, previous)
-        if current:
-            box.point(box.previous, current)
-        ok, why = wait_healthy(box, since, a.health_timeout, a.settle, a.status_max_age)
-        _result("ok" if ok else "failed", version=previous, message=why)
-        return EXIT_OK if ok else EXIT_FAILED
-
-
-def remote_health(a: argparse.Namespace) -> int:
-    box = Box(a.root)
-    ok, why = check_health(box, 0.0, a.status_max_age)
-    _say(f"{'healthy' if ok else 'UNHEALTHY'}: {why} (release {box.target(box.current) or '-'})")
-    return EXIT_OK if ok else EXIT_FAILED
-
-
-def remote_main(argv: List[str]) -> int:
-    p = argparse.ArgumentParser(prog="deploy.py remote", description="box-side deploy steps")
-    p.add_argument("action", choices=("activate", "rollback", "health"))
-    p.add_argument("--root", default="/")
-    p.add_argument("--incoming", default="")
-    p.add_argument("--version", default="")
-    p.add_argument("--manifest-sha256", default=None)
-    p.add_argument("--keep", type=int, default=KEEP_RELEASES)
-    p.add_argument("--health-timeout", type=float, default=60.0)
-    p.add_argument("--status-max-age", type=float, default=15.0)
-    p.add_argument("--settle", type=float, default=5.0)
-    p.add_argument("--pip-args", default=os.environ.get("SAYSEE_PIP_ARGS", ""))
-    p.add_argument("--bootstrap", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        if a.action == "activate":
-            return remote_activate(a)
-        if a.action == "rollback":
-            return remote_rollback(a)
-        return remote_health(a)
-    except DeployError as e:
-        print(f"deploy: error: {e}", file=sys.stderr, flush=True)
-        _result("failed", version=a.version, message=str(e))
-        return e.code
-    except Exception as e:  # one line for the workstation, never a traceback
-        print(f"deploy: error: unexpected {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        _result("failed", version=a.version, message=f"unexpected {type(e).__name__}: {e}")
-        return EXIT_FAILED
 
 
 if __name__ == "__main__":

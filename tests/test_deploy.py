@@ -27,27 +27,78 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "systemd" / "deploy.py"
+BOX_RELEASE = ROOT / "systemd" / "box_release.py"
 BOOTSTRAP = ROOT / "systemd" / "bootstrap.sh"
 sys.path.insert(0, str(ROOT / "systemd"))
 import deploy  # noqa: E402
 
 sys.path.pop(0)
 
-FAKE_SYSTEMCTL = """#!/bin/sh
-# Fake systemctl for tests: logs its arguments; `restart` (re)writes the status
-# file like the app would, unless the installed config asks to look broken.
-ROOT={root}
-echo "$*" >> {log}
-case " $* " in
-  *" restart "*)
-    rm -f "$ROOT/run/saysee/status.json"
-    if ! grep -q simulate_broken "$ROOT/etc/saysee/config.toml" 2>/dev/null; then
-      mkdir -p "$ROOT/run/saysee"
-      echo '{{"state": "running"}}' > "$ROOT/run/saysee/status.json"
-    fi ;;
-  *" is-active "*) echo active ;;
-esac
-exit 0
+# A fake systemctl (first on the box's PATH): logs its arguments and plays systemd
+# plus the app. `restart` starts a pretend service; `show` answers the properties
+# the health check reads and (re)writes the status file the way the app would.
+# The installed config picks the behaviour through a comment:
+#   simulate_broken          active, never writes a status file
+#   simulate_stalled         writes the status file, counters never grow
+#   simulate_crashloop       dies and is restarted by systemd every 0.3 s (NRestarts, MainPID change)
+#   simulate_restart_fails   `systemctl restart` itself fails (like a bad unit file setting)
+# WatchdogSec/RestartSec are small here (as a drop-in would set them), so the
+# health check's 2 x WatchdogSec + RestartSec is 0.5 s instead of 25 s.
+FAKE_SYSTEMCTL = r"""#!{python}
+import json, os, re, sys, time
+ROOT, LOG = {root!r}, {log!r}
+STATE = os.path.join(os.path.dirname(LOG), "systemd-state.json")
+STATUS = os.path.join(ROOT, "run/saysee/status.json")
+CONFIG = os.path.join(ROOT, "etc/saysee/config.toml")
+args = sys.argv[1:]
+with open(LOG, "a") as f:
+    f.write(" ".join(args) + "\n")
+
+def mode():
+    try:
+        text = open(CONFIG).read()
+    except OSError:
+        return "ok"
+    m = re.search(r"simulate_(\w+)", text)
+    return m.group(1) if m else "ok"
+
+def load():
+    try:
+        return json.load(open(STATE))
+    except (OSError, ValueError):
+        return None
+
+if "restart" in args:
+    if mode() == "restart_fails":
+        print("Failed to restart saysee.service: Unit saysee.service has a bad unit file setting.", file=sys.stderr)
+        sys.exit(1)
+    if os.path.exists(STATUS):
+        os.unlink(STATUS)
+    json.dump({{"t0": time.time(), "mode": mode(), "pid": 4000 + int(time.time() * 1000) % 1000}}, open(STATE, "w"))
+    sys.exit(0)
+st = load()
+if "show" in args or "is-active" in args:
+    if st is None:
+        active, pid, restarts, up = "inactive", 0, 0, 0.0
+    else:
+        up = time.time() - st["t0"]
+        active, pid, restarts = "active", st["pid"], 0
+        if st["mode"] == "crashloop":
+            restarts = int(up / 0.3)
+            pid += restarts
+            up -= restarts * 0.3
+        if st["mode"] != "broken":
+            counters = {{"sound_windows": 0 if st["mode"] == "stalled" else 1 + int(up * 50), "errors": 0}}
+            os.makedirs(os.path.dirname(STATUS), exist_ok=True)
+            tmp = STATUS + ".tmp"
+            json.dump({{"state": "running", "pid": pid, "uptime_s": up, "counters": counters}}, open(tmp, "w"))
+            os.replace(tmp, STATUS)
+    if "is-active" in args:
+        print(active)
+        sys.exit(0 if active == "active" else 3)
+    print("\n".join(["ActiveState=" + active, "SubState=" + ("running" if pid else "dead"), "MainPID=%d" % pid,
+                     "NRestarts=%d" % restarts, "WatchdogUSec=200ms", "RestartUSec=100ms"]))
+sys.exit(0)
 """
 
 
@@ -144,8 +195,35 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-    """The device wheel, built once for the module."""
-    return deploy.build_wheel(ROOT, tmp_path_factory.mktemp("wheel"), local_version="test")
+    """The device wheel, built once for the module (pip wheel, as a real deploy does)."""
+    return deploy.build_wheel(ROOT, tmp_path_factory.mktemp("wheel"))
+
+
+def _tiny_wheel(out: Path, name: str, version: str, requires: list[str]) -> Path:
+    src = out / f"src-{name}"
+    (src / name.replace("-", "_")).mkdir(parents=True)
+    (src / name.replace("-", "_") / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    deps = ", ".join(f'"{r}"' for r in requires)
+    (src / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = [{deps}]\n')
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                    "--disable-pip-version-check", "-w", str(out), str(src)], check=True, capture_output=True)
+    shutil.rmtree(src)
+    return next(out.glob(f"{name.replace('-', '_')}-{version}-*.whl"))
+
+
+@pytest.fixture(scope="module")
+def wheelhouse(tmp_path_factory):
+    """A local package index for the box's dependencies: a pure-Python dependency that
+    itself wants numpy, and a stand-in numpy wheel (which the box must NOT get: apt's)."""
+    house = tmp_path_factory.mktemp("wheelhouse")
+    _tiny_wheel(house, "saysee-testdep", "1.0", ["numpy>=1.24"])
+    _tiny_wheel(house, "saysee-testdep", "2.0", ["numpy>=1.24"])  # newer: the pin must hold 1.0
+    _tiny_wheel(house, "numpy", "1.24.0", [])
+    reqs = house / "box-requirements.txt"
+    reqs.write_text("# test box\nsaysee-testdep==1.0\n")
+    return house
 
 
 class Box:
@@ -159,7 +237,7 @@ class Box:
         self.log = base / "systemctl.log"
         self.log.touch()
         script = self.bin / "systemctl"
-        script.write_text(FAKE_SYSTEMCTL.format(root=self.root, log=self.log))
+        script.write_text(FAKE_SYSTEMCTL.format(python=sys.executable, root=str(self.root), log=str(self.log)))
         script.chmod(0o755)
 
     @property
@@ -176,16 +254,21 @@ class Box:
     def calls(self) -> list[str]:
         return self.log.read_text().splitlines()
 
+    def previous(self) -> str | None:
+        link = self.base / "previous"
+        return Path(os.readlink(link)).name if link.is_symlink() else None
+
 
 def run_deploy(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(DEPLOY), *args], capture_output=True, text=True, timeout=timeout)
 
 
-def deploy_args(sshd: Sshd, box: Box, wheel: Path, config: Path, *extra: str) -> list[str]:
+def deploy_args(sshd: Sshd, box: Box, wheel: Path, config: Path, wheelhouse: Path, *extra: str) -> list[str]:
     return [
         *sshd.args(), "--remote-root", str(box.root), "--remote-path-prefix", str(box.bin),
         "--remote-python", sys.executable, "--wheel", str(wheel), "--config", str(config),
-        "--offline", "--health-timeout", "3", "--health-settle", "0.3", "--status-max-age", "30", *extra,
+        "--wheelhouse", str(wheelhouse), "--box-requirements", str(wheelhouse / "box-requirements.txt"),
+        "--health-timeout", "1.5", "--health-poll", "0.05", "--status-max-age", "30", *extra,
     ]
 
 
@@ -201,7 +284,7 @@ def test_wheel_is_a_valid_pure_python_wheel(wheel):
         assert "saysee = device.__main__:main" in zf.read(f"{dist}/entry_points.txt").decode()
         record = zf.read(f"{dist}/RECORD").decode().splitlines()
         assert len(record) == len(names)
-    assert wheel.name.startswith("saysee-") and wheel.name.endswith("+test-py3-none-any.whl")
+    assert wheel.name.startswith("saysee-") and wheel.name.endswith("-py3-none-any.whl")
 
 
 def test_dry_run_prints_every_step_and_touches_nothing(tmp_path):
@@ -213,7 +296,8 @@ def test_dry_run_prints_every_step_and_touches_nothing(tmp_path):
     assert proc.returncode == 0, proc.stderr
     for host in ("pi@box1", "pi@box2", "pi@box3"):
         assert f"[{host}] plan for release" in proc.stdout
-    for word in ("copy", "verify sha256", "venv", "flip", "restart", "health", "ROLLED BACK", "prune"):
+    for word in ("copy", "verify sha256", "venv", "flip", "restart", "health", "ROLLED BACK", "prune",
+                 "pip download", "--require-hashes", "WatchdogSec", "last good release"):
         assert word in proc.stdout
     assert list(root.iterdir()) == []
 
@@ -225,6 +309,27 @@ def test_errors_are_one_line(tmp_path):
     bad.write_text("[app\n")
     proc = run_deploy("--config", str(bad), "pi@box")
     assert proc.returncode == 2 and "bad.toml: not valid TOML" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_config_is_validated_by_device_config_before_anything_is_built_or_copied(tmp_path):
+    """Valid TOML with a bad key or value: the box would refuse it at start (restart, failed health
+    check, rollback); deploy refuses it first, in one line naming the file and the key."""
+    root = tmp_path / "root"
+    root.mkdir()
+    build = tmp_path / "build"
+    for text, words in (("[app]\nmodes = [\"sound\"]\nbogus_key = 1\n", ("bogus_key",)),
+                        ("[synth]\nbaud = 12345\n", ("synth", "baud", "12345"))):
+        config = tmp_path / "typo.toml"
+        config.write_text(text)
+        # A host that does not exist: an ssh attempt would add an "unreachable" line.
+        proc = run_deploy("--config", str(config), "--remote-root", str(root), "--build-dir", str(build),
+                          "--connect-timeout", "1", "nobody@192.0.2.1")
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and "typo.toml" in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+        assert all(w in lines[0] for w in words), lines[0]
+        assert "unreachable" not in proc.stderr and "plan for release" not in proc.stdout
+    assert list(root.iterdir()) == [] and not build.exists()
 
 
 def test_unreachable_host_fails_in_one_line_and_shows_in_the_summary(tmp_path, wheel):
@@ -242,7 +347,7 @@ def test_unreachable_host_fails_in_one_line_and_shows_in_the_summary(tmp_path, w
     assert last.startswith("nobody@127.0.0.1") and "FAILED" in last
 
 
-def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel):
+def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel, wheelhouse):
     """4 deploys to one box: ok (rsync), broken -> rolled back (tar), ok, ok -> 3 releases kept."""
     box = Box(tmp_path)
     good = tmp_path / "good.toml"
@@ -252,7 +357,7 @@ def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel):
 
     # 1. A healthy deploy.
     t0 = time.monotonic()
-    p1 = run_deploy(*deploy_args(sshd, box, wheel, good), sshd.host)
+    p1 = run_deploy(*deploy_args(sshd, box, wheel, good, wheelhouse), sshd.host)
     assert p1.returncode == 0, p1.stdout + p1.stderr
     v1 = box.current()
     assert v1 and v1 in p1.stdout and "health: ok" in p1.stdout and "(rsync" in p1.stdout
@@ -260,7 +365,7 @@ def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel):
     manifest = json.loads((rel / "manifest.json").read_text())
     assert manifest["version"] == v1
     assert deploy.verify_release(rel)["version"] == v1  # every sha256 still matches on the box
-    assert {"config/config.toml", "systemd/saysee.service", "systemd/deploy.py", "systemd/bootstrap.sh"} <= set(
+    assert {"config/config.toml", "systemd/saysee.service", "systemd/box_release.py", "systemd/bootstrap.sh"} <= set(
         manifest["files"])
     assert (box.root / "etc/saysee/config.toml").read_text() == good.read_text()
     assert (box.root / "etc/systemd/system/saysee.service").read_bytes() == (ROOT / "systemd/saysee.service").read_bytes()
@@ -268,6 +373,17 @@ def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel):
     out = subprocess.run([str(rel / "venv/bin/python"), "-c", "import device, sys; print(device.__file__)"],
                          capture_output=True, text=True, cwd=tmp_path)
     assert str(rel / "venv") in out.stdout, out.stderr
+    # Pinned: the dependency came from the release's own wheels, at the pinned version (the
+    # wheelhouse also has 2.0), hash-checked; the numpy it asks for is apt's, never a wheel.
+    tag = deploy.platform_tag()
+    pins = (rel / "wheels" / tag / "requirements.txt").read_text().splitlines()[1:]
+    assert sorted(p.split("==")[0] for p in pins) == ["saysee", "saysee_testdep"]
+    assert all(" --hash=sha256:" in p for p in pins)
+    out = subprocess.run([str(rel / "venv/bin/python"), "-c", "import saysee_testdep as m; print(m.VERSION, m.__file__)"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert out.stdout.startswith("1.0 ") and str(rel / "venv") in out.stdout, out.stderr
+    assert not list((rel / "venv").rglob("numpy*")) and not list((rel / "wheels").rglob("numpy*"))
+    assert box.previous() is None
     calls = box.calls()
     assert any(c.startswith("restart") for c in calls) and "daemon-reload" in calls
     assert p1.stdout.strip().splitlines()[-1].split()[-1] == "ok"
@@ -275,7 +391,7 @@ def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel):
 
     # 2. A release whose health check fails: rolled back to v1, non-zero exit.
     # (Versions carry a 1 s timestamp; every deploy takes longer than that.)
-    p2 = run_deploy(*deploy_args(sshd, box, wheel, broken, "--transport", "tar"), sshd.host)
+    p2 = run_deploy(*deploy_args(sshd, box, wheel, broken, wheelhouse, "--transport", "tar"), sshd.host)
     assert p2.returncode != 0
     assert "ROLLED BACK" in p2.stdout and "(tar" in p2.stdout
     assert box.current() == v1
@@ -289,7 +405,7 @@ def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel):
     # 3 + 4. Two more good deploys: at most 3 releases, never current or previous.
     versions = []
     for _ in range(2):
-        p = run_deploy(*deploy_args(sshd, box, wheel, good), sshd.host)
+        p = run_deploy(*deploy_args(sshd, box, wheel, good, wheelhouse), sshd.host)
         assert p.returncode == 0, p.stdout + p.stderr
         versions.append(box.current())
     v3, v4 = versions
@@ -299,7 +415,7 @@ def test_deploy_health_rollback_and_pruning(tmp_path, sshd, wheel):
     assert Path(os.readlink(box.base / "previous")).name == v3
 
     # 5. `--rollback`: back to v3 by hand, v4 becomes "previous".
-    pr = run_deploy(*deploy_args(sshd, box, wheel, good), "--rollback", sshd.host)
+    pr = run_deploy(*deploy_args(sshd, box, wheel, good, wheelhouse), "--rollback", sshd.host)
     assert pr.returncode == 0, pr.stdout + pr.stderr
     assert box.current() == v3 and Path(os.readlink(box.base / "previous")).name == v4
     print(f"first deploy took {t_first:.1f} s")
@@ -317,7 +433,7 @@ def test_checksum_mismatch_names_the_file(tmp_path, wheel):
     shutil.copytree(staging, incoming)
     with open(incoming / "config/config.toml", "a") as f:
         f.write("# flipped bit\n")
-    proc = subprocess.run([sys.executable, str(DEPLOY), "remote", "activate", "--root", str(root), "--incoming",
+    proc = subprocess.run([sys.executable, str(BOX_RELEASE), "activate", "--root", str(root), "--incoming",
                            incoming.name, "--version", version], capture_output=True, text=True, timeout=60)
     assert proc.returncode == deploy.EXIT_CHECKSUM
     assert proc.stderr.strip() == proc.stderr.strip().splitlines()[0]  # one line
@@ -325,10 +441,35 @@ def test_checksum_mismatch_names_the_file(tmp_path, wheel):
     assert not (releases / version).exists()  # never activated
 
 
-def test_pyproject_reader_without_tomllib_matches_tomllib():
-    tomllib = pytest.importorskip("tomllib")
-    text = (ROOT / "pyproject.toml").read_text()
-    assert deploy._mini_toml(text)["project"] == tomllib.loads(text)["project"]
+def test_box_wheels_are_resolved_for_the_box_platform_and_pinned(tmp_path, wheel, wheelhouse):
+    """A Pi's wheels are chosen on the workstation for *its* Python/CPU/glibc, once per release."""
+    config = tmp_path / "c.toml"
+    config.write_text("[app]\n")
+    version, info = deploy.release_version(ROOT)
+    release = deploy.build_release(ROOT, config, tmp_path / "build", version, info, wheel=wheel)
+    reqs = wheelhouse / "box-requirements.txt"
+    assert deploy.add_platform(release, "cp311-aarch64", "3.11", "aarch64", "2.36", reqs, sys.executable, wheelhouse)
+    assert not deploy.add_platform(release, "cp311-aarch64", "3.11", "aarch64", "2.36", reqs, sys.executable,
+                                   wheelhouse)  # already there: same bytes for every box of the release
+    manifest = json.loads((release / "manifest.json").read_text())
+    assert manifest["platforms"] == {"cp311-aarch64": "wheels/cp311-aarch64/requirements.txt"}
+    folder = release / "wheels" / "cp311-aarch64"
+    assert sorted(p.name for p in folder.glob("*.whl")) == ["saysee_testdep-1.0-py3-none-any.whl"]
+    pins = {ln.split("==")[0]: ln for ln in (folder / "requirements.txt").read_text().splitlines()[1:]}
+    assert set(pins) == {"saysee", "saysee_testdep"}
+    assert pins["saysee_testdep"] == ("saysee_testdep==1.0 --hash=sha256:"
+                                      + deploy.sha256_file(folder / "saysee_testdep-1.0-py3-none-any.whl"))
+    assert deploy.verify_release(release)["files"]["wheels/cp311-aarch64/requirements.txt"]
+    assert deploy.pip_platforms("aarch64", "2.36")[:2] == ["manylinux_2_36_aarch64", "manylinux_2_35_aarch64"]
+    assert "manylinux_2_17_aarch64" in deploy.pip_platforms("aarch64", "2.36")
+    # A box whose platform the release lacks fails in one line, before anything switches.
+    with pytest.raises(deploy.DeployError, match="no wheels for cp310-armv7l"):
+        sys.path.insert(0, str(ROOT / "systemd"))
+        try:
+            import box_release
+        finally:
+            sys.path.pop(0)
+        box_release.make_venv(release, manifest, "cp310-armv7l")
 
 
 def test_prune_keeps_current_and_previous(tmp_path):

@@ -1,0 +1,274 @@
+"""The box side of a deploy (systemd/box_release.py): the health check and what a failure rolls back to.
+
+Two layers:
+- ``HealthCheck`` against a scripted service on a fake clock: the real timings
+  (WatchdogSec=10, RestartSec=5 -> 25 s of required uptime) cost no wall time;
+- ``activate`` / ``rollback`` end to end in a temp root, with the fake
+  ``systemctl`` of tests/test_deploy.py first on PATH (it plays systemd and the
+  app, and reads its behaviour from the installed config). Only the venv build
+  is skipped here; tests/test_deploy.py covers it through a real sshd.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from test_deploy import ROOT, Box
+
+sys.path.insert(0, str(ROOT / "systemd"))
+import box_release  # noqa: E402
+import deploy  # noqa: E402
+
+sys.path.pop(0)
+
+
+# ------------------------------------------------------------------ HealthCheck on a fake clock
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, dt: float) -> None:
+        self.t += dt
+
+
+class Service:
+    """A scripted unit + app: ``events`` maps a time to a change of state."""
+
+    def __init__(self, clock: FakeClock, active_at: float = 1.0, pid: int = 100, rate: float = 4.0,
+                 watchdog: str = "10s", restart: str = "5s") -> None:
+        self.clock = clock
+        self.active_at, self.pid, self.rate = active_at, pid, rate
+        self.watchdog, self.restart = watchdog, restart
+        self.restarts = 0
+        self.crash_at: float | None = None  # systemd restarts it here (NRestarts + 1, new pid)
+        self.stall_from: float | None = None  # counters stop growing here
+        self.stalled_state = False  # the app reports state "stalled"
+        self.status_pid: int | None = None  # another pid in the status file (an older process)
+
+    def _crashed(self) -> bool:
+        return self.crash_at is not None and self.clock.t >= self.crash_at
+
+    def show(self) -> dict[str, str]:
+        t = self.clock.t
+        up = t >= self.active_at
+        crashed = self._crashed()
+        return {"ActiveState": "active" if up else "activating", "SubState": "running" if up else "start",
+                "MainPID": str((self.pid + 1 if crashed else self.pid) if up else 0),
+                "NRestarts": str(self.restarts + (1 if crashed else 0)),
+                "WatchdogUSec": self.watchdog, "RestartUSec": self.restart}
+
+    def status(self) -> dict | None:
+        t = self.clock.t
+        if t < self.active_at:
+            return None
+        end = t if self.stall_from is None else min(t, self.stall_from)
+        return {"state": "stalled" if self.stalled_state else "running",
+                "stalled": ["mic delivered nothing for 3.0 s"] if self.stalled_state else [],
+                "pid": self.status_pid or self.pid,
+                "counters": {"sound_windows": int((end - self.active_at) * self.rate), "errors": 0}}
+
+
+def check(service: Service, clock: FakeClock, lines: list[str], **kw) -> tuple[bool, str]:
+    hc = box_release.HealthCheck(Path("/run/saysee/status.json"), show=service.show, read_status=service.status,
+                                 clock=clock, sleep=clock.sleep, report=lines.append,
+                                 **{"start_timeout": 30.0, "poll": 0.5, **kw})
+    return hc.wait()
+
+
+def test_healthy_only_after_two_watchdog_intervals_plus_restart_sec():
+    clock, lines = FakeClock(), []
+    svc = Service(clock, active_at=2.0)
+    ok, why = check(svc, clock, lines)
+    assert ok, why
+    # Active at 2 s; 2 x 10 s + 5 s later at the earliest (the old check settled for 5 s).
+    assert 2.0 + 25.0 <= clock.t < 2.0 + 25.0 + 1.0
+    assert any("2 x WatchdogSec 10 s + RestartSec 5 s" in ln for ln in lines), lines
+    assert any("inference progress" in ln for ln in lines)
+    assert any(ln.startswith("  health: up ") for ln in lines)  # progress shown while waiting
+    assert all(ln.startswith("  health: ") and "\n" not in ln for ln in lines)
+
+
+def test_a_crash_loop_fails_even_when_each_run_looks_fine():
+    """The service restarts 12 s in (e.g. the watchdog killed it); each run writes a fresh
+    status and counts audio: the old 'active and status fresh for 5 s' passed this."""
+    clock, lines = FakeClock(), []
+    svc = Service(clock)
+    svc.crash_at = 13.0
+    ok, why = check(svc, clock, lines)
+    assert not ok
+    assert "NRestarts 0 -> 1" in why and "crash loop" in why
+    assert clock.t < 14.0  # fails at the first look after the restart, not at the deadline
+
+
+def test_restarts_from_before_the_deploy_do_not_count_only_new_ones():
+    clock, lines = FakeClock(), []
+    svc = Service(clock)
+    svc.restarts = 7  # the counter systemd kept from earlier crashes
+    ok, why = check(svc, clock, lines)
+    assert ok, why
+
+
+def test_no_inference_progress_fails():
+    clock, lines = FakeClock(), []
+    svc = Service(clock)
+    svc.stall_from = 1.0  # up and writing its status, but the counters never move (a deaf box)
+    ok, why = check(svc, clock, lines, start_timeout=10.0)
+    assert not ok and "no inference progress" in why and "stuck at 0" in why
+    assert clock.t >= 1.0 + 25.0 + 10.0  # it waited the whole allowance before saying so
+
+
+def test_the_app_reporting_stalled_inputs_fails():
+    clock, lines = FakeClock(), []
+    svc = Service(clock)
+    svc.stalled_state = True
+    ok, why = check(svc, clock, lines, start_timeout=5.0)
+    assert not ok and "stalled" in why and "mic delivered nothing" in why
+
+
+def test_a_status_file_from_another_process_is_not_progress():
+    clock, lines = FakeClock(), []
+    svc = Service(clock)
+    svc.status_pid = 99  # the file a previous process left behind
+    ok, why = check(svc, clock, lines, start_timeout=5.0)
+    assert not ok and "older process" in why
+
+
+def test_never_active_fails_after_the_start_allowance():
+    clock, lines = FakeClock(), []
+    svc = Service(clock, active_at=1e9)
+    ok, why = check(svc, clock, lines, start_timeout=12.0)
+    assert not ok and "not active after 12 s" in why and "activating/start" in why
+    assert 12.0 <= clock.t < 13.0
+
+
+@pytest.mark.parametrize("text,seconds", [("10s", 10.0), ("1min 30s", 90.0), ("500ms", 0.5), ("0", 0.0),
+                                          ("2s 500ms", 2.5), ("1h", 3600.0), ("infinity", float("inf"))])
+def test_systemd_timespans(text, seconds):
+    assert box_release.parse_timespan(text) == seconds
+
+
+def test_a_bad_timespan_is_an_error():
+    with pytest.raises(ValueError):
+        box_release.parse_timespan("10 parsecs")
+
+
+# ------------------------------------------------------------------ activate / rollback in a temp root
+
+
+GOOD = "# good config\n[app]\n"
+
+
+@pytest.fixture
+def fake_box(tmp_path, monkeypatch):
+    box = Box(tmp_path)
+    monkeypatch.setenv("PATH", f"{box.bin}{os.pathsep}{os.environ.get('PATH', '')}")
+    venvs: list[str] = []
+    monkeypatch.setattr(box_release, "make_venv", lambda folder, manifest, tag=None: venvs.append(folder.name))
+    box.venvs = venvs
+    return box
+
+
+def _activate(box: Box, version: str, config: str) -> int:
+    """Upload a minimal release (config + unit, with a manifest) and run ``activate`` on it."""
+    releases = box.base / "releases"
+    incoming = releases / f".incoming-{version}"
+    (incoming / "config").mkdir(parents=True)
+    (incoming / "config" / "config.toml").write_text(config)
+    (incoming / "systemd").mkdir()
+    shutil.copy2(ROOT / "systemd" / "saysee.service", incoming / "systemd" / "saysee.service")
+    deploy._write_manifest(incoming, {"version": version, "created": f"2026-01-01T00:00:{version[-2:]}",
+                                      "platforms": {}})
+    return box_release.main(["activate", "--root", str(box.root), "--incoming", incoming.name, "--version", version,
+                             "--start-timeout", "1", "--poll", "0.05"])
+
+
+def _result(capsys) -> dict:
+    out = capsys.readouterr().out
+    records = [ln for ln in out.splitlines() if ln.startswith(box_release.RESULT_TAG)]
+    assert len(records) == 1, out
+    return json.loads(records[0][len(box_release.RESULT_TAG):]) | {"_out": out}
+
+
+def test_a_failing_restart_after_the_switch_rolls_back(fake_box, capsys):
+    box = fake_box
+    assert _activate(box, "v01", GOOD) == 0
+    assert _result(capsys)["result"] == "ok"
+    rc = _activate(box, "v02", "# simulate_restart_fails\n[app]\n")
+    res = _result(capsys)
+    assert rc == box_release.EXIT_ROLLED_BACK and res["result"] == "rolled-back", res
+    assert "bad unit file setting" in res["message"]
+    assert box.current() == "v01" and box.previous() is None  # never the broken one
+    assert (box.root / "etc/saysee/config.toml").read_text() == GOOD  # v1's config is back
+    assert (box.base / "releases/v02/FAILED").is_file()
+    assert "ROLLED BACK to v01 (healthy)" in res["_out"]
+
+
+def test_crash_loop_and_deaf_releases_roll_back_and_previous_stays_the_last_good_one(fake_box, capsys):
+    box = fake_box
+    for v in ("v01", "v02"):
+        assert _activate(box, v, GOOD) == 0
+        capsys.readouterr()
+    assert box.current() == "v02" and box.previous() == "v01"
+
+    assert _activate(box, "v03", "# simulate_crashloop\n[app]\n") == box_release.EXIT_ROLLED_BACK
+    res = _result(capsys)
+    assert "NRestarts 0 -> 1" in res["message"] and box.current() == "v02" and box.previous() == "v01"
+
+    assert _activate(box, "v04", "# simulate_stalled\n[app]\n") == box_release.EXIT_ROLLED_BACK
+    res = _result(capsys)
+    assert "no inference progress" in res["message"] and box.current() == "v02" and box.previous() == "v01"
+    out = res["_out"]
+    # One line per step while it waits.
+    for step in ("switch:", "restart:", "health: waiting for saysee", "health: active (pid",
+                 "health: FAILED", "rollback: back to v02"):
+        assert step in out, out
+
+    assert _activate(box, "v05", GOOD) == 0
+    capsys.readouterr()
+    assert box.current() == "v05" and box.previous() == "v02"  # the last good one, not v03/v04
+
+    # By hand: back to v02; v05 (good) becomes previous, so rolling forward lands on a good one.
+    assert box_release.main(["rollback", "--root", str(box.root), "--start-timeout", "1", "--poll", "0.05"]) == 0
+    assert _result(capsys)["result"] == "ok"
+    assert box.current() == "v02" and box.previous() == "v05"
+
+
+def test_a_broken_first_release_never_becomes_previous(fake_box, capsys):
+    box = fake_box
+    assert _activate(box, "v01", "# simulate_broken\n[app]\n") == box_release.EXIT_ROLLED_BACK
+    res = _result(capsys)
+    assert res["result"] == "failed" and "no good release to roll back to" in res["message"]
+    assert box.current() == "v01"  # nothing better to run
+    assert _activate(box, "v02", GOOD) == 0
+    capsys.readouterr()
+    assert box.current() == "v02" and box.previous() is None  # not the broken v01
+    assert box_release.main(["rollback", "--root", str(box.root)]) == box_release.EXIT_FAILED
+    assert box.current() == "v02"
+    assert "no previous good release" in capsys.readouterr().err
+
+
+def test_failed_venv_never_switches(fake_box, capsys, monkeypatch):
+    box = fake_box
+    assert _activate(box, "v01", GOOD) == 0
+    capsys.readouterr()
+
+    def broken_venv(folder, manifest, tag=None):
+        raise box_release.DeployError("pip install failed: no matching wheel", box_release.EXIT_INSTALL)
+
+    monkeypatch.setattr(box_release, "make_venv", broken_venv)
+    calls_before = len(box.calls())
+    assert _activate(box, "v02", GOOD) == box_release.EXIT_INSTALL
+    assert "the box still runs v01" in capsys.readouterr().err
+    assert box.current() == "v01" and len(box.calls()) == calls_before  # no restart at all
+    assert (box.base / "releases/v02/FAILED").is_file()
