@@ -8,6 +8,7 @@ from device.frontend import (
     NoteParams,
     StreamingLogMel,
     dbfs,
+    iter_windows,
     log_mel,
     mel_power,
     midi_to_hz,
@@ -54,6 +55,32 @@ def test_streaming_equals_batch(chunk):
         assert end == int(start * P.sample_rate) + P.samples_per_window
         assert win.shape == P.input_shape
         assert np.max(np.abs(win - ref)) <= 1e-5
+
+
+@pytest.mark.parametrize("chunk", [1, 257, 4000, 16000, 7777, 10**6])
+def test_iter_windows_equals_sliding_windows_however_cut(chunk):
+    x = _noisy_chirp(seconds=2.6)
+    batch = sliding_windows(x, P)
+    got = list(iter_windows((x[i : i + chunk] for i in range(0, len(x), chunk)), P))
+    assert len(got) == len(batch)
+    n = P.samples_per_window
+    for (start, window, feats), (ref_start, ref) in zip(got, batch):
+        s = int(round(start * P.sample_rate))
+        assert start == ref_start
+        assert np.array_equal(window, x[s : s + n].astype(np.float64))
+        assert np.array_equal(feats, ref)  # the same computation, not merely close
+
+
+def test_iter_windows_every_nth_and_short_input():
+    x = _noisy_chirp(seconds=3.0)
+    every = list(iter_windows([x], P))
+    third = list(iter_windows([x[:5000], x[5000:]], P, every=3))
+    assert [s for s, _, _ in third] == [s for s, _, _ in every[::3]]
+    assert all(np.array_equal(a[2], b[2]) for a, b in zip(third, every[::3]))
+    # Shorter than a window: one zero-padded window, as sliding_windows always gave.
+    (start, window, feats), = iter_windows([x[:3000], x[3000:4000]], P)
+    assert start == 0.0 and len(window) == 4000
+    assert np.array_equal(feats, window_features(x[:4000], P))
 
 
 def test_streaming_computes_only_new_frames(monkeypatch):
