@@ -25,21 +25,8 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
 from device.screen.palette import CLASS_COLOURS, Colour, class_colour  # noqa: E402,F401
+from device.sound.labels import URBANSOUND_CLASSES  # noqa: E402,F401
 
-
-# UrbanSound8K's ten classes, in the order of its classID column.
-URBANSOUND_CLASSES: tuple[str, ...] = (
-    "air_conditioner",
-    "car_horn",
-    "children_playing",
-    "dog_bark",
-    "drilling",
-    "engine_idle",
-    "gun_shot",
-    "jackhammer",
-    "siren",
-    "street_music",
-)
 
 DEFAULT_COLOURS = CLASS_COLOURS  # the name the picture tools and tests use
 
