@@ -4,7 +4,9 @@
 #   sudo bash systemd/bootstrap.sh [--din-midi] [--synth-usb VID:PID] [--dry-run]
 #
 # What it does, in order (each step says what it did, or that nothing changed):
-#   1. apt packages: python3-venv, numpy, PyAudio + PortAudio, SDL2 (pygame),
+#   1. apt packages: python3-venv, numpy, PyAudio + PortAudio, pygame (the
+#      distribution's: its SDL has the KMSDRM driver, the pip wheel's does not),
+#      pyserial, OpenCV (not on a Jetson: JetPack's GStreamer build stays),
 #      picamera2 on a Pi, the GPIO library for this board:
 #        Pi 5 -> python3-rpi-lgpio, and python3-rpi.gpio removed (same module
 #                name "RPi.GPIO"; the two can't share an environment, and
@@ -16,15 +18,19 @@
 #   3. /etc/systemd/system/saysee.service, /etc/udev/rules.d/99-saysee.rules
 #      (stable /dev/saysee-synth), a journald size cap (SD cards fill up),
 #      /opt/saysee/releases and /etc/saysee
-#   4. --din-midi: the Pi's GPIO UART for DIN MIDI (see below), backups kept
+#   4. --din-midi: the Pi's GPIO UART for DIN MIDI (see below), backups kept,
+#      and 98-saysee-din-midi.rules naming that UART /dev/saysee-synth
 #   5. systemctl enable saysee (started only if a release is already deployed)
 #
-# DIN MIDI runs at 31250 baud, which is not a standard termios rate. The
-# firmware overlay `midi-uart0` (Pi 5: `midi-uart0-pi5`) scales the PL011 UART
-# clock so that a port opened at 38400 baud really runs at 31250: set
-# `[synth] baud = 38400` in the config after using --din-midi. It also frees the
-# PL011 from Bluetooth (dtoverlay=disable-bt, Pi 3/4/Zero W) and removes the
-# serial console from cmdline.txt. A reboot is needed once.
+# DIN MIDI runs at 31250 baud. pyserial sets that rate exactly on Linux
+# (termios2 with BOTHER), and the UART clocks divide to it exactly (PL011 48 MHz,
+# Pi 5 RP1 50 MHz), so the config keeps `[synth] baud = 31250` and no clock
+# overlay is used: the `midi-uart0` overlay (made for programs that can only ask
+# for 38400) would turn 31250 into about 25.4 kbaud. --din-midi enables the
+# header UART (Pi 5: RP1 uart0; Pi 1-4: the PL011, freed from Bluetooth with
+# dtoverlay=disable-bt), removes the serial console from cmdline.txt, and
+# names /dev/ttyAMA0 /dev/saysee-synth (a plain rule: on a Pi 5 the serial0
+# alias points at the debug UART). A reboot is needed once.
 #
 # Testing: --root DIR redirects every file it writes under DIR and only *prints*
 # system commands (apt-get, useradd, systemctl...); --dry-run changes nothing at
@@ -43,7 +49,8 @@ SERVICE_USER=saysee
 GROUPS_NEEDED=(audio video gpio dialout)
 
 usage() {
-    sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    # The comment block at the top of this file, however long it grows.
+    awk 'NR == 1 {next} /^#/ {sub(/^# ?/, ""); print; next} {exit}' "${BASH_SOURCE[0]}"
 }
 
 die() { echo "bootstrap: error: $*" >&2; exit 1; }
@@ -160,12 +167,15 @@ if [[ $DRY == 1 ]]; then log "board: $BOARD (dry run: nothing will change)"; els
 # ---------------------------------------------------------------- 1. packages
 
 if [[ $APT == 1 ]]; then
+    # What the venv sees through its system site packages; deploy installs only the
+    # wheels of systemd/box-requirements.txt on top (pinned, offline).
     PKGS=(python3 python3-venv python3-pip python3-numpy rsync alsa-utils
-          portaudio19-dev python3-pyaudio
+          portaudio19-dev python3-pyaudio python3-serial python3-pygame
           libsdl2-2.0-0 libsdl2-image-2.0-0 libsdl2-ttf-2.0-0 libsdl2-mixer-2.0-0)
     case "$BOARD" in
-        pi5) PKGS+=(python3-picamera2 python3-rpi-lgpio) ;;
-        pi) PKGS+=(python3-picamera2 python3-rpi.gpio) ;;
+        pi5) PKGS+=(python3-picamera2 python3-rpi-lgpio python3-opencv) ;;
+        pi) PKGS+=(python3-picamera2 python3-rpi.gpio python3-opencv) ;;
+        other) PKGS+=(python3-opencv) ;;
     esac
     if [[ $REAL == 1 && $DRY == 0 ]] && ! command -v apt-get >/dev/null; then
         log "apt-get not found: install these yourself: ${PKGS[*]}"
@@ -241,13 +251,13 @@ END_MARK="# <<< saysee din-midi <<<"
 if [[ $DIN_MIDI == 1 ]]; then
     case "$BOARD" in pi5|pi) ;; *) die "--din-midi is for a Raspberry Pi's GPIO UART (board: $BOARD); use a USB-serial synth" ;; esac
     [[ -f "$CONFIG_TXT" ]] || die "$CONFIG_TXT: not found (is this Raspberry Pi OS?)"
+    # No midi-uart0 overlay: pyserial asks for 31250 itself (see the top of this file).
     if [[ $BOARD == pi5 ]]; then
-        # Pi 5: the header UART is RP1's uart0 (ttyAMA0 once enabled).
-        BLOCK_LINES=("dtparam=uart0=on" "dtoverlay=midi-uart0-pi5")
+        # Pi 5: the header UART (pins 8/10) is RP1's uart0, /dev/ttyAMA0 once enabled.
+        BLOCK_LINES=("dtparam=uart0=on")
     else
-        # Pi 1-4: PL011 on the header (Bluetooth moved off it), its clock scaled
-        # so 38400 requested = 31250 on the wire.
-        BLOCK_LINES=("enable_uart=1" "dtoverlay=disable-bt" "dtoverlay=midi-uart0")
+        # Pi 1-4: the PL011 (/dev/ttyAMA0) on the header, Bluetooth moved off it.
+        BLOCK_LINES=("enable_uart=1" "dtoverlay=disable-bt")
     fi
     # "[all]" first: config.txt may end inside a conditional section such as [cm4].
     new_config="$(awk -v b="$BEGIN_MARK" -v e="$END_MARK" '
@@ -274,7 +284,15 @@ if [[ $DIN_MIDI == 1 ]]; then
     if [[ $BOARD == pi ]]; then
         run systemctl disable --now hciuart.service
     fi
-    log "DIN MIDI: reboot once; then set [synth] port = \"/dev/saysee-synth\" and baud = 38400 (the overlay makes that 31250 on the wire)"
+    # A plain rule for the UART we just put on the header; the serial0 alias
+    # can't be trusted for it (Pi 5: serial0 is the debug UART, ttyAMA10).
+    install_content "$(p /etc/udev/rules.d/98-saysee-din-midi.rules)" 0644 <<'EOF'
+# DIN MIDI through the header UART, pins 8/10 (bootstrap.sh --din-midi): named /dev/saysee-synth.
+# ttyAMA0 is that UART once config.txt enables it (Pi 5: dtparam=uart0=on; Pi 1-4:
+# dtoverlay=disable-bt moves Bluetooth off it). USB synths (link_priority=10) still win.
+SUBSYSTEM=="tty", KERNEL=="ttyAMA0", SYMLINK+="saysee-synth", GROUP="dialout", MODE="0660"
+EOF
+    log "DIN MIDI: reboot once; then set [synth] port = \"/dev/saysee-synth\" and baud = 31250"
 fi
 
 # ---------------------------------------------------------------- 5. enable

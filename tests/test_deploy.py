@@ -519,9 +519,8 @@ def _bootstrap(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("model,board_lines,gpio_pkg", [
-    ("Raspberry Pi 5 Model B Rev 1.0", ["dtparam=uart0=on", "dtoverlay=midi-uart0-pi5"], "python3-rpi-lgpio"),
-    ("Raspberry Pi 4 Model B Rev 1.4", ["enable_uart=1", "dtoverlay=disable-bt", "dtoverlay=midi-uart0"],
-     "python3-rpi.gpio"),
+    ("Raspberry Pi 5 Model B Rev 1.0", ["dtparam=uart0=on"], "python3-rpi-lgpio"),
+    ("Raspberry Pi 4 Model B Rev 1.4", ["enable_uart=1", "dtoverlay=disable-bt"], "python3-rpi.gpio"),
 ])
 def test_bootstrap_is_idempotent_in_a_root_prefix(tmp_path, model, board_lines, gpio_pkg):
     root = tmp_path / "root"
@@ -558,6 +557,54 @@ def test_bootstrap_is_idempotent_in_a_root_prefix(tmp_path, model, board_lines, 
     assert gpio_pkg in first.stdout and "useradd --system" in first.stdout
     if "5" in model:
         assert "apt-get remove -y -q python3-rpi.gpio" in first.stdout
+    # The box's pip installs only pinned wheels now: what the venv imports besides comes from apt.
+    for pkg in ("python3-pygame", "python3-serial", "python3-numpy", "python3-opencv"):
+        assert pkg in first.stdout, pkg
+
+
+def _din_midi_rule(root: Path) -> list[str]:
+    text = (root / "etc/udev/rules.d/98-saysee-din-midi.rules").read_text()
+    return [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+@pytest.mark.parametrize("model", ["Raspberry Pi 5 Model B Rev 1.0", "Raspberry Pi 4 Model B Rev 1.4"])
+def test_din_midi_keeps_31250_baud_without_the_midi_clock_overlay(tmp_path, model):
+    """pyserial sets 31250 exactly (termios2/BOTHER): a midi-uart0 overlay would turn the
+    configured 31250 into ~25.4 kbaud. A box set up by the old script loses the overlay on a rerun."""
+    root = tmp_path / "root"
+    _fake_pi(root, model)
+    old_block = ("\n# >>> saysee din-midi (bootstrap.sh --din-midi; edits inside are replaced) >>>\n[all]\n"
+                 "enable_uart=1\ndtoverlay=disable-bt\ndtoverlay=midi-uart0\ndtoverlay=midi-uart0-pi5\n"
+                 "# <<< saysee din-midi <<<\n")
+    with open(root / "boot/firmware/config.txt", "a") as f:
+        f.write(old_block)
+    p = _bootstrap("--root", str(root), "--din-midi", "--no-apt")
+    assert p.returncode == 0, p.stderr
+    config_txt = (root / "boot/firmware/config.txt").read_text()
+    assert "midi-uart0" not in config_txt and config_txt.count("# >>> saysee din-midi") == 1
+    assert "baud = 31250" in p.stdout and "38400" not in p.stdout
+    # The config's baud (31250) is what the wire gets: the device default agrees.
+    from device.config import SynthConfig
+    assert SynthConfig().baud == 31250
+
+
+@pytest.mark.parametrize("model", ["Raspberry Pi 5 Model B Rev 1.0", "Raspberry Pi 3 Model B Plus Rev 1.3"])
+def test_din_midi_udev_rule_names_ttyAMA0_without_the_serial0_alias(tmp_path, model):
+    """On a Pi 5 serial0 is the debug UART (ttyAMA10): a rule keyed on it never matched the
+    header UART. The rule is plain, for the UART --din-midi enabled, and written only then."""
+    root = tmp_path / "root"
+    _fake_pi(root, model)
+    assert _bootstrap("--root", str(root), "--no-apt").returncode == 0
+    assert not (root / "etc/udev/rules.d/98-saysee-din-midi.rules").exists()  # no DIN MIDI asked: no UART rule
+    p = _bootstrap("--root", str(root), "--din-midi", "--no-apt")
+    assert p.returncode == 0, p.stderr
+    assert _din_midi_rule(root) == [
+        'SUBSYSTEM=="tty", KERNEL=="ttyAMA0", SYMLINK+="saysee-synth", GROUP="dialout", MODE="0660"']
+    # No other rule claims the UART, through the alias or by name.
+    for rules in (root / "etc/udev/rules.d").glob("*.rules"):
+        if rules.name != "98-saysee-din-midi.rules":
+            active = [ln for ln in rules.read_text().splitlines() if not ln.startswith("#")]
+            assert not [ln for ln in active if "serial0" in ln or "ttyAMA" in ln], rules.name
 
 
 def test_bootstrap_rejects_bad_options(tmp_path):
