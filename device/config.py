@@ -114,22 +114,35 @@ class CameraConfig:
     """[camera]: picamera2 / OpenCV device; sim plays a video file or the synthetic marimba."""
 
     backend: str = _spec("auto", choices=BACKENDS)
-    device: str = ""
+    driver: str = _spec("auto", choices=("auto", "picamera2", "opencv"),
+                        doc="real camera library; auto = picamera2 when it sees a CSI camera, else OpenCV")
+    device: str = _spec("", doc="picamera2 camera number, OpenCV index or /dev/videoN; '' = the first camera")
     video: str = _spec("", path=True)
     width: int = _spec(160, lo=16, hi=4096)
     height: int = _spec(96, lo=16, hi=4096)
     fps: float = _spec(30.0, lo=1.0, hi=240.0)
     realtime: bool = True
+    loop: bool = _spec(False, doc="sim: restart the video at its end")
+    capture_timeout_s: float = _spec(2.0, lo=0.1, hi=60.0,
+                                     doc="a real camera that delivers no frame for this long is an error")
 
 
 @dataclass(frozen=True)
 class LedsConfig:
-    """[leds]: one RGB LED on three BCM pins with software PWM."""
+    """[leds]: one RGB LED on three BCM pins (red, green, blue).
+
+    Software PWM through RPi.GPIO / rpi-lgpio. Jetson.GPIO has hardware PWM only,
+    on a few pins (Orin: BCM 12, 13, 22), so on a Jetson each pin is on/off unless
+    it is listed in ``hardware_pwm_pins``.
+    """
 
     backend: str = _spec("auto", choices=BACKENDS)
     pins: tuple[int, ...] = _spec((17, 27, 22), lo=0, hi=40)
     common_anode: bool = False
     pwm_hz: float = _spec(200.0, lo=10.0, hi=10000.0)
+    hardware_pwm_pins: tuple[int, ...] = _spec((), lo=0, hi=40, doc="Jetson: pins driven by hardware PWM")
+    gpio_module: str = _spec("", choices=("", "RPi.GPIO", "Jetson.GPIO"),
+                             doc="'' = RPi.GPIO (also rpi-lgpio) if it imports, else Jetson.GPIO")
 
 
 @dataclass(frozen=True)
@@ -142,6 +155,9 @@ class DisplayConfig:
     fullscreen: bool = True
     out_dir: str = _spec("", path=True)
     max_fps: float = _spec(10.0, lo=0.1, hi=120.0)
+    every_nth: int = _spec(1, lo=1, hi=1000, doc="draw only every n-th scene")
+    max_frames: int = _spec(3000, lo=0, hi=1_000_000,
+                            doc="sim: stop writing PNGs after this many (~90 KB each: 5 min at 10 fps)")
 
 
 @dataclass(frozen=True)
@@ -283,6 +299,9 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except UnicodeDecodeError as e:
+        # tomllib decodes the bytes itself; TOML files must be UTF-8.
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the config as UTF-8") from None
     return config_from_dict(data, path)
 
 

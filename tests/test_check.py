@@ -46,3 +46,19 @@ def test_configured_synth_port_is_probed(tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_display_row_lists_the_sdl_video_drivers():
+    display = {r["backend"]: r for r in check()["display"]}
+    # SDL_VIDEODRIVER=dummy: no screen here, but the row still says what this SDL can drive.
+    assert display["real"]["usable"] is False
+    assert "SDL video drivers:" in display["real"]["why"] and "dummy" in display["real"]["why"]
+
+
+def test_configured_camera_node_is_probed(tmp_path):
+    cfg = tmp_path / "box.toml"
+    cfg.write_text('[camera]\ndevice = "/dev/no-such-camera"\n')
+    cams = {r["backend"]: r for r in check("--config", str(cfg))["camera"]}
+    assert cams["real:opencv"]["usable"] is False
+    if "cv2 not installed" not in cams["real:opencv"]["why"]:
+        assert "/dev/no-such-camera" in cams["real:opencv"]["why"]

@@ -66,6 +66,11 @@ note = 60
     ("[mapping.siren]\npicture = 'nope.png'\n", r"\[mapping.siren\] picture = 'nope.png': file not found"),
     ("[sound]\nthreshold_on = 0.2\nthreshold_off = 0.4\n", r"threshold_off 0.4 must not exceed"),
     ("[sound\n", r"not valid TOML"),
+    ("[camera]\ndriver = 'v4l'\n", r"\[camera\] driver = 'v4l': expected one of 'auto', 'picamera2', 'opencv'"),
+    ("[camera]\ncapture_timeout_s = 0\n", r"\[camera\] capture_timeout_s = 0: expected a number between 0.1"),
+    ("[leds]\nhardware_pwm_pins = [12, 99]\n", r"\[leds\] hardware_pwm_pins\[1\] = 99: expected an integer between 0"),
+    ("[leds]\ngpio_module = 'lgpio'\n", r"\[leds\] gpio_module = 'lgpio': expected one of"),
+    ("[display]\nevery_nth = 0\n", r"\[display\] every_nth = 0: expected an integer between 1"),
 ])
 def test_bad_config_names_file_key_and_expectation(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -81,3 +86,28 @@ def test_missing_model_and_config_file(tmp_path):
     cfg = load_config(write(tmp_path, "[sound]\nmodel = 'gone.tflite'\n"))
     with pytest.raises(ConfigError, match=r"\[sound\] model = .*gone.tflite.*: file not found"):
         check_files(cfg)
+
+
+def test_hardware_defaults_have_one_source(fake_picamera2, fake_gpio):
+    """Backend names, LED pins, screen and camera size: the config dataclass is the only default."""
+    from device import config as config_mod
+    from device.config import CameraConfig, DisplayConfig, LedsConfig
+    from device.hardware import select
+    from device.hardware.camera import Picamera2Camera
+    from device.hardware.display import open_display
+    from device.hardware.leds import GpioLeds
+
+    assert select.BACKENDS is config_mod.BACKENDS
+    sizes = []
+
+    class Size:
+        def __init__(self, size):
+            sizes.append(size)
+
+    open_display("sim", renderer=Size).close()
+    assert sizes == [(DisplayConfig().width, DisplayConfig().height)]
+    with Picamera2Camera() as cam:
+        assert cam.size == (CameraConfig().width, CameraConfig().height)
+        assert cam.capture_timeout == CameraConfig().capture_timeout_s
+    with GpioLeds() as leds:
+        assert leds.pins == LedsConfig().pins and leds.frequency == LedsConfig().pwm_hz

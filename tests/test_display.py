@@ -1,8 +1,9 @@
 """Display: the renderer's pixels, and the real (SDL dummy) and sim backends.
 
 The real backend runs headless under ``SDL_VIDEODRIVER=dummy`` through exactly
-the code path the Pi uses, and must put the same pixels on its screen as the sim
-backend writes to PNG. Pixel checks use ``Renderer.layout`` to find regions.
+the code path the Pi uses; that it puts the same pixels on its screen as the sim
+backend writes to PNG is in tests/contracts/test_display.py. Pixel checks use
+``Renderer.layout`` to find regions.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import pytest
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 pygame = pytest.importorskip("pygame")
 
+from device.config import DisplayConfig  # noqa: E402
 from device.errors import ConfigError  # noqa: E402
 from device.screen.contact_sheet import animated_gif, contact_sheet, pick_evenly  # noqa: E402
 from device.hardware import display as display_mod  # noqa: E402
 from device.hardware.base import Scene  # noqa: E402
 from device.hardware.select import HardwareError  # noqa: E402
 from device.hardware.display import DisplayUnavailable, RateLimiter, open_display, probe  # noqa: E402
-from device.screen.pictures import DEFAULT_COLOURS, URBANSOUND_CLASSES, make_class_pictures, rgb255, tint  # noqa: E402
+from device.screen.pictures import DEFAULT_COLOURS, make_class_pictures, rgb255, tint  # noqa: E402
 from device.screen.render import (  # noqa: E402
     BAR,
     LISTEN,
@@ -33,20 +35,13 @@ from device.screen.render import (  # noqa: E402
     render_scene,
     surface_to_array,
 )
+from fakes import scenes  # noqa: E402
 
 pytestmark = pytest.mark.device_venv  # pygame + numpy only: all of these run in the device venv
 
 
-def _spectrogram(seed: int = 0, frames: int = 200) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.normal(-6.0, 2.0, size=(frames, 64))).astype(np.float32)
-
-
-def _probs(top: str = "dog_bark", p_top: float = 0.6) -> dict[str, float]:
-    rest = (1.0 - p_top) / (len(URBANSOUND_CLASSES) - 1)
-    probs = {c: rest for c in URBANSOUND_CLASSES}
-    probs[top] = p_top
-    return probs
+_spectrogram, _probs = scenes.spectrogram, scenes.probs
+sound_scene, marimba_scene = scenes.sound_scene, scenes.marimba_scene
 
 
 @pytest.fixture(scope="module")
@@ -54,37 +49,9 @@ def pictures(tmp_path_factory):
     return make_class_pictures(tmp_path_factory.mktemp("pics"), ["dog_bark", "siren"])
 
 
-def sound_scene(pictures, **kw) -> Scene:
-    base = dict(
-        mode="sound",
-        label="dog_bark",
-        picture=str(pictures["dog_bark"]),
-        colour=DEFAULT_COLOURS["dog_bark"],
-        probabilities=_probs(),
-        spectrogram=_spectrogram(),
-        status="test status",
-        timestamp=0.0,
-    )
-    base.update(kw)
-    return Scene(**base)
-
-
-def marimba_scene(**kw) -> Scene:
-    notes = (60, 62, 64, 65, 67, 69, 71, 72, 74, 76, 77, 79, 81, 83, 84, 86, 88, 89)
-    cam = np.full((120, 180), 50, np.uint8)
-    roll = np.zeros((32, len(notes)))
-    roll[-4:, 4] = 1.0
-    base = dict(
-        mode="marimba",
-        camera=cam,
-        active_notes={67: 1.0},
-        piano_roll=roll,
-        note_colours={n: (0.2, 0.4, 0.9) for n in notes} | {67: (1.0, 0.0, 0.6)},
-        status="marimba",
-        timestamp=0.0,
-    )
-    base.update(kw)
-    return Scene(**base)
+def cfg(**kw) -> DisplayConfig:
+    """A [display] section for tests: windowed, and by default no rate limit that matters."""
+    return DisplayConfig(**{"fullscreen": False, "max_fps": 120.0, **kw})
 
 
 @pytest.fixture
@@ -98,26 +65,6 @@ def dummy_video(monkeypatch):
 # ---------------------------------------------------------------- backends
 
 
-@pytest.mark.parametrize("kind", ["sound", "listening", "marimba"])
-def test_real_dummy_and_sim_give_identical_pixels(kind, pictures, dummy_video, tmp_path):
-    scene = {
-        "sound": lambda: sound_scene(pictures),
-        "listening": lambda: sound_scene(pictures, label=None, picture=None),
-        "marimba": marimba_scene,
-    }[kind]()
-    with open_display("real", size=(800, 480), fullscreen=False, max_fps=None) as real:
-        assert real.backend == "real"
-        real.show(scene)
-        on_screen = surface_to_array(pygame.display.get_surface())
-    with open_display("sim", size=(800, 480), out_dir=tmp_path, max_fps=None) as sim:
-        assert sim.backend == "sim"
-        sim.show(scene)
-        assert [p.name for p in sim.frames] == ["frame_000000.png"]
-        saved = surface_to_array(pygame.image.load(str(sim.frames[0])))
-    assert on_screen.shape == saved.shape == (480, 800, 3)
-    assert np.array_equal(on_screen, saved)
-
-
 def test_render_is_deterministic(pictures):
     scene = sound_scene(pictures)
     a = surface_to_array(Renderer().render(scene))
@@ -126,7 +73,7 @@ def test_render_is_deterministic(pictures):
 
 
 def test_real_backend_pumps_events_and_flags_quit(dummy_video):
-    with open_display("real", fullscreen=False, max_fps=None) as d:
+    with open_display("real", cfg(), renderer=Renderer) as d:
         pygame.event.post(pygame.event.Event(pygame.QUIT))
         d.show(marimba_scene())
         assert d.quit_requested
@@ -138,7 +85,7 @@ def test_real_backend_can_draw_from_another_thread(dummy_video):
     # The app opens the display in its builder and draws from a display thread.
     import threading
 
-    with open_display("real", fullscreen=False, max_fps=None) as d:
+    with open_display("real", cfg(), renderer=Renderer) as d:
         t = threading.Thread(target=d.show, args=(marimba_scene(),))
         t.start()
         t.join()
@@ -149,19 +96,19 @@ def test_real_backend_can_draw_from_another_thread(dummy_video):
 def test_real_backend_unavailable_is_one_clear_line(monkeypatch):
     monkeypatch.setenv("SDL_VIDEODRIVER", "no_such_driver")
     with pytest.raises(DisplayUnavailable) as e:
-        open_display("real", fullscreen=False)
+        open_display("real", cfg(), renderer=Renderer)
     assert isinstance(e.value, HardwareError)
     assert "\n" not in str(e.value) and "no_such_driver" in str(e.value)
     # "auto" with a screen that won't open falls back to sim instead
     monkeypatch.setenv("DISPLAY", ":99")
-    with open_display("auto") as d:
+    with open_display("auto", cfg(), renderer=Renderer) as d:
         assert d.backend == "sim"
 
 
 def test_auto_picks_sim_without_a_screen_and_says_why(monkeypatch, caplog, tmp_path):
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     with caplog.at_level(logging.INFO, logger="saysee.hardware"):
-        d = open_display("auto", out_dir=tmp_path)
+        d = open_display("auto", cfg(), renderer=Renderer, out_dir=tmp_path)
     assert d.backend == "sim"
     lines = [r.getMessage() for r in caplog.records if r.name == "saysee.hardware"]
     assert len(lines) == 1 and "sim" in lines[0] and "SDL_VIDEODRIVER=dummy" in lines[0]
@@ -181,6 +128,64 @@ def test_screen_detection(monkeypatch):
     assert present and "kmsdrm" in why
 
 
+@pytest.fixture
+def kms_console(monkeypatch):
+    """A Pi console without X: no DISPLAY, a DRM card (stood in for by /dev/null), SDL left to choose."""
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(display_mod.glob, "glob", lambda pattern: ["/dev/null"] if "dri" in pattern else [])
+    yield
+    pygame.display.quit()
+
+
+def test_sdl_video_drivers_are_read_from_sdl():
+    drivers = display_mod.sdl_video_drivers()
+    assert drivers is not None and "dummy" in drivers and "offscreen" in drivers
+
+
+def test_probe_initialises_the_driver_and_lists_sdl_drivers(kms_console):
+    real = dict((b, (ok, why)) for b, ok, why in probe())["real"]
+    drivers = display_mod.sdl_video_drivers()
+    # No DRM device here, and the pip wheel's SDL has no kmsdrm at all: the probe must say so.
+    assert real[0] is False
+    assert "SDL video driver 'kmsdrm' fails" in real[1] and f"SDL video drivers: {', '.join(drivers)}" in real[1]
+    if "kmsdrm" not in drivers:
+        assert real[1].endswith("install python3-pygame (system SDL with kmsdrm)")
+    assert "\n" not in real[1] and "SDL_VIDEODRIVER" not in os.environ
+
+
+def test_auto_fallback_warns_once_with_drivers_and_fix(kms_console, caplog):
+    with caplog.at_level(logging.INFO, logger="saysee.hardware"):
+        with open_display("auto", cfg(), renderer=Renderer) as d:
+            assert d.backend == "sim"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "kmsdrm" in warnings[0] and "SDL video drivers:" in warnings[0]
+    if "kmsdrm" not in display_mod.sdl_video_drivers():
+        assert "install python3-pygame (system SDL with kmsdrm)" in warnings[0]
+    assert "SDL_VIDEODRIVER" not in os.environ
+
+
+def test_display_draws_with_the_renderer_it_is_handed(tmp_path):
+    made, drawn = [], []
+
+    class Flat:
+        def __init__(self, size):
+            made.append(size)
+            self.size = size
+
+        def render(self, scene, surface=None):
+            drawn.append(scene.status)
+            surface = surface or pygame.Surface(self.size)
+            surface.fill((1, 2, 3))
+            return surface
+
+    with open_display("sim", cfg(width=320, height=200), renderer=Flat, out_dir=tmp_path) as d:
+        d.show(marimba_scene(status="hello"))
+    assert made == [(320, 200)] and drawn == ["hello"]
+    saved = surface_to_array(pygame.image.load(str(d.frames[0])))
+    assert saved.shape == (200, 320, 3) and (saved == (1, 2, 3)).all()
+
+
 def test_probe_lists_both_backends():
     rows = probe()
     assert [r[0] for r in rows] == ["real", "sim"]
@@ -190,7 +195,7 @@ def test_probe_lists_both_backends():
 
 def test_bad_backend_name_is_a_config_error():
     with pytest.raises(ConfigError, match="backend"):
-        open_display("hdmi")
+        open_display("hdmi", cfg(), renderer=Renderer)
 
 
 # ---------------------------------------------------------------- rate limiting
@@ -198,7 +203,7 @@ def test_bad_backend_name_is_a_config_error():
 
 def test_sim_rate_limit_by_scene_time(tmp_path):
     # 2 s of scenes at 100 per second, shown at most 10 per second -> 20 frames.
-    with open_display("sim", out_dir=tmp_path, max_fps=10) as d:
+    with open_display("sim", cfg(max_fps=10), renderer=Renderer, out_dir=tmp_path) as d:
         for i in range(200):
             d.show(marimba_scene(timestamp=i * 0.01))
     assert len(d.frames) == 20 and d.shown == 20 and d.dropped == 180
@@ -206,11 +211,11 @@ def test_sim_rate_limit_by_scene_time(tmp_path):
 
 
 def test_sim_every_nth_and_max_frames(tmp_path):
-    with open_display("sim", out_dir=tmp_path / "a", max_fps=None, every_nth=3) as d:
+    with open_display("sim", cfg(every_nth=3), renderer=Renderer, out_dir=tmp_path / "a") as d:
         for i in range(10):
             d.show(marimba_scene(timestamp=float(i)))
     assert len(d.frames) == 4  # calls 0, 3, 6, 9
-    with open_display("sim", out_dir=tmp_path / "b", max_fps=None, max_frames=3) as d:
+    with open_display("sim", cfg(max_frames=3), renderer=Renderer, out_dir=tmp_path / "b") as d:
         for i in range(6):
             d.show(marimba_scene(timestamp=float(i)))
     assert len(d.frames) == 3 and len(list((tmp_path / "b").iterdir())) == 3
@@ -381,7 +386,7 @@ def test_marimba_note_regions_and_piano_roll():
 
 
 def test_contact_sheet_and_gif(tmp_path):
-    with open_display("sim", size=(400, 240), out_dir=tmp_path / "frames", max_fps=None) as d:
+    with open_display("sim", cfg(width=400, height=240), renderer=Renderer, out_dir=tmp_path / "frames") as d:
         for i in range(6):
             d.show(marimba_scene(active_notes={60 + 2 * i: 1.0}, timestamp=float(i)))
     sheet = contact_sheet(d.frames, tmp_path / "sheet.png", columns=3, max_frames=4, thumb_width=100)

@@ -1,4 +1,8 @@
-"""Camera backends: numpy/video sim, keep-newest dropping, OpenCV on a file, fake picamera2."""
+"""Camera backends: numpy/video sim, keep-newest dropping, OpenCV on a file and a fake cv2, fake picamera2.
+
+What every backend must do alike (contiguous frame indices, close twice, read
+after close) is in tests/contracts/test_camera.py.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,13 @@ import logging
 import numpy as np
 import pytest
 
+from device.config import CameraConfig, config_from_dict
 from device.errors import ConfigError, InputFileError
 from device.hardware import camera as camera_mod
 from device.hardware.camera import OpenCVCamera, Picamera2Camera, SimCamera, open_camera, probe
 from device.hardware.select import HardwareError
+from fakes import cv2 as cv2_fake
+from fakes import picamera2 as picamera2_fake
 
 
 def _frames(n=12, h=24, w=32):
@@ -31,7 +38,7 @@ def _read_all(cam, timeout=2.0):
 
 @pytest.mark.device_venv
 def test_array_source_fast_mode_delivers_every_frame():
-    with open_camera("sim", source=_frames(), realtime=False, fps=30) as cam:
+    with open_camera("sim", CameraConfig(realtime=False, fps=30, width=32, height=24), source=_frames()) as cam:
         cam.start()
         frames = _read_all(cam)
         assert cam.is_finished and cam.read(timeout=0.01) is None
@@ -44,7 +51,7 @@ def test_array_source_fast_mode_delivers_every_frame():
 
 @pytest.mark.device_venv
 def test_keep_newest_drops_and_counts_when_consumer_is_slow():
-    cam = SimCamera(_frames(20), fps=10000, realtime=True)
+    cam = SimCamera(_frames(20), CameraConfig(fps=240, realtime=True, width=32, height=24))
     cam.start()
     cam._thread.join(5)  # the "camera" ran through all frames; nobody read
     newest = cam.read(timeout=1)
@@ -63,13 +70,13 @@ def test_callable_iterator_colour_and_resize_sources():
         i = next(count, None)
         return None if i is None else np.full((8, 8, 3), (255, 0, 0), np.uint8)  # RGB red
 
-    with SimCamera(make, realtime=False) as cam:
+    with SimCamera(make, CameraConfig(realtime=False, width=8, height=8)) as cam:
         cam.start()
         frames = _read_all(cam)
     assert len(frames) == 3 and int(frames[0].image[0, 0]) == 76  # 0.299 * 255
 
     gen = (np.full((40, 60), 0.5) for _ in range(2))  # float 0..1 frames
-    with SimCamera(gen, realtime=False, size=(30, 20)) as cam:
+    with SimCamera(gen, CameraConfig(realtime=False, width=30, height=20)) as cam:
         cam.start()
         frames = _read_all(cam)
     assert [f.image.shape for f in frames] == [(20, 30)] * 2 and int(frames[0].image[0, 0]) == 128
@@ -77,15 +84,15 @@ def test_callable_iterator_colour_and_resize_sources():
 
 @pytest.mark.device_venv
 def test_sim_loop_and_config_errors():
-    with SimCamera(_frames(3), realtime=False, loop=True) as cam:
+    with SimCamera(_frames(3), CameraConfig(realtime=False, loop=True, width=32, height=24)) as cam:
         cam.start()
         assert [cam.read(timeout=1).image[0, 0] for _ in range(7)] == [0, 10, 20, 0, 10, 20, 0]
     with pytest.raises(ConfigError, match="loop"):
-        SimCamera(lambda: None, loop=True)
-    with pytest.raises(ConfigError, match="source"):
+        SimCamera(lambda: None, CameraConfig(loop=True))
+    with pytest.raises(ConfigError, match="video"):
         open_camera("sim")
-    with pytest.raises(ConfigError, match="unknown option"):
-        open_camera("sim", source=_frames(), colour=True)
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
+        config_from_dict({"camera": {"colour": True}})
 
 
 # ------------------------------------------------------------------ OpenCV
@@ -110,7 +117,7 @@ def video_file(tmp_path):
 
 
 def test_opencv_backend_reads_gray_frames_from_a_file(video_file):
-    cam = OpenCVCamera(str(video_file), fps=15)
+    cam = OpenCVCamera(CameraConfig(device=str(video_file), fps=15, width=64, height=48))
     cam.start()
     frames = _read_all(cam)
     cam.close()
@@ -125,15 +132,14 @@ def test_opencv_backend_reads_gray_frames_from_a_file(video_file):
 
 
 def test_opencv_backend_resizes_to_requested_size(video_file):
-    with OpenCVCamera(str(video_file), size=(32, 24)) as cam:
+    with OpenCVCamera(CameraConfig(device=str(video_file), width=32, height=24)) as cam:
         cam.start()
         frames = _read_all(cam)
     assert frames and all(f.image.shape == (24, 32) for f in frames)
 
 
 def test_video_file_sim_fast_mode(video_file):
-    with open_camera("sim", source=video_file, realtime=False) as cam:
-        assert cam.fps == pytest.approx(15.0)  # the file's own rate
+    with open_camera("sim", CameraConfig(video=str(video_file), realtime=False, width=64, height=48)) as cam:
         cam.start()
         frames = _read_all(cam)
     assert len(frames) == 10 and cam.dropped_frames == 0
@@ -143,13 +149,13 @@ def test_video_file_sim_fast_mode(video_file):
 
 def test_missing_video_is_input_error(tmp_path):
     with pytest.raises(InputFileError, match="nothing.mp4"):
-        open_camera("sim", source=tmp_path / "nothing.mp4")
+        open_camera("sim", CameraConfig(video=str(tmp_path / "nothing.mp4")))
 
 
 def test_opencv_unopenable_device_is_one_line(tmp_path):
     pytest.importorskip("cv2")
     with pytest.raises(HardwareError, match="can't open") as err:
-        OpenCVCamera(str(tmp_path / "no-such-device"))
+        OpenCVCamera(CameraConfig(device=str(tmp_path / "no-such-device")))
     assert "\n" not in str(err.value)
 
 
@@ -158,7 +164,7 @@ def test_opencv_unopenable_device_is_one_line(tmp_path):
 
 @pytest.mark.device_venv
 def test_picamera2_uses_the_y_plane_of_yuv420(fake_picamera2):
-    with Picamera2Camera(size=(64, 48), fps=25) as cam:
+    with Picamera2Camera(CameraConfig(width=64, height=48, fps=25)) as cam:
         pc = fake_picamera2.opened[-1]
         assert pc.config["main"] == {"size": (64, 48), "format": "YUV420"}
         assert pc.config["controls"] == {"FrameRate": 25.0}
@@ -175,9 +181,9 @@ def test_picamera2_uses_the_y_plane_of_yuv420(fake_picamera2):
 @pytest.mark.device_venv
 def test_auto_prefers_picamera2_and_logs(fake_picamera2, caplog):
     with caplog.at_level(logging.INFO, logger="saysee.hardware"):
-        with open_camera("auto", size=(32, 24)) as cam:
+        with open_camera("auto", CameraConfig(width=32, height=24)) as cam:
             assert isinstance(cam, Picamera2Camera)
-    assert any("camera: real backend (auto: picamera2 camera fake_imx708" in r.getMessage() for r in caplog.records)
+    assert any("camera: real backend (auto: picamera2 camera imx708" in r.getMessage() for r in caplog.records)
     rows = probe()
     assert rows[0][:2] == ("real:picamera2", True)
     assert [r[0] for r in rows] == ["real:picamera2", "real:opencv", "sim"]
@@ -189,7 +195,126 @@ def test_auto_without_any_camera_falls_back_to_sim(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "picamera2", None)
     monkeypatch.setattr(camera_mod, "_probe_opencv", lambda device: (False, "no /dev/video* camera"))
-    with open_camera("auto", source=_frames(2), realtime=False) as cam:
+    with open_camera("auto", CameraConfig(realtime=False), source=_frames(2)) as cam:
         assert isinstance(cam, SimCamera)
     with pytest.raises(HardwareError, match=r"picamera2 not installed.*no /dev/video\* camera"):
         open_camera("real")
+
+
+# ------------------------------------------------------------------ picamera2 on a real box: USB, formats, stalls
+
+
+def _install_picamera2(monkeypatch, **kw):
+    import sys
+
+    mod = picamera2_fake.make_module(**kw)
+    monkeypatch.setitem(sys.modules, "picamera2", mod)
+    return mod
+
+
+@pytest.mark.device_venv
+def test_picamera2_leaves_usb_cameras_to_opencv(monkeypatch):
+    _install_picamera2(monkeypatch, cameras=(picamera2_fake.USB_ID,))
+    monkeypatch.setattr(camera_mod, "_probe_opencv", lambda device: (False, "no /dev/video* camera"))
+    backend, usable, why = probe()[0]
+    assert (backend, usable) == ("real:picamera2", False) and "1 USB camera(s), left to OpenCV" in why
+    with open_camera("auto", CameraConfig(realtime=False), source=_frames(2)) as cam:
+        assert isinstance(cam, SimCamera)  # not a YUYV USB camera read as if it were YUV420
+    with pytest.raises(HardwareError, match="0 CSI camera"):
+        Picamera2Camera(CameraConfig())
+
+
+@pytest.mark.device_venv
+def test_picamera2_opens_the_csi_camera_when_a_usb_one_sorts_first(monkeypatch):
+    mod = _install_picamera2(monkeypatch, cameras=(picamera2_fake.USB_ID, picamera2_fake.CSI_ID))
+    with Picamera2Camera(CameraConfig(width=32, height=24)) as cam:
+        assert mod.opened[-1].info["Id"] == picamera2_fake.CSI_ID and cam.format == "YUV420"
+    with pytest.raises(HardwareError, match="1 CSI camera.*1 USB camera"):
+        Picamera2Camera(CameraConfig(device="1"))
+
+
+@pytest.mark.device_venv
+def test_picamera2_reads_the_luma_of_packed_yuyv(monkeypatch):
+    _install_picamera2(monkeypatch, formats={picamera2_fake.CSI_ID: "YUYV"})
+    with Picamera2Camera(CameraConfig(width=64, height=48)) as cam:
+        cam.start()
+        frames = [cam.read(timeout=2) for _ in range(2)]
+    for f in frames:
+        y_row = ((10 * f.index) % 200 + np.arange(64) % 50).astype(np.uint8)
+        np.testing.assert_array_equal(f.image, np.broadcast_to(y_row, (48, 64)))  # no U/V (77/200) samples
+
+
+@pytest.mark.device_venv
+def test_picamera2_refuses_a_format_without_luma(monkeypatch):
+    mod = _install_picamera2(monkeypatch, formats={picamera2_fake.CSI_ID: "MJPEG"})
+    with pytest.raises(HardwareError, match="delivers MJPEG") as err:
+        Picamera2Camera(CameraConfig())
+    assert "\n" not in str(err.value) and mod.opened[-1].closed
+
+
+@pytest.mark.device_venv
+def test_a_stalled_picamera2_ends_the_stream_with_an_error(monkeypatch, caplog):
+    mod = _install_picamera2(monkeypatch, stall_after=2)
+    with caplog.at_level(logging.ERROR, logger="saysee.hardware"):
+        with Picamera2Camera(CameraConfig(width=32, height=24, capture_timeout_s=0.2)) as cam:
+            cam.start()
+            got = [cam.read(timeout=2) for _ in range(3)]
+            assert [f.index for f in got[:2]] == [0, 1] and got[2] is None
+            assert cam.is_finished
+            assert "no frame from picamera2 within 0.2 s" in cam.error
+    assert set(mod.opened[-1].waits) == {0.2}  # never picamera2's default wait-forever
+    assert any("stalled" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------ OpenCV: the probed node is the opened node
+
+
+@pytest.fixture
+def fake_cv2(monkeypatch):
+    import sys
+
+    mod = cv2_fake.make_module()
+    monkeypatch.setitem(sys.modules, "cv2", mod)
+    return mod
+
+
+@pytest.mark.device_venv
+def test_opencv_opens_the_capture_node_the_probe_looked_at(monkeypatch, tmp_path, fake_cv2):
+    nodes = {f"{tmp_path}/video{i}": caps for i, caps in (
+        (0, (camera_mod._CAP_M2M_MPLANE, "platform:bcm2835-codec")),  # a codec node sorts first
+        (1, (camera_mod._CAP_VIDEO_CAPTURE, "platform:1f00110000.csi")),  # raw Bayer CSI node
+        (10, None),  # can't be asked
+        (2, (camera_mod._CAP_VIDEO_CAPTURE, "usb-xhci-hcd.0-1")))}
+    for n in nodes:
+        open(n, "w").close()
+    monkeypatch.setattr(camera_mod, "_video_nodes", lambda: list(nodes))
+    monkeypatch.setattr(camera_mod, "_querycap", nodes.get)
+    monkeypatch.setitem(__import__("sys").modules, "picamera2", None)
+    rows = dict((b, (ok, why)) for b, ok, why in probe())
+    assert rows["real:opencv"][0] and f"{tmp_path}/video2" in rows["real:opencv"][1]
+    with open_camera("real", CameraConfig(width=32, height=24)) as cam:
+        assert isinstance(cam, OpenCVCamera) and fake_cv2.opened == [f"{tmp_path}/video2"]
+        cam.start()
+        frame = cam.read(timeout=2)
+    assert frame.image.shape == (24, 32)
+
+
+@pytest.mark.device_venv
+def test_opencv_index_is_the_same_video_node(fake_cv2):
+    assert camera_mod.video_node("3")[0] == "/dev/video3"
+    with OpenCVCamera(CameraConfig(device="/dev/video3")):
+        assert fake_cv2.opened == [3]  # V4L2 index 3 is /dev/video3
+    assert camera_mod.video_node("")[0] is None or camera_mod.video_node("")[0].startswith("/dev/video")
+
+
+def test_querycap_reads_a_v4l2_struct(monkeypatch, tmp_path):
+    import struct
+
+    node = tmp_path / "video0"
+    node.write_bytes(b"")
+    buf = bytearray(104)
+    buf[48:54] = b"usb-x\0"
+    struct.pack_into("<II", buf, 84, camera_mod._CAP_DEVICE_CAPS | 0x1 | 0x1000, 0x1)
+    monkeypatch.setattr(camera_mod.fcntl, "ioctl", lambda fd, req, arg: bytes(buf))
+    assert camera_mod._querycap(str(node)) == (0x1, "usb-x")
+    assert camera_mod._querycap(str(tmp_path / "absent")) is None

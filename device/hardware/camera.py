@@ -9,30 +9,52 @@ consumer takes them, and drops nothing.
 
 picamera2 is asked for a YUV420 main stream: its first ``height`` rows are the
 luma (Y) plane, i.e. the grayscale image, with no colour conversion at all.
-OpenCV frames (USB cameras, video files) arrive as BGR and are converted.
+libcamera may answer with another format (a USB camera gives YUYV or MJPEG):
+packed YUV is read from its Y samples, anything else is refused at open.
+picamera2 also lists USB cameras (sorted last); those are left to OpenCV. Its
+``capture_array`` waits forever by default, so it gets ``wait=capture_timeout_s``
+and a stalled camera ends the stream with an error instead of hanging.
+OpenCV frames (USB cameras, video files) arrive as BGR and are converted; the
+node OpenCV opens is the one the probe looked at (the first V4L2 *capture*
+node, not a codec or ISP node that happens to be /dev/video0).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import fcntl
 import glob
 import logging
 import os
+import re
+import struct
 import threading
 import time
 from typing import Any, Iterator
 
 import numpy as np
 
+from device.config import CameraConfig
 from device.errors import ConfigError, InputFileError
 from device.hardware.base import Camera, Frame
-from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line, split_options
+from device.hardware.select import HardwareError, Probe, check_import, one_line, open_chosen
 
 log = logging.getLogger("saysee.hardware")
 
 __all__ = ["open_camera", "probe", "Picamera2Camera", "OpenCVCamera", "SimCamera", "FrameSlot"]
 
-DRIVERS = ("auto", "picamera2", "opencv")
-OPENCV_HINT = "pip install opencv-python-headless"
+OPENCV_HINT = "pip install opencv-python-headless (on a Jetson use JetPack's OpenCV)"
+PICAMERA2_HINT = "on Pi OS: sudo apt install python3-picamera2"
+# Where the luma of each format picamera2 can hand back lies (make_array in picamera2/request.py):
+# planar YUV420 is (h*3/2, stride) with Y in the first h rows; packed 4:2:2 is (h, stride/2, 2).
+_LUMA = {
+    "YUV420": lambda a, w, h: a[:h, :w],
+    "YVU420": lambda a, w, h: a[:h, :w],
+    "YUYV": lambda a, w, h: a[:h, :w, 0],
+    "YVYU": lambda a, w, h: a[:h, :w, 0],
+    "UYVY": lambda a, w, h: a[:h, :w, 1],
+    "VYUY": lambda a, w, h: a[:h, :w, 1],
+}
 _MAX_READ_FAILURES = 5  # consecutive failed reads before a camera/video counts as ended
 
 
@@ -98,6 +120,7 @@ class _ThreadedCamera(Camera):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.frames_captured = 0
+        self.error: str | None = None  # why the stream ended early (a stalled or failing camera)
 
     @property
     def dropped_frames(self) -> int:  # type: ignore[override]
@@ -137,7 +160,8 @@ class _ThreadedCamera(Camera):
                 try:
                     got = self._grab()
                 except Exception as e:  # noqa: BLE001 - a dying camera ends the stream, loudly
-                    log.error("camera: capture failed, stopping: %s", one_line(e))
+                    self.error = one_line(e)
+                    log.error("camera: capture failed, stopping: %s", self.error)
                     return
                 if got is None or self._stop.is_set():
                     return
@@ -193,57 +217,56 @@ def _resize(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
     return np.ascontiguousarray(image[rows][:, cols])
 
 
-def _check_size(size) -> tuple[int, int] | None:
-    if size is None:
-        return None
-    try:
-        w, h = (int(v) for v in size)
-    except (TypeError, ValueError):
-        raise ConfigError(f"[camera] size: expected [width, height], got {size!r}") from None
-    if w <= 0 or h <= 0:
-        raise ConfigError(f"[camera] size: expected positive [width, height], got {size!r}")
-    return w, h
-
-
 # --------------------------------------------------------------------- picamera2
 
 
 class Picamera2Camera(_ThreadedCamera):
-    """A Raspberry Pi camera through picamera2, grayscale from the YUV420 Y plane.
+    """A Raspberry Pi (CSI) camera through picamera2, grayscale from the Y samples.
 
-    ``camera_num``: which camera (0). ``size``: (width, height). ``fps``: requested
-    frame rate (the sensor mode may cap it).
+    ``cfg.device``: which CSI camera ("" = the first; USB cameras are skipped,
+    OpenCV takes them). ``cfg.width``/``height``: requested size (libcamera may
+    align it). ``cfg.fps``: requested rate. ``cfg.capture_timeout_s``: a capture
+    that takes longer ends the stream with ``error`` set.
     """
 
     backend = "real"
 
-    def __init__(self, camera_num: int = 0, *, size=(320, 240), fps: float = 30.0) -> None:
-        super().__init__(fps)
-        ok, why, _ = check_import("picamera2", "on Pi OS: sudo apt install python3-picamera2")
+    def __init__(self, cfg: CameraConfig = CameraConfig()) -> None:
+        super().__init__(cfg.fps)
+        ok, why, _ = check_import("picamera2", PICAMERA2_HINT)
         if not ok:
             raise HardwareError(f"camera: {why}")
         from picamera2 import Picamera2
 
-        self.size = _check_size(size) or (320, 240)
-        cameras = Picamera2.global_camera_info()
-        if int(camera_num) >= len(cameras):
-            raise HardwareError(f"camera: picamera2 sees {len(cameras)} camera(s); no camera {camera_num}")
+        self.size = (cfg.width, cfg.height)
+        self.capture_timeout = float(cfg.capture_timeout_s)
+        number = _camera_number(cfg.device)
+        csi, usb = _csi_cameras(Picamera2.global_camera_info())
+        if number >= len(csi):
+            raise HardwareError(f"camera: picamera2 sees {len(csi)} CSI camera(s) and {usb} USB camera(s) "
+                                f"(left to OpenCV); no CSI camera {number}")
         try:
-            self._cam = Picamera2(int(camera_num))
+            self._cam = Picamera2(csi[number])
         except Exception as e:  # noqa: BLE001
-            raise HardwareError(f"camera: picamera2 can't open camera {camera_num}: {one_line(e)}") from None
+            raise HardwareError(f"camera: picamera2 can't open camera {number}: {one_line(e)}") from None
         try:
             config = self._cam.create_video_configuration(
                 main={"size": self.size, "format": "YUV420"},
                 controls={"FrameRate": self.fps},
             )
             self._cam.configure(config)
-            # libcamera may align the size; what it chose is what we crop to.
-            actual = self._cam.camera_configuration()["main"]["size"]
-            self.size = (int(actual[0]), int(actual[1]))
+            # libcamera may align the size or pick another format; what it chose is what we read.
+            actual = self._cam.camera_configuration()["main"]
+            self.size = (int(actual["size"][0]), int(actual["size"][1]))
+            self.format = str(actual.get("format", "YUV420"))
         except Exception as e:  # noqa: BLE001
             self._cam.close()
             raise HardwareError(f"camera: picamera2 configuration failed: {one_line(e)}") from None
+        if self.format not in _LUMA:
+            self._cam.close()
+            raise HardwareError(f"camera: picamera2 camera {number} delivers {self.format}, not YUV420 "
+                                f"(or packed YUV); use driver = \"opencv\" for it")
+        self._luma = _LUMA[self.format]
         self._started = False
 
     def start(self) -> None:
@@ -253,12 +276,18 @@ class Picamera2Camera(_ThreadedCamera):
         super().start()
 
     def _grab(self):
-        array = self._cam.capture_array("main")
+        try:
+            # picamera2's default wait is forever: a stalled camera would hang this thread silently.
+            array = self._cam.capture_array("main", wait=self.capture_timeout)
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            if self._stop.is_set():
+                return None
+            raise HardwareError(f"camera: no frame from picamera2 within {self.capture_timeout:g} s "
+                                "(camera stalled or unplugged)") from None
         captured_at = time.monotonic()
         w, h = self.size
-        # YUV420 (I420): rows [0, h) are Y, then U and V at quarter size. Rows may
-        # be wider than w (stride padding), hence the column crop too.
-        return np.ascontiguousarray(array[:h, :w]), captured_at
+        # Rows may be wider than w (stride padding), hence the column crop too.
+        return np.ascontiguousarray(self._luma(array, w, h)), captured_at
 
     def _release(self) -> None:
         if self._started:
@@ -266,34 +295,52 @@ class Picamera2Camera(_ThreadedCamera):
         self._cam.close()
 
 
+def _camera_number(device: str) -> int:
+    device = str(device).strip()
+    if not device:
+        return 0
+    if not device.isdigit():
+        raise ConfigError(f"[camera] device = {device!r}: picamera2 needs a camera number (0, 1, ...)")
+    return int(device)
+
+
+def _csi_cameras(info) -> tuple[list[int], int]:
+    """(positions in ``global_camera_info()`` of the non-USB cameras, number of USB cameras)."""
+    csi = [i for i, c in enumerate(info) if "/usb" not in str(c.get("Id", "") if isinstance(c, dict) else "")]
+    return csi, len(info) - len(csi)
+
+
 # --------------------------------------------------------------------- OpenCV
 
 
 class OpenCVCamera(_ThreadedCamera):
-    """A USB camera (index or /dev/videoN) or any OpenCV-readable path, as grayscale.
+    """A USB camera (``cfg.device``: "" = first capture node, an index, /dev/videoN) or any OpenCV-readable path.
 
-    ``size``/``fps`` are requested from the camera; frames that come back at a
-    different size are resized so downstream shapes never change.
+    ``cfg.width``/``height``/``fps`` are requested from the camera; frames that
+    come back at a different size are resized so downstream shapes never change.
     """
 
     backend = "real"
 
-    def __init__(self, device: int | str = 0, *, size=None, fps: float = 30.0) -> None:
-        super().__init__(fps)
+    def __init__(self, cfg: CameraConfig = CameraConfig()) -> None:
+        super().__init__(cfg.fps)
         ok, why, cv2 = check_import("cv2", OPENCV_HINT)
         if not ok:
             raise HardwareError(f"camera: {why}")
         self._cv2 = cv2
-        self.device = device
-        self.size = _check_size(size)
-        source = int(device) if isinstance(device, int) or str(device).isdigit() else os.fspath(device)
-        self._cap = cv2.VideoCapture(source)
+        self.size = (cfg.width, cfg.height)
+        path, why = video_node(cfg.device)
+        if path is None:
+            raise HardwareError(f"camera: {why}")
+        self.device = path
+        # V4L2 index N is /dev/videoN: the node the probe looked at.
+        number = re.fullmatch(r"/dev/video(\d+)", path)
+        self._cap = cv2.VideoCapture(int(number.group(1)) if number else path)
         if not self._cap.isOpened():
             self._cap.release()
-            raise HardwareError(f"camera: OpenCV can't open {device!r} (absent, busy or unsupported)")
-        if self.size:
-            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
-            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+            raise HardwareError(f"camera: OpenCV can't open {path!r} (absent, busy or unsupported)")
+        self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+        self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         self._cap.set(cv2.CAP_PROP_FPS, self.fps)
         # A one-frame driver buffer: otherwise V4L2 hands out stale frames first.
         self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
@@ -306,7 +353,7 @@ class OpenCVCamera(_ThreadedCamera):
                 captured_at = time.monotonic()
                 if frame.ndim == 3:
                     frame = self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2GRAY)
-                if self.size and frame.shape != (self.size[1], self.size[0]):
+                if frame.shape != (self.size[1], self.size[0]):
                     frame = self._cv2.resize(frame, self.size, interpolation=self._cv2.INTER_AREA)
                 return np.ascontiguousarray(frame), captured_at
             failures += 1
@@ -328,35 +375,25 @@ class SimCamera(_ThreadedCamera):
 
     ``source``: a video path; an array (N, H, W) or (N, H, W, 3) (RGB); an
     iterable of frames; or a callable returning the next frame, None at the end.
-    ``fps``: pacing rate (None: the video's own rate, else 30). ``realtime``:
-    paced at fps with keep-newest drops, like a camera; False: as fast as the
-    reader takes frames, none dropped. ``loop``: restart arrays/videos at the end.
-    ``size``: (width, height) to resize to. ``captured_at`` is the source time
+    From ``cfg``: ``fps`` the pacing rate; ``realtime`` paced at fps with
+    keep-newest drops, like a camera, or (False) as fast as the reader takes
+    frames, none dropped; ``loop`` restarts arrays/videos at the end; frames are
+    resized to ``width`` x ``height``. ``captured_at`` is the source time
     (index / fps), i.e. the video timestamp.
     """
 
     backend = "sim"
     _paced = True
 
-    def __init__(
-        self,
-        source: Any = None,
-        *,
-        fps: float | None = None,
-        realtime: bool = True,
-        loop: bool = False,
-        size=None,
-    ) -> None:
-        self.realtime = bool(realtime)
-        self.loop = bool(loop)
-        self.size = _check_size(size)
+    def __init__(self, source: Any, cfg: CameraConfig = CameraConfig()) -> None:
+        self.realtime = bool(cfg.realtime)
+        self.loop = bool(cfg.loop)
+        self.size = (cfg.width, cfg.height)
         self._cap = None
-        if source is None:
-            raise ConfigError("[camera] source: the sim camera needs a video file, an array or a frame callable")
+        if source is None or (isinstance(source, str) and not source):
+            raise ConfigError("[camera] video: the sim camera needs a video file, an array or a frame callable")
         if isinstance(source, (str, os.PathLike)):
             self._open_video(os.fspath(source))
-            native = self._cap.get(self._cv2.CAP_PROP_FPS) or 0.0
-            fps = fps or (native if 1.0 <= native <= 240.0 else 30.0)
             self._next = self._video_frame
         elif isinstance(source, np.ndarray):
             if source.ndim not in (3, 4) or len(source) == 0:
@@ -375,7 +412,7 @@ class SimCamera(_ThreadedCamera):
             self._next = self._iter_frame
         if self.loop and self._next in (self._callable_frame, self._iter_frame):
             raise ConfigError("[camera] loop: only video files and arrays can loop")
-        super().__init__(fps or 30.0)
+        super().__init__(cfg.fps)
         self._index = 0
 
     def _open_video(self, path: str) -> None:
@@ -433,95 +470,139 @@ class SimCamera(_ThreadedCamera):
 
 
 def _probe_picamera2() -> tuple[bool, str]:
-    ok, why, mod = check_import("picamera2", "on Pi OS: sudo apt install python3-picamera2")
+    ok, why, mod = check_import("picamera2", PICAMERA2_HINT)
     if not ok:
         return False, why
     try:
         cameras = mod.Picamera2.global_camera_info()
     except Exception as e:  # noqa: BLE001
         return False, f"libcamera can't list cameras: {one_line(e)}"
-    if not cameras:
-        return False, "picamera2 sees no camera (ribbon cable? camera enabled?)"
-    first = cameras[0]
-    model = first.get("Model", "?") if isinstance(first, dict) else "?"
-    return True, f"picamera2 camera {model} ({len(cameras)} found)"
+    csi, usb = _csi_cameras(cameras)
+    if not csi:
+        extra = f" ({usb} USB camera(s), left to OpenCV)" if usb else ""
+        return False, f"picamera2 sees no CSI camera (ribbon cable? camera enabled?){extra}"
+    first = cameras[csi[0]]
+    return True, f"picamera2 camera {first.get('Model', '?')} ({len(csi)} CSI, {usb} USB found)"
 
 
-def _probe_opencv(device: int | str | None) -> tuple[bool, str]:
+# VIDIOC_QUERYCAP = _IOR('V', 0, struct v4l2_capability): driver[16] card[32] bus_info[32]
+# version capabilities device_caps reserved[3] -> 104 bytes.
+_VIDIOC_QUERYCAP = 0x80685600
+_CAP_VIDEO_CAPTURE, _CAP_VIDEO_CAPTURE_MPLANE = 0x1, 0x1000
+_CAP_M2M, _CAP_M2M_MPLANE, _CAP_DEVICE_CAPS = 0x8000, 0x4000, 0x80000000
+
+
+def _querycap(path: str) -> tuple[int, str] | None:
+    """(device capabilities, bus_info) of a V4L2 node, or None if it can't be asked."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        buf = fcntl.ioctl(fd, _VIDIOC_QUERYCAP, bytes(104))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    caps, device_caps = struct.unpack_from("<II", buf, 84)
+    bus = buf[48:80].split(b"\0", 1)[0].decode(errors="replace")
+    return (device_caps if caps & _CAP_DEVICE_CAPS else caps), bus
+
+
+def _video_nodes() -> list[str]:
+    """/dev/video* in numeric order (so video2 comes before video10)."""
+    nodes = glob.glob("/dev/video*")
+    return sorted(nodes, key=lambda p: (int(m.group(1)) if (m := re.search(r"(\d+)$", p)) else 1 << 30, p))
+
+
+def video_node(device: str = "") -> tuple[str | None, str]:
+    """(the node or path OpenCV should open, why) for ``[camera] device``; None when there is none.
+
+    "" picks the first V4L2 *capture* node, USB cameras first: on a Pi the low
+    numbers are often the ISP, codec or CSI (raw Bayer) nodes, useless to OpenCV.
+    """
+    device = str(device).strip()
+    if device.isdigit():
+        return f"/dev/video{int(device)}", f"/dev/video{int(device)} as configured"
+    if device:
+        return device, f"{device} as configured"
+    nodes = _video_nodes()
+    if not nodes:
+        return None, "no /dev/video* camera"
+    capture = []
+    for node in nodes:
+        got = _querycap(node)
+        if got is None:
+            continue
+        caps, bus = got
+        if caps & (_CAP_VIDEO_CAPTURE | _CAP_VIDEO_CAPTURE_MPLANE) and not caps & (_CAP_M2M | _CAP_M2M_MPLANE):
+            capture.append((not bus.startswith("usb"), node, bus))
+    if not capture:
+        return None, f"no V4L2 capture node among {', '.join(nodes)}"
+    _, node, bus = min(capture, key=lambda c: c[0])
+    return node, f"first capture node ({bus or 'unknown bus'})"
+
+
+def _probe_opencv(device: str = "") -> tuple[bool, str]:
     ok, why, _ = check_import("cv2", OPENCV_HINT)
     if not ok:
         return False, why
-    if device is None:
-        nodes = sorted(glob.glob("/dev/video*"))
-        if not nodes:
-            return False, "no /dev/video* camera"
-        path = nodes[0]
-    elif isinstance(device, int) or str(device).isdigit():
-        path = f"/dev/video{int(device)}"
-    else:
-        path = os.fspath(device)
+    path, why = video_node(device)
+    if path is None:
+        return False, why
     if not os.path.exists(path):
         return False, f"{path} absent"
     if not os.access(path, os.R_OK):
         return False, f"{path}: permission denied (add the user to the 'video' group)"
-    return True, f"OpenCV camera {path}"
+    return True, f"OpenCV camera {path} ({why})"
 
 
-def _pick_driver(driver: str, device) -> tuple[str | None, bool, str]:
-    """(driver to use or None, usable, why) for the real backend."""
-    driver = str(driver or "auto").lower()
-    if driver not in DRIVERS:
-        raise ConfigError(f"[camera] driver: expected one of {', '.join(DRIVERS)}; got {driver!r}")
-    if driver in ("auto", "picamera2"):
+def _pick_driver(cfg: CameraConfig) -> tuple[str, bool, str]:
+    """(driver to use, usable, why) for the real backend."""
+    pc_why = ""
+    if cfg.driver in ("auto", "picamera2"):
         ok, why = _probe_picamera2()
-        if ok or driver == "picamera2":
+        if ok or cfg.driver == "picamera2":
             return "picamera2", ok, why
         pc_why = why
-    ok, why = _probe_opencv(device)
-    if driver == "auto" and not ok:
+    ok, why = _probe_opencv(cfg.device)
+    if cfg.driver == "auto" and not ok:
         why = f"{pc_why}; {why}"
     return "opencv", ok, why
 
 
-def probe(**options) -> list[Probe]:
-    """[(backend, usable, why)] for `python -m device check`; takes open_camera's options."""
+def probe(cfg: CameraConfig = CameraConfig()) -> list[Probe]:
+    """[(backend, usable, why)] for `python -m device check`, for the ``[camera]`` section given."""
     out: list[Probe] = [("real:picamera2", *_probe_picamera2())]
-    device = options.get("device")
-    out.append(("real:opencv", *_probe_opencv(device)))
+    out.append(("real:opencv", *_probe_opencv(cfg.device)))
     cv_ok = check_import("cv2")[0]
     out.append(("sim", True, "video files and numpy frames" if cv_ok else "numpy frames only (no cv2 for video files)"))
     return out
 
 
-def open_camera(backend: str = "auto", **options) -> Camera:
+def open_camera(backend: str | None = None, cfg: CameraConfig | None = None, *, source: Any = None) -> Camera:
     """Open the camera: ``backend`` "auto" | "real" (picamera2 or OpenCV) | "sim".
 
-    Options: real ``driver`` ("auto": picamera2 if it sees a camera, else OpenCV;
-    or "picamera2" | "opencv"), ``device`` (picamera2 camera number, or OpenCV
-    index / /dev/videoN / path; default 0); common ``size`` ([w, h]), ``fps``;
-    sim ``source`` (video path | array | iterable | callable), ``realtime`` (True),
-    ``loop`` (False). Call ``start()`` before reading.
+    ``cfg`` is the ``[camera]`` section: real ``driver`` ("auto": picamera2 if it
+    sees a CSI camera, else OpenCV), ``device``; both ``width``, ``height``,
+    ``fps``; sim ``video``, ``realtime``, ``loop``. ``source`` gives the sim
+    frames directly (an array, iterable or callable) instead of ``cfg.video``.
+    "auto" falls back to the sim when no real camera is usable *or* it fails to
+    open (one warning). ``backend`` None means ``cfg.backend``; ``cfg`` None, the
+    defaults. Call ``start()`` before reading.
     """
-    options = dict(options)
-    driver = options.pop("driver", "auto")
-    if options.get("device") in ("", None):
-        options.pop("device", None)  # an empty config string means "the default camera"
-    real_opts = {k: v for k, v in options.items() if k in ("device", "size", "fps")}
-    split_options("camera", options, real=OpenCVCamera, sim=SimCamera)  # validates the keys
-    sim_opts = {k: v for k, v in options.items() if k in ("source", "fps", "realtime", "loop", "size")}
-    picked: dict[str, str | None] = {}
+    cfg = cfg if cfg is not None else CameraConfig()
+    backend = cfg.backend if backend is None else backend
+    picked: dict[str, str] = {}
 
     def probe_real() -> tuple[bool, str]:
-        name, ok, why = _pick_driver(driver, real_opts.get("device"))
+        name, ok, why = _pick_driver(cfg)
         picked["driver"] = name
         return ok, why
 
-    choice = choose_backend("camera", backend, probe_real, sim_why="frames from the configured source")
-    if choice == "sim":
-        return SimCamera(**sim_opts)
-    if picked["driver"] == "picamera2":
-        device = real_opts.pop("device", None)
-        return Picamera2Camera(0 if device is None else int(device), **real_opts)
-    if real_opts.get("device") is None:
-        real_opts["device"] = 0
-    return OpenCVCamera(**real_opts)
+    def real() -> Camera:
+        return Picamera2Camera(cfg) if picked["driver"] == "picamera2" else OpenCVCamera(cfg)
+
+    return open_chosen("camera", backend, probe_real, real,
+                       lambda: SimCamera(cfg.video if source is None else source, cfg),
+                       sim_why="frames from the configured source")

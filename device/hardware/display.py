@@ -3,9 +3,16 @@
 ``open_display(backend="auto")`` decides once, at the edge, like gpiozero's pin
 factories: "real" when a screen is present (an X/Wayland session, or a KMS/DRM
 card on a Pi without X), else "sim", logging one line that says which and why.
-Both backends draw with ``device.screen.render.Renderer``, so the PNG frames of a
-simulated run are pixel for pixel what the screen would show; tests run the real
-backend headless with ``SDL_VIDEODRIVER=dummy`` through the same code path.
+Both backends draw with the renderer they are handed (the builder passes
+``device.screen.render.Renderer``; hardware never imports screen code), so the
+PNG frames of a simulated run are pixel for pixel what the screen would show;
+tests run the real backend headless with ``SDL_VIDEODRIVER=dummy`` through the
+same code path.
+
+On a Pi without X, SDL must have its KMS/DRM video driver, and the pip wheel of
+pygame bundles an SDL built without it (x11, wayland, offscreen, dummy, evdev):
+``sdl_video_drivers()`` reads the list from the SDL library pygame loaded, and
+the probe and every failure to open say which drivers exist.
 
 The display must never hold up audio: ``show`` only draws (a few ms), and a rate
 limit (``max_fps``, ``every_nth``) *drops* frames instead of queueing them. The
@@ -16,20 +23,27 @@ after ``max_frames`` so a long run can't fill the SD card.
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import logging
 import os
 import threading
 from pathlib import Path
+from typing import Any, Callable
 
+from device.config import DisplayConfig
 from device.hardware.base import Display, Scene
-from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
+from device.hardware.select import HardwareError, Probe, check_import, normalise, one_line, open_chosen
 
 log = logging.getLogger("saysee.hardware")
 # pygame prints a banner on import; journald doesn't need it.
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
-DEFAULT_SIZE = (800, 480)
+KMSDRM_HINT = "install python3-pygame (system SDL with kmsdrm)"
+
+# A renderer factory: screen size (w, h) -> an object whose ``render(scene, surface)``
+# returns the drawn pygame.Surface, e.g. ``device.screen.render.Renderer``.
+RendererFactory = Callable[[tuple[int, int]], Any]
 
 
 class DisplayUnavailable(HardwareError):
@@ -67,18 +81,92 @@ def _pygame_usable() -> tuple[bool, str]:
     return ok, why
 
 
-def probe() -> list[Probe]:
+def sdl_video_drivers() -> list[str] | None:
+    """The video drivers compiled into the SDL that pygame loaded, or None if it can't be asked.
+
+    pygame has no call for this (``pygame._sdl2.video.get_drivers`` lists *render*
+    drivers), so ask SDL itself: ``SDL_GetNumVideoDrivers``/``SDL_GetVideoDriver``
+    on the already-loaded library, found in /proc/self/maps.
+    """
+    _import_pygame()  # so its SDL is mapped into this process
+    try:
+        with open("/proc/self/maps") as fh:
+            libs = sorted({line.split()[-1] for line in fh if "/libSDL2" in line and ".so" in line})
+    except OSError:
+        return None
+    for path in libs:
+        if "image" in path or "mixer" in path or "ttf" in path:
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+            lib.SDL_GetVideoDriver.restype = ctypes.c_char_p
+            lib.SDL_GetVideoDriver.argtypes = [ctypes.c_int]
+            return [lib.SDL_GetVideoDriver(i).decode() for i in range(lib.SDL_GetNumVideoDrivers())]
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _drivers_note(drivers: list[str] | None, wanted: str | None) -> str:
+    """'; SDL video drivers: a, b' plus the fix when the screen's driver is not among them."""
+    if drivers is None:
+        return ""
+    note = f"; SDL video drivers: {', '.join(drivers) or 'none'}"
+    if wanted == "kmsdrm" and "kmsdrm" not in drivers:
+        note += f"; {KMSDRM_HINT}"
+    return note
+
+
+def _wanted_driver() -> str | None:
+    """The SDL video driver a real display would ask for (None: SDL picks, X/Wayland)."""
+    if os.environ.get("SDL_VIDEODRIVER"):
+        return os.environ["SDL_VIDEODRIVER"]
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    return "kmsdrm"  # a Pi console without X: SDL must draw straight to the DRM/KMS device
+
+
+def try_display_driver(pygame=None) -> tuple[bool, str]:
+    """Initialise (and quit) SDL's video driver the real display would use; opens no window."""
+    pygame = pygame or _import_pygame()
+    wanted = _wanted_driver()
+    saved = os.environ.get("SDL_VIDEODRIVER")
+    if wanted:
+        os.environ["SDL_VIDEODRIVER"] = wanted
+    try:
+        pygame.display.init()
+        driver = pygame.display.get_driver()
+        return True, f"SDL video driver '{driver}' initialises"
+    except pygame.error as e:
+        note = _drivers_note(sdl_video_drivers(), wanted)
+        return False, f"SDL video driver '{wanted or 'default'}' fails: {one_line(e)}{note}"
+    finally:
+        pygame.display.quit()
+        if saved is None:
+            os.environ.pop("SDL_VIDEODRIVER", None)
+        else:
+            os.environ["SDL_VIDEODRIVER"] = saved
+
+
+def probe(cfg: DisplayConfig = DisplayConfig()) -> list[Probe]:
     """Each display backend as (backend, usable, why), for ``python -m device check``.
 
-    Opens nothing: a probe must not grab the screen from a running box.
+    When a screen is present it initialises SDL's video driver (no window: a probe
+    must not grab the screen from a running box), because only that shows whether
+    this SDL can drive it; the reason lists the SDL video drivers that exist.
     """
     ok, why = _pygame_usable()
     if not ok:
         return [("real", False, why), ("sim", False, why)]
     pygame = _import_pygame()
     present, why = _screen_present()
+    if present:
+        works, how = try_display_driver(pygame)
+        real = (works, f"{why}; {how}")
+    else:
+        real = (False, why + _drivers_note(sdl_video_drivers(), None))
     png = "PNG frames" if pygame.image.get_extended() else "BMP frames only (pygame built without SDL_image)"
-    return [("real", present, why), ("sim", True, f"pygame {pygame.version.ver}: {png}")]
+    return [("real", *real), ("sim", True, f"pygame {pygame.version.ver}: {png}")]
 
 
 # ---------------------------------------------------------------- rate limiting
@@ -118,18 +206,16 @@ class RateLimiter:
 class _RenderedDisplay(Display):
     """Shared by both backends: rate limit, render into ``surface``, count drops."""
 
-    def __init__(self, size, max_fps, every_nth, renderer=None) -> None:
-        from device.screen.render import Renderer  # lazy: `probe` must work where pygame is missing
-
+    def __init__(self, size, cfg: DisplayConfig, renderer: RendererFactory) -> None:
         self.size = (int(size[0]), int(size[1]))
-        self.renderer = renderer or Renderer(self.size)
-        self.limiter = RateLimiter(max_fps, every_nth)
+        self.renderer = renderer(self.size)
+        self.limiter = RateLimiter(cfg.max_fps, cfg.every_nth)
         self.surface = None  # the last rendered frame (pygame.Surface), for tests and tools
         self.shown = 0
         self.dropped = 0
 
     def show(self, scene: Scene) -> None:
-        """Draw ``scene`` now, or drop it if the rate limit says so; never blocks."""
+        """Draw ``scene`` now, or drop it if the rate limit says so; never blocks; nothing after close()."""
         if self.is_closed:
             return
         self.pump()
@@ -156,22 +242,21 @@ class PygameDisplay(_RenderedDisplay):
 
     backend = "real"
 
-    def __init__(self, size=DEFAULT_SIZE, fullscreen=True, max_fps=10.0, every_nth=1, renderer=None) -> None:
+    def __init__(self, cfg: DisplayConfig = DisplayConfig(), *, renderer: RendererFactory) -> None:
         self._pg = _import_pygame()
         self.quit_requested = False
-        self._fullscreen = fullscreen
-        screen = self._open_screen(size)
+        self._fullscreen = cfg.fullscreen
+        screen = self._open_screen((cfg.width, cfg.height))
         self.screen = screen
         self.driver = self._pg.display.get_driver()
-        super().__init__(screen.get_size(), max_fps, every_nth, renderer)
+        super().__init__(screen.get_size(), cfg, renderer)
 
     def _open_screen(self, size):
         pygame = self._pg
-        set_driver = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("SDL_VIDEODRIVER"))
+        wanted = _wanted_driver()
+        set_driver = wanted is not None and not os.environ.get("SDL_VIDEODRIVER")
         if set_driver:
-            # A Pi console without X: SDL must draw straight to the DRM/KMS device.
-            os.environ["SDL_VIDEODRIVER"] = "kmsdrm"
-        driver = os.environ.get("SDL_VIDEODRIVER", "default")
+            os.environ["SDL_VIDEODRIVER"] = wanted
         try:
             pygame.display.init()
             if self._fullscreen:
@@ -183,9 +268,12 @@ class PygameDisplay(_RenderedDisplay):
             pygame.mouse.set_visible(False)  # a touchscreen toy has no pointer
         except pygame.error as e:
             pygame.display.quit()
+            note = _drivers_note(sdl_video_drivers(), wanted)
             if set_driver:  # leave the environment as we found it for the sim fallback
                 del os.environ["SDL_VIDEODRIVER"]
-            raise DisplayUnavailable(f"display: cannot open a screen with SDL driver '{driver}': {one_line(e)}") from None
+            raise DisplayUnavailable(
+                f"display: cannot open a screen with SDL driver '{wanted or 'default'}': {one_line(e)}{note}"
+            ) from None
         # SDL wants events pumped on the thread that set the video mode; the app
         # draws from its own display thread, so `pump` re-opens there once.
         self._owner = threading.get_ident()
@@ -219,25 +307,26 @@ class PngDisplay(_RenderedDisplay):
     """The simulated screen: renders the same Surface and writes ``frame_000123.png``.
 
     ``out_dir=None`` renders without writing (``surface`` still holds the frame).
-    ``frames`` lists the written paths; writing stops after ``max_frames``.
+    ``frames`` lists the written paths; writing stops after ``cfg.max_frames``.
     """
 
     backend = "sim"
 
-    def __init__(self, size=DEFAULT_SIZE, out_dir=None, max_fps=10.0, every_nth=1, max_frames=3000, renderer=None) -> None:
-        super().__init__(size, max_fps, every_nth, renderer)
+    def __init__(self, cfg: DisplayConfig = DisplayConfig(), *, renderer: RendererFactory,
+                 out_dir: str | os.PathLike | None = None) -> None:
+        super().__init__((cfg.width, cfg.height), cfg, renderer)
         self._pg = _import_pygame()
-        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.out_dir = Path(out_dir) if out_dir else None
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.max_frames = max_frames
+        self.max_frames = cfg.max_frames
         self.frames: list[Path] = []
         self._cap_logged = False
 
     def _present(self, surface) -> None:
         if self.out_dir is None:
             return
-        if self.max_frames is not None and len(self.frames) >= self.max_frames:
+        if len(self.frames) >= self.max_frames:
             if not self._cap_logged:
                 self._cap_logged = True
                 log.warning("display: sim reached max_frames=%d; not writing more frames", self.max_frames)
@@ -251,34 +340,34 @@ class PngDisplay(_RenderedDisplay):
 
 
 def open_display(
-    backend: str = "auto",
-    size: tuple[int, int] = DEFAULT_SIZE,
+    backend: str | None = None,
+    cfg: DisplayConfig | None = None,
+    *,
+    renderer: RendererFactory,
     out_dir: str | os.PathLike | None = None,
-    fullscreen: bool = True,
-    max_fps: float | None = 10.0,
-    every_nth: int = 1,
-    max_frames: int | None = 3000,  # ~90 KB each: about 260 MB, 5 min at 10 fps
 ) -> Display:
     """Open the display backend: "real" (pygame screen), "sim" (PNG frames) or "auto".
 
-    "auto" picks real only when a screen is present (and it opens), else sim;
-    one log line says which and why. "real" that can't open raises
-    ``DisplayUnavailable`` (a ``HardwareError``) with a one-line reason.
-    ``size`` is the sim/window size; fullscreen uses the screen's own mode.
+    ``cfg`` is the ``[display]`` section (size = the sim/window size; fullscreen
+    uses the screen's own mode). ``renderer`` builds the renderer for a size;
+    ``out_dir`` is where the sim writes frames (None: render only).
+    "auto" picks real only when a screen is present and it opens, else sim; one
+    log line says which and why, and a screen that won't open adds one warning
+    naming SDL's drivers. "real" that can't open raises ``DisplayUnavailable``
+    (a ``HardwareError``) with a one-line reason. ``backend`` None means
+    ``cfg.backend``; ``cfg`` None, the defaults.
     """
+    cfg = cfg if cfg is not None else DisplayConfig()
+    backend = cfg.backend if backend is None else backend
     sim_why = f"PNG frames in {out_dir}" if out_dir else "rendered, frames not saved"
     # For "auto" a screen must be present; an explicit "real" only needs pygame
     # (SDL itself then says what's wrong, and SDL_VIDEODRIVER=dummy works for tests).
-    probe_real = _screen_present if str(backend).strip().lower() == "auto" else _pygame_usable
-    choice = choose_backend("display", backend, probe_real, sim_why=sim_why)
-    if choice == "real":
-        try:
-            d = PygameDisplay(size, fullscreen, max_fps, every_nth)
-        except DisplayUnavailable as e:
-            if str(backend).strip().lower() != "auto":
-                raise
-            log.warning("display: real screen did not open (%s); using sim (%s)", e, sim_why)
-        else:
-            log.debug("display: SDL driver %s, %dx%d", d.driver, *d.size)
-            return d
-    return PngDisplay(size, out_dir, max_fps, every_nth, max_frames)
+    probe_real = _screen_present if normalise(backend) == "auto" else _pygame_usable
+
+    def real() -> Display:
+        d = PygameDisplay(cfg, renderer=renderer)
+        log.debug("display: SDL driver %s, %dx%d", d.driver, *d.size)
+        return d
+
+    return open_chosen("display", backend, probe_real, real,
+                       lambda: PngDisplay(cfg, renderer=renderer, out_dir=out_dir), sim_why=sim_why)

@@ -1,11 +1,22 @@
-"""One RGB LED: software PWM through the RPi.GPIO API (real) or a recorder (sim).
+"""One RGB LED: GPIO through the RPi.GPIO API (real) or a recorder (sim).
 
 The real backend speaks only the ``RPi.GPIO`` API, which three libraries provide:
 RPi.GPIO itself (Pi 4 and older), rpi-lgpio (Pi 5, where RPi.GPIO fails with
 "Cannot determine SOC peripheral base address") and Jetson.GPIO (imported as
-``Jetson.GPIO`` but the same calls). The sim backend records every state change
-with a timestamp, like gpiozero's MockPin, and its ``timeline()`` is what the demo
-writes out as the LED timeline.
+``Jetson.GPIO``, and as ``RPi.GPIO`` through its shim). They differ where it
+matters on a box:
+
+- rpi-lgpio imports ``lgpio``, whose C library creates a notification FIFO
+  ``.lgd-nfy*`` in ``$LG_WD`` (else the current directory) *at import* and
+  chdir()s there; under the unit the working directory is read-only, so
+  ``LG_WD`` is pointed at a writable runtime folder before the import.
+- Jetson.GPIO has no software PWM: ``GPIO.PWM`` is hardware PWM on a few pins
+  (Orin: BCM 12, 13, 22) through ``/sys/class/pwm`` and raises ``ValueError``
+  for any other pin. On a Jetson each pin is therefore switched on/off, except
+  those listed in ``[leds] hardware_pwm_pins``.
+
+The sim backend records every state change with a timestamp, like gpiozero's
+MockPin, and its ``timeline()`` is what the demo writes out as the LED timeline.
 """
 
 from __future__ import annotations
@@ -13,20 +24,24 @@ from __future__ import annotations
 import glob
 import logging
 import math
+import os
+import tempfile
 import time
 from typing import Callable, NamedTuple, Sequence
 
+from device.config import LedsConfig
 from device.errors import ConfigError
 from device.hardware.base import Leds
-from device.hardware.select import HardwareError, Probe, check_import, check_path, choose_backend, one_line, split_options
+from device.hardware.select import HardwareError, Probe, check_import, check_path, one_line, open_chosen
 
 log = logging.getLogger("saysee.hardware")
 
-__all__ = ["open_leds", "probe", "GpioLeds", "RecordingLeds", "LedState"]
+__all__ = ["open_leds", "probe", "GpioLeds", "RecordingLeds", "LedState", "lgpio_work_dir"]
 
-DEFAULT_PINS = (17, 27, 22)  # BCM numbers of the red, green and blue legs
 GPIO_MODULES = ("RPi.GPIO", "Jetson.GPIO")  # same API; first that imports wins
 GPIO_HINT = "add the user to the 'gpio' group"
+ONOFF_THRESHOLD = 0.5  # on/off pins (Jetson without hardware PWM) light at half level and above
+JETSON_PWM_HINT = "Jetson hardware PWM exists only on a few pins (Orin: BCM 12, 13, 22)"
 
 
 def _check_colour(rgb, brightness) -> tuple[tuple[float, float, float], float]:
@@ -44,36 +59,81 @@ def _check_colour(rgb, brightness) -> tuple[tuple[float, float, float], float]:
     return (r, g, b), level
 
 
-class GpioLeds(Leds):
-    """An RGB LED on three GPIO pins (BCM numbering) driven by software PWM.
+def is_jetson(gpio) -> bool:
+    """True for Jetson.GPIO (also when imported through its ``RPi.GPIO`` shim)."""
+    return getattr(gpio, "JETSON_INFO", None) is not None or str(getattr(gpio, "model", "")).startswith("JETSON")
 
-    ``pins``: BCM pins of red, green, blue. ``frequency``: PWM Hz (200 is well
-    above flicker and cheap for software PWM). ``common_anode``: the LED's shared
-    leg goes to 3.3 V, so a pin pulls *low* to light it and the duty is inverted.
-    ``gpio_module``: module name to import ("RPi.GPIO" or "Jetson.GPIO"; default:
-    the first that imports).
+
+class _PwmPin:
+    """A pin driven by ``GPIO.PWM`` (software PWM on a Pi, hardware PWM on a Jetson)."""
+
+    def __init__(self, gpio, pin: int, frequency: float, duty: float, common_anode: bool = False) -> None:
+        self.pin = pin
+        self._pwm = gpio.PWM(pin, frequency)
+        self._pwm.start(duty)
+
+    def drive(self, duty: float) -> None:
+        self._pwm.ChangeDutyCycle(duty)
+
+    def effective(self, duty: float) -> float:
+        return duty
+
+    def stop(self) -> None:
+        self._pwm.stop()
+
+
+class _OnOffPin:
+    """A pin switched fully on or off with ``GPIO.output``: lit from ``ONOFF_THRESHOLD`` of full level."""
+
+    def __init__(self, gpio, pin: int, frequency: float, duty: float, common_anode: bool = False) -> None:
+        self.pin = pin
+        self._gpio = gpio
+        self._common_anode = common_anode
+        self.drive(duty)
+
+    def lit(self, duty: float) -> bool:
+        level = (100.0 - duty if self._common_anode else duty) / 100.0
+        return level >= ONOFF_THRESHOLD
+
+    def effective(self, duty: float) -> float:
+        """The duty this pin really has: 0 or 100 (after inversion)."""
+        return 100.0 * (self.lit(duty) != self._common_anode)
+
+    def drive(self, duty: float) -> None:
+        high = self.lit(duty) != self._common_anode  # common anode: a lit pin is pulled low
+        self._gpio.output(self.pin, self._gpio.HIGH if high else self._gpio.LOW)
+
+    def stop(self) -> None:
+        pass
+
+
+class GpioLeds(Leds):
+    """An RGB LED on three GPIO pins (BCM numbering), configured by ``[leds]``.
+
+    ``cfg.pins``: BCM pins of red, green, blue. ``cfg.pwm_hz``: PWM frequency
+    (200 Hz is well above flicker and cheap for software PWM). ``cfg.common_anode``:
+    the LED's shared leg goes to 3.3 V, so a pin pulls *low* to light it and the
+    duty is inverted. ``cfg.gpio_module``: "" = RPi.GPIO (or rpi-lgpio) if it
+    imports, else Jetson.GPIO. On a Jetson, pins not in ``cfg.hardware_pwm_pins``
+    are on/off (lit from ``ONOFF_THRESHOLD``).
     """
 
     backend = "real"
 
-    def __init__(
-        self,
-        pins: Sequence[int] = DEFAULT_PINS,
-        *,
-        frequency: float = 200.0,
-        common_anode: bool = False,
-        gpio_module: str | None = None,
-    ) -> None:
-        pins = tuple(int(p) for p in pins)
+    def __init__(self, cfg: LedsConfig = LedsConfig()) -> None:
+        pins = tuple(int(p) for p in cfg.pins)
         if len(pins) != 3 or len(set(pins)) != 3:
             raise ConfigError(f"[leds] pins: expected three different BCM pin numbers, got {list(pins)}")
-        if float(frequency) <= 0:
-            raise ConfigError(f"[leds] frequency: expected a positive number of Hz, got {frequency!r}")
+        extra = sorted(set(cfg.hardware_pwm_pins) - set(pins))
+        if extra:
+            raise ConfigError(f"[leds] hardware_pwm_pins: {extra} not among pins {list(pins)}")
         self.pins = pins
-        self.frequency = float(frequency)
-        self.common_anode = bool(common_anode)
-        self.gpio = _import_gpio(gpio_module)
-        self._pwms: list = []
+        self.frequency = float(cfg.pwm_hz)
+        self.common_anode = bool(cfg.common_anode)
+        self.gpio = _import_gpio(cfg.gpio_module or None)
+        self.is_jetson = is_jetson(self.gpio)
+        self._drivers: list = []
+        self._kinds: list = []
         self._duty = [None, None, None]
         self.rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.brightness = 0.0
@@ -89,19 +149,26 @@ class GpioLeds(Leds):
             off = self._level_duty(0.0)
             for pin in pins:
                 GPIO.setup(pin, GPIO.OUT, initial=GPIO.HIGH if self.common_anode else GPIO.LOW)
-                pwm = GPIO.PWM(pin, self.frequency)
-                pwm.start(off)
-                self._pwms.append(pwm)
+                pwm = not self.is_jetson or pin in cfg.hardware_pwm_pins
+                self._drivers.append((_PwmPin if pwm else _OnOffPin)(GPIO, pin, self.frequency, off, self.common_anode))
             self._duty = [off, off, off]
+            self._kinds = list(self._drivers)  # kept after close() for duty_cycles
         except HardwareError:
             self._release()
             raise
-        except Exception as e:  # noqa: BLE001 - RuntimeError from the library, one line to the user
+        except Exception as e:  # noqa: BLE001 - RuntimeError/ValueError/OSError from the library, one line
             self._release()
             text = one_line(e)
             if "peripheral base address" in text:
                 text += " (on a Pi 5 install rpi-lgpio instead of RPi.GPIO)"
+            if self.is_jetson:
+                text += f" ({JETSON_PWM_HINT}; it needs a writable /sys/class/pwm; list only such pins in " \
+                        "[leds] hardware_pwm_pins, the others are switched on/off)"
             raise HardwareError(f"leds: GPIO setup of pins {list(pins)} failed: {text}") from None
+        if self.is_jetson:
+            onoff = [p for p in pins if p not in cfg.hardware_pwm_pins]
+            if onoff:
+                log.info("leds: Jetson.GPIO has no software PWM; pins %s switch on/off", onoff)
 
     def _level_duty(self, level: float) -> float:
         duty = 100.0 * level
@@ -115,21 +182,21 @@ class GpioLeds(Leds):
         for i, c in enumerate(self.rgb):
             duty = self._level_duty(c * self.brightness)
             if duty != self._duty[i]:  # skip redundant calls: each one costs a syscall path
-                self._pwms[i].ChangeDutyCycle(duty)
+                self._drivers[i].drive(duty)
                 self._duty[i] = duty
 
     @property
     def duty_cycles(self) -> tuple[float, float, float]:
-        """Current PWM duty (0..100) of the red, green, blue pins, after inversion."""
-        return tuple(self._duty)  # type: ignore[return-value]
+        """Current duty (0..100) of the red, green, blue pins, after inversion; on/off pins: 0 or 100."""
+        return tuple(drv.effective(d) for drv, d in zip(self._kinds, self._duty))  # type: ignore[return-value]
 
     def _release(self) -> None:
-        for pwm in self._pwms:
+        for drv in self._drivers:
             try:
-                pwm.stop()
+                drv.stop()
             except Exception:  # noqa: BLE001
                 pass
-        self._pwms = []
+        self._drivers = []
         try:
             # Only our pins: other code in the process may own other GPIOs.
             self.gpio.cleanup(list(self.pins))
@@ -138,8 +205,8 @@ class GpioLeds(Leds):
 
     def _close(self) -> None:
         try:
-            for pwm in self._pwms:
-                pwm.ChangeDutyCycle(self._level_duty(0.0))
+            for drv in self._drivers:
+                drv.drive(self._level_duty(0.0))
         except Exception:  # noqa: BLE001
             pass
         self._release()
@@ -213,11 +280,37 @@ class RecordingLeds(Leds):
 # --------------------------------------------------------------------- choice
 
 
+def lgpio_work_dir() -> str:
+    """A writable folder for lgpio's FIFO: $LG_WD if set, else $RUNTIME_DIRECTORY, /run/saysee, the temp dir.
+
+    The unit's working directory is read-only (ProtectSystem=strict) and systemd
+    hands the service its RuntimeDirectory= in $RUNTIME_DIRECTORY (a
+    colon-separated list when there are several).
+    """
+    if os.environ.get("LG_WD"):
+        return os.environ["LG_WD"]
+    runtime = os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0]
+    for folder in (runtime, "/run/saysee"):
+        if folder and os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK):
+            return folder
+    return tempfile.gettempdir()
+
+
+def _import_module(module: str) -> tuple[bool, str, object]:
+    # rpi-lgpio imports lgpio, which makes its FIFO in LG_WD at import and then
+    # chdir()s the whole process there: set it first, and never to a relative path.
+    os.environ["LG_WD"] = os.path.abspath(lgpio_work_dir())
+    ok, why, mod = check_import(module)
+    if not ok and ".lgd-nfy" in why:
+        why += f" (lgpio could not create its FIFO in LG_WD={os.environ['LG_WD']}: make it writable)"
+    return ok, why, mod
+
+
 def _import_gpio(name: str | None):
     names = (name,) if name else GPIO_MODULES
     reasons = []
     for module in names:
-        ok, why, mod = check_import(module)
+        ok, why, mod = _import_module(module)
         if ok:
             return mod
         reasons.append(why)
@@ -238,29 +331,31 @@ def _probe_real(gpio_module: str | None = None) -> tuple[bool, str]:
         return False, check_path(nodes[0], "GPIO node", hint=GPIO_HINT)[1]
     reasons = []
     for module in (gpio_module,) if gpio_module else GPIO_MODULES:
-        ok, why, _ = check_import(module)
+        ok, why, mod = _import_module(module)
         if ok:
-            return True, f"{module} with {accessible[0]}"
+            kind = "on/off or hardware PWM (Jetson)" if is_jetson(mod) else "software PWM"
+            return True, f"{module} with {accessible[0]}, {kind}"
         reasons.append(why)
     return False, "; ".join(reasons)
 
 
-def probe(**options) -> list[Probe]:
-    """[(backend, usable, why)] for `python -m device check`; takes open_leds' options."""
-    usable, why = _probe_real(options.get("gpio_module"))
+def probe(cfg: LedsConfig = LedsConfig()) -> list[Probe]:
+    """[(backend, usable, why)] for `python -m device check`, for the ``[leds]`` section given."""
+    usable, why = _probe_real(cfg.gpio_module or None)
     return [("real", usable, why), ("sim", True, "records LED states with timestamps")]
 
 
-def open_leds(backend: str = "auto", **options) -> Leds:
+def open_leds(backend: str | None = None, cfg: LedsConfig | None = None, *,
+              clock: Callable[[], float] = time.monotonic) -> Leds:
     """Open the RGB LED: ``backend`` "auto" | "real" (RPi.GPIO API) | "sim" (recorder).
 
-    Options: real ``pins`` ([17, 27, 22] BCM red/green/blue), ``frequency`` (200 Hz),
-    ``common_anode`` (False), ``gpio_module`` (None: RPi.GPIO then Jetson.GPIO).
+    ``cfg`` is the ``[leds]`` section (None: the defaults); ``backend`` None means
+    ``cfg.backend``; ``clock`` times the sim's recorded states. "auto" uses the
+    sim when no GPIO is usable here *or* the real LED fails to open (one
+    warning); "real" raises a one-line HardwareError instead.
     """
-    opts = split_options("leds", options, real=GpioLeds, sim=RecordingLeds)
-    choice = choose_backend(
-        "leds", backend, lambda: _probe_real(opts["real"].get("gpio_module")), sim_why="recorded LED timeline"
+    cfg = cfg if cfg is not None else LedsConfig()
+    return open_chosen(
+        "leds", cfg.backend if backend is None else backend, lambda: _probe_real(cfg.gpio_module or None),
+        lambda: GpioLeds(cfg), lambda: RecordingLeds(clock=clock), sim_why="recorded LED timeline",
     )
-    if choice == "real":
-        return GpioLeds(**opts["real"])
-    return RecordingLeds(**opts["sim"])

@@ -18,11 +18,10 @@ import logging
 import os
 from typing import Any, Callable, Iterable, Mapping
 
+from device.config import BACKENDS
 from device.errors import ConfigError, SaySeeError
 
 log = logging.getLogger("saysee.hardware")
-
-BACKENDS = ("auto", "real", "sim")
 
 Probe = tuple[str, bool, str]  # (backend, usable, why)
 
@@ -44,7 +43,7 @@ def choose_backend(
     ``probe_real()`` -> (usable, why) is only called for "auto" and "real".
     """
     allowed = BACKENDS + tuple(extra)
-    choice = str(backend).strip().lower() if backend is not None else "auto"
+    choice = normalise(backend)
     if choice not in allowed:
         raise ConfigError(f"[{kind}] backend: expected one of {', '.join(allowed)}; got {backend!r}")
     if choice not in ("auto", "real"):
@@ -61,6 +60,38 @@ def choose_backend(
         return "real"
     log.info("%s: sim backend (auto: real unusable: %s; using %s)", kind, why, sim_why)
     return "sim"
+
+
+def open_chosen(
+    kind: str,
+    backend: str,
+    probe_real: Callable[[], tuple[bool, str]],
+    make_real: Callable[[], Any],
+    make_sim: Callable[[], Any],
+    *,
+    sim_why: str = "simulated",
+) -> Any:
+    """Choose with ``choose_backend`` and open; an "auto" real backend that fails to open falls back.
+
+    A probe can only look (library imports, device node exists); opening can still
+    fail (a pin without PWM, a busy camera, an SDL without the screen's driver).
+    "auto" then logs one warning and opens the sim backend, so a service keeps
+    running instead of crash-looping; "real" raises the one-line HardwareError.
+    """
+    choice = choose_backend(kind, backend, probe_real, sim_why=sim_why)
+    if choice == "real":
+        try:
+            return make_real()
+        except HardwareError as e:
+            if normalise(backend) != "auto":
+                raise
+            log.warning("%s: real backend failed to open (%s); using sim (%s)", kind, one_line(e), sim_why)
+    return make_sim()
+
+
+def normalise(backend: str | None) -> str:
+    """A backend name as ``choose_backend`` compares it."""
+    return str(backend).strip().lower() if backend is not None else "auto"
 
 
 def split_options(kind: str, options: Mapping[str, Any], **targets: Callable) -> dict[str, dict[str, Any]]:

@@ -27,6 +27,7 @@ def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = No
     from device.hardware.leds import open_leds
     from device.hardware.mic import open_mic
     from device.hardware.synth import open_synth
+    from device.screen.render import Renderer
 
     out = Path(out_dir) if out_dir else None
     modes = set(cfg.app.modes)
@@ -39,14 +40,12 @@ def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = No
             c = cfg.camera
             if _backend(c.backend, sim) == "sim" and not c.video:
                 raise ConfigError(f"{cfg.source}: [camera] video: a simulated camera needs a video file")
-            dev.camera = open_camera(_backend(c.backend, sim), device=c.device, source=c.video or None,
-                                     size=[c.width, c.height], fps=c.fps, realtime=c.realtime)
-        dev.leds = open_leds(_backend(cfg.leds.backend, sim), pins=list(cfg.leds.pins),
-                             frequency=cfg.leds.pwm_hz, common_anode=cfg.leds.common_anode)
+            dev.camera = open_camera(_backend(c.backend, sim), c)
+        dev.leds = open_leds(_backend(cfg.leds.backend, sim), cfg.leds)
         d = cfg.display
         frames = (out / "frames") if out else (d.out_dir or None)
-        dev.display = open_display(_backend(d.backend, sim), size=(d.width, d.height), out_dir=frames,
-                                   fullscreen=d.fullscreen, max_fps=d.max_fps)
+        # The display is handed its renderer: hardware never imports screen code.
+        dev.display = open_display(_backend(d.backend, sim), d, renderer=Renderer, out_dir=frames)
         s = cfg.synth
         dev.synth = open_synth(_backend(s.backend, sim), s,
                                wav_path=(out / "synth.wav") if out else None,

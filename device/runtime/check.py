@@ -6,7 +6,7 @@ import argparse
 import importlib
 import json
 
-KINDS = ("mic", "camera", "leds", "display", "synth")
+from device.hardware import KINDS
 
 
 def runtime_probe() -> list[tuple[str, bool, str]]:
@@ -22,25 +22,32 @@ def runtime_probe() -> list[tuple[str, bool, str]]:
     return rows
 
 
-def probe_options(cfg) -> dict[str, dict]:
-    """The config values a probe needs to look at the right device (synth port, mic, camera)."""
+def _probe_args(kind: str, cfg) -> tuple[tuple, dict]:
+    """What ``probe`` of ``kind`` is called with: its config section (mic/synth: the device they name)."""
     if cfg is None:
-        return {}
-    return {"mic": {"device": cfg.mic.device}, "camera": {"device": cfg.camera.device},
-            "synth": {"port": cfg.synth.port}}
+        return (), {}
+    if kind == "mic":
+        return (), {"device": cfg.mic.device}
+    if kind == "synth":
+        return (), {"port": cfg.synth.port}
+    return (getattr(cfg, kind),), {}
 
 
-def probe_all(options: dict[str, dict] | None = None) -> dict[str, list[tuple[str, bool, str]]]:
-    """{kind: [(backend, usable, why)]} for every hardware kind plus the TFLite runtimes."""
-    options = options or {}
+def probe_all(cfg=None) -> dict[str, list[tuple[str, bool, str]]]:
+    """{kind: [(backend, usable, why)]} for every hardware kind plus the TFLite runtimes.
+
+    ``cfg`` (a ``device.config.Config`` or None for the defaults) says which
+    devices to look at: the synth port, mic, camera node, LED pins, screen.
+    """
     out: dict[str, list[tuple[str, bool, str]]] = {}
     for kind in KINDS:
         try:
             module = importlib.import_module(f"device.hardware.{kind}")
-            rows = module.probe(**options[kind]) if options.get(kind) else module.probe()
+            args, kwargs = _probe_args(kind, cfg)
+            rows = module.probe(*args, **kwargs)
             out[kind] = [(str(b), bool(ok), str(why)) for b, ok, why in rows]
         except Exception as e:  # a broken probe is itself a finding to report, not a crash
-            out[kind] = [("?", False, f"probe failed: {e}")]
+            out[kind] = [("?", False, f"probe failed: {type(e).__name__}: {e}")]
     out["tflite"] = runtime_probe()
     return out
 
@@ -56,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from device.config import load_config
 
     path = args.config or ("/etc/saysee/config.toml" if Path("/etc/saysee/config.toml").is_file() else None)
-    results = probe_all(probe_options(load_config(path) if path else None))
+    results = probe_all(load_config(path) if path else None)
     if args.json:
         print(json.dumps({k: [{"backend": b, "usable": ok, "why": why} for b, ok, why in rows]
                           for k, rows in results.items()}, indent=2))

@@ -2,7 +2,8 @@
 
 ``make_modules()`` returns ``(RPi package, RPi.GPIO module)``; install both in
 ``sys.modules``. ``GPIO.calls`` lists ``(function, args...)`` in order and each
-``GPIO.pwms[pin]`` keeps its duty-cycle history. Misuse raises the same errors
+``GPIO.pwms[pin]`` keeps its duty-cycle history; ``GPIO.levels[pin]`` the
+history of ``output()`` levels. Misuse raises the same errors
 as the real library (no numbering mode set, PWM on a pin that is not an output,
 duty outside 0..100).
 """
@@ -17,12 +18,14 @@ LOW, HIGH = 0, 1
 
 
 def make_modules(*, preset_mode: int | None = None) -> tuple[types.ModuleType, types.ModuleType]:
+    """(RPi package, RPi.GPIO module), fresh state each call."""
     GPIO = types.ModuleType("RPi.GPIO")
     GPIO.__file__ = __file__
     GPIO.BCM, GPIO.BOARD, GPIO.OUT, GPIO.IN, GPIO.LOW, GPIO.HIGH = BCM, BOARD, OUT, IN, LOW, HIGH
     GPIO.calls = []
     GPIO.pwms = {}  # pin -> FakePWM (latest)
     GPIO.outputs = {}  # pin -> initial level of set-up outputs
+    GPIO.levels = {}  # pin -> [levels written with output()]
     state = {"mode": preset_mode}
 
     def setwarnings(flag):
@@ -46,6 +49,12 @@ def make_modules(*, preset_mode: int | None = None) -> tuple[types.ModuleType, t
         for ch in channel if isinstance(channel, (list, tuple)) else [channel]:
             if direction == OUT:
                 GPIO.outputs[ch] = initial
+
+    def output(channel, value):
+        GPIO.calls.append(("output", channel, value))
+        if channel not in GPIO.outputs:
+            raise RuntimeError("The GPIO channel has not been set up as an OUTPUT")
+        GPIO.levels.setdefault(channel, []).append(HIGH if value else LOW)
 
     class FakePWM:
         def __init__(self, channel, frequency):
@@ -95,7 +104,7 @@ def make_modules(*, preset_mode: int | None = None) -> tuple[types.ModuleType, t
             state["mode"] = None
 
     GPIO.setwarnings, GPIO.setmode, GPIO.getmode, GPIO.setup = setwarnings, setmode, getmode, setup
-    GPIO.PWM, GPIO.cleanup = FakePWM, cleanup
+    GPIO.PWM, GPIO.cleanup, GPIO.output = FakePWM, cleanup, output
 
     RPi = types.ModuleType("RPi")
     RPi.__path__ = []  # a package, so "import RPi.GPIO" resolves through sys.modules

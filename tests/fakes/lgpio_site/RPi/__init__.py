@@ -1,0 +1,1 @@
+"""Fake rpi-lgpio package (``RPi``), importable from tests/fakes/lgpio_site."""
