@@ -26,13 +26,12 @@ the front end's ``LogMelParams``); ``open_mic(backend, cfg)`` and each backend's
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 import time
 from typing import Any, Callable
-
-import dataclasses
 
 import numpy as np
 
