@@ -1,0 +1,182 @@
+"""record-marimba keeps what it recorded when it is stopped early (issue 9, item 13):
+SIGTERM/SIGINT, a stop request or an error end the recording with every file finished
+and the manifest written, so the folder is a valid dataset up to the stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.config import PROJECT_ROOT
+from device.hardware.base import AudioChunk, Frame
+from device.marimba.dataset import AUDIO, FRAME_TIMES, MANIFEST, VIDEO
+from device.marimba.recorder import record
+from device.wavfile import read_wav, write_wav
+
+FPS = 30.0
+
+
+def check_complete(folder: Path) -> dict:
+    """Every file of the dataset agrees with the manifest; returns the manifest."""
+    m = json.loads((folder / MANIFEST).read_text())
+    audio, rate = read_wav(folder / AUDIO)
+    assert rate == m["sample_rate"] and len(audio) == m["audio_samples"] > 0
+    rows = (folder / FRAME_TIMES).read_text().splitlines()
+    assert rows[0] == "index,time_s" and len(rows) - 1 == m["n_frames"] > 0
+    times = np.array([float(r.split(",")[1]) for r in rows[1:]])
+    assert np.all(np.diff(times) > 0)
+    # Video and audio cover the same stretch of time, up to the stop.
+    assert abs(m["n_frames"] / m["fps"] - len(audio) / rate) < 1.0
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")], "temp file left behind"
+    return m
+
+
+# ------------------------------------------------------------------ the real command, signalled
+
+
+@pytest.fixture
+def sim_sources(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    video = tmp_path / "camera.avi"
+    w = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), FPS, (32, 24), isColor=False)
+    assert w.isOpened()
+    for i in range(int(20 * FPS)):
+        w.write(np.full((24, 32), (i * 7) % 256, np.uint8))
+    w.release()
+    wav = tmp_path / "mic.wav"
+    t = np.arange(20 * 16000) / 16000
+    write_wav(wav, 0.3 * np.sin(2 * np.pi * 440 * t), 16000)
+    return video, wav
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_mid_recording_keeps_a_complete_dataset(tmp_path, sim_sources, signum):
+    video, wav = sim_sources
+    out = tmp_path / "take"
+    # The sim camera and mic are paced in real time, like the real devices.
+    proc = subprocess.Popen([sys.executable, "-m", "device", "record-marimba", "--seconds", "60", "--out", str(out),
+                             "--camera", "sim", "--source", str(video), "--mic", "sim", "--playlist", str(wav)],
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        # Wait until audio is being written, then let a second of recording happen.
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / AUDIO).exists() and (out / AUDIO).stat().st_size > 44 + 2 * 8000:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(1.0)
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, stderr
+    assert "Traceback" not in stderr
+    assert f"stopped early by {signal.Signals(signum).name}" in stdout
+    m = check_complete(out)
+    assert m["stopped_by"] == signal.Signals(signum).name
+    assert 1.0 < m["duration_s"] < 30
+    cv2 = pytest.importorskip("cv2")
+    cap = cv2.VideoCapture(str(out / VIDEO))
+    decoded = 0
+    while cap.read()[0]:
+        decoded += 1
+    cap.release()
+    assert decoded == m["n_frames"]
+    # Training reads it like any other recording.
+    from training.datasets.marimba_io import load_recording
+
+    rec = load_recording(out)
+    assert len(rec.frames) == m["n_frames"]
+
+
+# ------------------------------------------------------------------ in process
+
+
+class PacedCamera:
+    """Frames paced at FPS on the monotonic clock; optionally fails after some frames."""
+
+    fps = FPS
+    dropped_frames = 0
+
+    def __init__(self, fail_after: int | None = None):
+        self.i, self.t0, self.fail_after = 0, None, fail_after
+
+    def start(self):
+        self.t0 = time.monotonic()
+
+    def read(self, timeout=None):
+        if self.fail_after is not None and self.i >= self.fail_after:
+            raise RuntimeError("camera unplugged")
+        due = self.t0 + self.i / self.fps
+        time.sleep(max(0.0, due - time.monotonic()))
+        f = Frame(np.full((24, 32), (self.i * 7) % 256, np.uint8), self.i, due)
+        self.i += 1
+        return f
+
+    def close(self):
+        pass
+
+
+class PacedMic:
+    sample_rate = 16000
+    overflows = dropped_samples = 0
+
+    def __init__(self, chunk=800):
+        self.chunk, self.n, self.t0 = chunk, 0, None
+
+    def start(self):
+        self.t0 = time.monotonic()
+
+    def read(self, timeout=None):
+        start, self.n = self.n, self.n + self.chunk
+        end_time = self.t0 + (start + self.chunk) / self.sample_rate
+        time.sleep(max(0.0, end_time - time.monotonic()))
+        return AudioChunk((1000 * np.sin(np.arange(start, start + self.chunk) * 0.05)).astype(np.int16), start,
+                          end_time)
+
+    def close(self):
+        pass
+
+
+def test_stop_request_ends_early_and_keeps_the_recording(tmp_path):
+    stop = threading.Event()
+    threading.Timer(0.6, stop.set).start()
+    folder = record(PacedCamera(), PacedMic(), 30.0, tmp_path / "take", stop=stop)
+    m = check_complete(folder)
+    assert m["stopped_by"] == "stop request" and m["duration_s"] < 10
+
+
+def test_an_error_mid_recording_still_finishes_the_files(tmp_path):
+    with pytest.raises(RuntimeError, match="camera unplugged"):
+        record(PacedCamera(fail_after=15), PacedMic(), 30.0, tmp_path / "take")
+    m = check_complete(tmp_path / "take")
+    assert m["n_frames"] == 15 and "stopped_by" not in m
+
+
+def test_ctrl_c_inside_a_library_call_still_finishes_the_files(tmp_path):
+    """Without main's handlers (record() called from other code) Ctrl-C is a KeyboardInterrupt."""
+
+    class InterruptedCamera(PacedCamera):
+        def read(self, timeout=None):
+            if self.i >= 10:
+                raise KeyboardInterrupt
+            return super().read(timeout)
+
+    with pytest.raises(KeyboardInterrupt):
+        record(InterruptedCamera(), PacedMic(), 30.0, tmp_path / "take")
+    assert check_complete(tmp_path / "take")["n_frames"] == 10
+
+
+def test_a_full_length_recording_is_not_marked_stopped(tmp_path):
+    m = check_complete(record(PacedCamera(), PacedMic(), 0.5, tmp_path / "take"))
+    assert "stopped_by" not in m and abs(m["duration_s"] - 0.5) < 0.25
