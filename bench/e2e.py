@@ -1,12 +1,17 @@
 """End to end in simulated real time: launches bench.e2e_run and turns its timestamps into figures.
 
-Sound: for each clip of a shortened demo playlist, the clip's onset happens
-at ``mic start + onset_s`` on the wall clock (the sim mic delivers sample k at
+Sound: a playlist of held-out synthetic clips (``sound_playlist``: every
+class, several seeds, levels from -35 to -10 dBFS, some over background noise),
+played once per decision design (``[sound] decision``: "onset" and the earlier
+"window"), each in its own device process. Each clip's onset happens at
+``mic start + onset_s`` on the wall clock (the sim mic delivers sample k at
 about start + k/16000). Latency runs from there to (a) the ClassDetected
 event, (b) the LED change, (c) the first display frame drawn with that label.
 The onset is when the sound starts, so the figures include everything a
-listener would wait for: the mic's 0.1 s chunks, the 1 s window filling, the
-smoothing, inference and the sinks.
+listener would wait for: the mic's 0.1 s chunks, the window filling, the
+decision, inference and the sinks. Beside them (``decision_quality``): the
+correct-class rate, flickers (a detection replaced by another class within
+1 s), detections in silence, and how many decisions were early.
 
 Marimba: from the camera frame to the note-on bytes read back from the pty by
 the virtual synth, twice: from the frame whose arrival completed the decision
@@ -29,35 +34,91 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from device.config import PROJECT_ROOT
 from training import scoring
 
 from .stats import exact, figure
 
-DEMO_WAV = PROJECT_ROOT / "assets" / "demo" / "sounds.wav"
 TAIL_S = 1.5  # audio kept after the last clip: the decision and its clearing need it
 LED_WINDOW_S = 1.0  # an LED change this long after the event still belongs to it
 DISPLAY_WINDOW_S = 2.0  # a frame this long after the event still belongs to it
+FLICKER_S = 1.0  # a detection replaced by another class within this long is a flicker
+# The playlist fades each clip's reverb tail out within 0.3 s of its offset; 0.25 s more
+# (the longest hop) and no window's newest hop holds any of the clip: only quiet is left.
+QUIET_AFTER_S = 0.55
+DESIGNS = ("onset", "window")  # [sound] decision: the box's design and the earlier one, side by side
+
+# The bench playlist: seeds no training run, demo or threshold choice uses (the model trains on
+# synthetic_dataset seed 0; the demo plays seed 2026; the onset thresholds were chosen on playlists
+# of seeds 5001-5012 built by this function). One seed = the ten classes in a seeded order.
+PLAYLIST_SEEDS = (4101, 4102, 4103, 4104, 4105, 4106)
+PLAYLIST_LEVELS_DBFS = ((-35, -28), (-30, -22), (-24, -16), (-18, -10), (-35, -10), (-28, -12))
+PLAYLIST_BACKGROUND_DBFS = (None, None, -52.0, None, -48.0, None)  # pink room noise under the gate
 
 
-def short_playlist(clips: int, workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
-    """The first ``clips`` clips of the demo playlist as a WAV of their own, with their truth."""
-    from device.wavfile import read_wav, write_wav
+def _pink(n: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """Unit-RMS pink noise (1/f power) from 30 Hz up: room rumble a microphone would pass."""
+    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    spec = np.fft.rfft(rng.standard_normal(n)) * np.where(f >= 30.0, 1.0 / np.sqrt(np.maximum(f, 30.0)), 0.0)
+    x = np.fft.irfft(spec, n)
+    return x / max(float(np.sqrt(np.mean(x * x))), 1e-12)
 
-    truth = scoring.load_truth(DEMO_WAV)[:clips]
-    audio, rate = read_wav(DEMO_WAV)
-    end = min(len(audio), int(round((truth[-1]["offset"] + TAIL_S) * rate)))
-    path = write_wav(workdir / f"playlist_{len(truth)}clips.wav", audio[:end], rate)
+
+def build_playlist(clips: int, seeds=PLAYLIST_SEEDS, levels=PLAYLIST_LEVELS_DBFS,
+                   backgrounds=PLAYLIST_BACKGROUND_DBFS, sample_rate: int = 16000):
+    """(float32 audio, truth rows) of ``clips`` held-out synthetic clips, ten classes per seed.
+
+    Each seed's clips come from ``synthetic_playlist`` (1 s quiet gaps, light
+    room reverb faded out after each clip) at that seed's level range, some over
+    pink background noise below the silence gate.
+    """
+    from training.datasets import URBANSOUND_CLASSES
+    from training.datasets.synthetic_sound import synthetic_playlist
+
+    per_seed = len(URBANSOUND_CLASSES)
+    n_seeds = -(-clips // per_seed)
+    if n_seeds > len(seeds):
+        raise ValueError(f"at most {len(seeds) * per_seed} playlist clips (got {clips})")
+    pieces, truth, t0 = [], [], 0.0
+    for i, seed in enumerate(seeds[:n_seeds]):
+        rng = np.random.default_rng(seed)
+        labels = [str(x) for x in rng.permutation(URBANSOUND_CLASSES)][: clips - i * per_seed]
+        audio, events = synthetic_playlist(labels, seed, gap_seconds=1.0, event_seconds=1.6,
+                                           sample_rate=sample_rate, level_dbfs=tuple(levels[i % len(levels)]))
+        background = backgrounds[i % len(backgrounds)]
+        if background is not None:
+            audio = audio + (10 ** (background / 20) * _pink(len(audio), rng, sample_rate)).astype(np.float32)
+        pieces.append(audio)
+        truth += [{"label": label, "onset": round(t0 + on, 4), "offset": round(t0 + off, 4), "seed": seed,
+                   "level_dbfs": list(levels[i % len(levels)]), "background_dbfs": background}
+                  for label, on, off in events]
+        t0 += len(audio) / sample_rate
+    return np.concatenate(pieces), truth
+
+
+def sound_playlist(clips: int, workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
+    """The bench playlist as a 16 kHz WAV (cut TAIL_S after the last clip) with its truth beside it."""
+    from device.wavfile import write_wav
+
+    audio, truth = build_playlist(clips)
+    audio = audio[: int(round((truth[-1]["offset"] + TAIL_S) * 16000))]
+    path = write_wav(workdir / f"playlist_{len(truth)}clips.wav", audio, 16000)
+    path.with_suffix(".json").write_text(json.dumps({"seeds": list(PLAYLIST_SEEDS), "events": truth}, indent=1))
     return path, truth
 
 
 def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, seconds: float | None = None,
-           timeout: float = 300.0, video: Path | None = None) -> dict[str, Any]:
+           timeout: float = 300.0, video: Path | None = None, decision: str | None = None) -> dict[str, Any]:
     """Run bench.e2e_run in a fresh interpreter and return its JSON."""
-    out = workdir / f"e2e_{mode}.json"
-    log = workdir / f"e2e_{mode}.log"
+    name = f"{mode}_{decision}" if decision else mode
+    out = workdir / f"e2e_{name}.json"
+    log = workdir / f"e2e_{name}.log"
     cmd = [sys.executable, "-m", "bench.e2e_run", "--mode", mode, "--model", str(model),
-           "--workdir", str(workdir / mode), "--json", str(out)]
+           "--workdir", str(workdir / name), "--json", str(out)]
+    if decision is not None:
+        cmd += ["--decision", decision]
     if playlist is not None:
         cmd += ["--playlist", str(playlist)]
     if seconds is not None:
@@ -82,6 +143,33 @@ def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, 
 def match_detections(truth: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
     """(clip, ClassDetected row) for each clip detected the way the demo scores it."""
     return scoring.match_detections(truth, [e for e in events if e["type"] == "ClassDetected"])
+
+
+def decision_quality(truth: list[dict[str, Any]], events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Correct-class rate, flickers, detections in silence and early decisions of one run.
+
+    A *flicker* is a detection followed, within FLICKER_S of stream time and
+    with no silence clearing in between, by a detection of another class: a
+    corrected early decision counts. A detection is *in silence* when its
+    window ends outside every clip (onset .. offset + QUIET_AFTER_S): the
+    playlist holds only its noise floor there.
+    """
+    detections = [e for e in events if e["type"] == "ClassDetected"]
+    flickers = 0
+    for i, e in enumerate(events):
+        if e["type"] != "ClassDetected":
+            continue
+        for later in events[i + 1 :]:
+            if later["t"] - e["t"] > FLICKER_S or (later["type"] == "ClassCleared" and later["reason"] == "silence"):
+                break
+            if later["type"] == "ClassDetected" and later["label"] != e["label"]:
+                flickers += 1
+                break
+    in_silence = sum(not any(c["onset"] <= d["t"] <= c["offset"] + QUIET_AFTER_S for c in truth) for d in detections)
+    correct = len(match_detections(truth, events))
+    return {"clips": len(truth), "correct": correct, "correct_rate": correct / max(len(truth), 1),
+            "detections": len(detections), "early": sum(bool(d.get("early")) for d in detections),
+            "flickers": flickers, "flicker_rate": flickers / max(len(detections), 1), "in_silence": in_silence}
 
 
 def _first_after(stamps: list[float], t: float, window: float) -> float | None:
@@ -167,27 +255,43 @@ def _latency(samples: list[float], label: str) -> dict[str, Any]:
 
 
 def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]:
-    """(figures, notes) of the sound path in simulated real time."""
-    playlist, truth = short_playlist(clips, workdir)
+    """(figures, notes) of the sound path in simulated real time, once per decision design.
+
+    Figures of design d are ``e2e_sound_<d>.*``; ``notes["e2e_sound_designs"][d]``
+    holds its decision quality (counts can be zero, so they are not figures),
+    hop and counters.
+    """
+    from device.config import SoundConfig
+
+    playlist, truth = sound_playlist(clips, workdir)
     seconds = truth[-1]["offset"] + TAIL_S
-    raw = launch("sound", model, workdir, playlist=playlist, timeout=seconds + 120)
-    lat = sound_latencies(raw, truth)
-    figs = process_figures("e2e_sound", raw)
+    figs: dict[str, Any] = {}
+    designs: dict[str, Any] = {}
     names = {"event": "clip onset -> ClassDetected", "led": "clip onset -> LED change",
              "display": "clip onset -> display frame with the class"}
-    for key, samples in lat.items():
-        if samples:
-            figs[f"e2e_sound.onset_to_{key}"] = _latency(samples, f"e2e sound: {names[key]}")
-    counters = raw["status"]["counters"]
-    notes = {
-        "e2e_sound_clips": len(truth),
-        "e2e_sound_clips_matched": len(lat["event"]),
-        "e2e_sound_playlist_s": round(seconds, 2),
-        "e2e_sound_dropped_samples": counters.get("dropped_samples"),
-        "e2e_sound_stale_windows": counters.get("sound_stale"),
-        "e2e_sound_origin_uncertainty_ms": {k: v * 1e3 for k, v in raw["uncertainty_s"].items()},
-        "e2e_blas_env": raw.get("blas_env"),
-    }
+    notes: dict[str, Any] = {"e2e_sound_clips": len(truth), "e2e_sound_playlist_s": round(seconds, 2),
+                             "e2e_sound_playlist_seeds": sorted({c["seed"] for c in truth})}
+    for decision in DESIGNS:
+        raw = launch("sound", model, workdir, playlist=playlist, timeout=seconds + 120, decision=decision)
+        prefix = f"e2e_sound_{decision}"
+        lat = sound_latencies(raw, truth)
+        figs.update(process_figures(prefix, raw))
+        for key, samples in lat.items():
+            if samples:
+                figs[f"{prefix}.onset_to_{key}"] = _latency(samples, f"e2e sound ({decision}): {names[key]}")
+        counters = raw["status"]["counters"]
+        designs[decision] = {
+            **decision_quality(truth, raw["events"]),
+            "hop_s": SoundConfig(decision=decision).decision_hop_s,
+            "inferences": counters.get("sound_inferences"),
+            "dropped_samples": counters.get("dropped_samples"),
+            "stale_windows": counters.get("sound_stale"),
+            "origin_uncertainty_ms": {k: v * 1e3 for k, v in raw["uncertainty_s"].items()},
+        }
+        if raw.get("sound_settings_rebuilt"):
+            designs[decision]["app_dropped_sound_keys"] = raw["sound_settings_rebuilt"]
+        notes["e2e_blas_env"] = raw.get("blas_env")
+    notes["e2e_sound_designs"] = designs
     return figs, notes
 
 

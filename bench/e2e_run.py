@@ -1,7 +1,7 @@
 """The device process of the end-to-end bench (run by bench.e2e in a subprocess).
 
     python -m bench.e2e_run --mode sound|marimba --model PATH --json OUT
-        [--playlist WAV] [--seconds CAP] [--launched-at MONOTONIC] [--workdir DIR]
+        [--playlist WAV] [--decision onset|window] [--seconds CAP] [--launched-at MONOTONIC] [--workdir DIR]
 
 It builds the real app with ``device.runtime.builder.build_app`` on the sim backends,
 paced in real time (the playlist mic delivers sample k at about start + k/16000,
@@ -135,13 +135,17 @@ def _bracketed(make):
     return result, after, after - before
 
 
-def configure(mode: str, model: str, playlist: str | None, workdir: Path, video: str | None = None):
-    """The demo config, paced in real time, with the box's default display rate and no files per frame."""
+def configure(mode: str, model: str, playlist: str | None, workdir: Path, video: str | None = None,
+              decision: str | None = None):
+    """The demo config, paced in real time, with the box's default display rate and no files per frame.
+
+    ``decision`` picks the sound decision design ([sound] decision; None = the config's).
+    """
     cfg = load_config(DEMO_CONFIG)
     app = dataclasses.replace(cfg.app, modes=(mode,), status_file=str(workdir / "status.json"))
     sound, marimba, mic = cfg.sound, cfg.marimba, cfg.mic
     if mode == "sound":
-        sound = dataclasses.replace(sound, model=model)
+        sound = dataclasses.replace(sound, model=model, **({"decision": decision} if decision else {}))
         mic = dataclasses.replace(mic, playlist=(playlist,), realtime=True)
     else:
         marimba = dataclasses.replace(marimba, model=model)
@@ -185,12 +189,39 @@ def instrument(app, mode: str, cfg) -> dict[str, Any]:
     return probes
 
 
+# [sound] keys that are not the pipeline's decision settings.
+_NOT_DECISION = {"model", "num_threads", "gate_while_synth"}
+
+
+def ensure_sound_settings(app, cfg) -> list[str]:
+    """Make the app's sound pipeline run the config's [sound] decision settings; returns the keys it had lost.
+
+    The comparison between designs is only true if each run decides the way
+    its config says. An app that builds its pipeline from a hand-picked subset
+    of [sound] keys would silently run the default design in both runs: the
+    bench then rebuilds the pipeline from the whole section and reports that
+    it had to (``sound_settings_rebuilt`` in the JSON).
+    """
+    import dataclasses as dc
+
+    from device.sound.pipeline import SoundPipeline
+
+    pipe = getattr(app, "sound", None)
+    if pipe is None:
+        return []
+    lost = [f.name for f in dc.fields(cfg.sound) if f.name not in _NOT_DECISION
+            and getattr(pipe.settings, f.name, None) != getattr(cfg.sound, f.name)]
+    if lost:
+        app.sound = SoundPipeline(pipe.predict, pipe.labels, pipe.params, cfg.sound, pipe.clock)
+    return lost
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from device.runtime.builder import build_app
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = configure(args.mode, args.model, args.playlist, workdir, args.video)
+    cfg = configure(args.mode, args.model, args.playlist, workdir, args.video, args.decision)
     # (time, event, frame being processed when it fired): the camera probe exists
     # only after build_app, so the callback looks it up when called.
     events: list[tuple[float, Any, Any]] = []
@@ -202,6 +233,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     app, cleanup = build_app(cfg, sim=True, out_dir=None, on_event=on_event)
     probes.update(instrument(app, args.mode, cfg))
+    rebuilt = ensure_sound_settings(app, cfg) if args.mode == "sound" else []
 
     sampler = CpuSampler()
     wall0, cpu0 = time.monotonic(), time.process_time()
@@ -228,6 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The device process runs with whatever BLAS threading the environment gives it.
         "blas_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
         "events": [],
+        "sound_settings_rebuilt": rebuilt,
     }
     for t, e, frame in events:
         row = {"wall": t, "type": type(e).__name__,
@@ -262,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--playlist", default=None)
     ap.add_argument("--video", default=None, help="marimba: the camera's video file")
+    ap.add_argument("--decision", choices=("onset", "window"), default=None,
+                    help="sound: the [sound] decision design (default: the config's)")
     ap.add_argument("--seconds", type=float, default=None, help="stop after this long (marimba video)")
     ap.add_argument("--launched-at", type=float, default=None, help="parent's time.monotonic() at launch")
     ap.add_argument("--workdir", default=".")

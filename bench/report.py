@@ -12,7 +12,8 @@ SECTIONS = (
     ("frontend.", "Front end (log-mel)"),
     ("sound.", "Sound model"),
     ("marimba.", "Marimba model"),
-    ("e2e_sound.", "End to end: sound (simulated real time)"),
+    ("e2e_sound_onset.", "End to end: sound, onset design (simulated real time)"),
+    ("e2e_sound_window.", "End to end: sound, earlier window design (simulated real time)"),
     ("e2e_marimba.", "End to end: marimba (simulated real time)"),
 )
 
@@ -67,6 +68,7 @@ def markdown(results: dict[str, Any]) -> str:
     if results.get("unavailable"):
         lines += ["", "Not measured in this run:", ""]
         lines += [f"- {key}: {why}" for key, why in results["unavailable"].items()]
+    lines += designs_table(results)
     est = results.get("estimates", {})
     if est.get("models"):
         lines += ["", "## Raspberry Pi estimates (not measured)", "", f"Method: {est['method']}.", "",
@@ -74,7 +76,57 @@ def markdown(results: dict[str, Any]) -> str:
         for kind, boards in est["models"].items():
             for board, e in boards.items():
                 lines.append(f"| {kind} | {e['label'].split(' on ', 1)[1]} | {_num(e['estimate'])} | {e['unit']} |")
+    if est.get("sound_per_hop"):
+        lines += ["", "Sound path per decision hop (new STFT frames + one model invoke), and the share of one core "
+                  "that implies while a sound is heard (in silence the gate skips the model):", "",
+                  "| Design | Hop | Board | Estimated ms per hop | Share of one core |", "|---|---:|---|---:|---:|"]
+        for design, e in est["sound_per_hop"].items():
+            for board in ("pi4", "pi5"):
+                lines.append(f"| {design} | {e['hop_s']:g} s | {e[board]['label'].split(' on ', 1)[1].replace(' (estimate)', '')} "
+                             f"| {_num(e[board]['ms_per_hop'])} | {_num(e[board]['cpu_percent'])} % |")
     return "\n".join(lines) + "\n"
+
+
+def _p50_p95(figures: dict[str, Any], key: str) -> str:
+    f = figures.get(key)
+    return f"{_num(f['median'])} / {_num(f['p95'])}" if f and "p95" in f else "–"
+
+
+def designs_table(results: dict[str, Any]) -> list[str]:
+    """The sound decision designs side by side, from one run: latency, quality, CPU, Pi estimate."""
+    designs = results.get("notes", {}).get("e2e_sound_designs") or {}
+    if not designs:
+        return []
+    figures, per_hop = results["figures"], results.get("estimates", {}).get("sound_per_hop", {})
+    names = list(designs)
+
+    def row(title: str, cell) -> str:
+        return f"| {title} | " + " | ".join(cell(d) for d in names) + " |"
+
+    def pct(n: int, of: int) -> str:
+        return f"{n} / {of} ({100.0 * n / max(of, 1):.1f} %)"
+
+    lines = ["", "## Sound decision designs, side by side (same playlist, same run)", "",
+             f"{next(iter(designs.values()))['clips']} held-out clips; latencies p50 / p95 in ms from the clip's onset.",
+             "", "| | " + " | ".join(f"`decision = \"{d}\"`" for d in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    lines += [
+        row("hop (s)", lambda d: f"{designs[d]['hop_s']:g}"),
+        row("onset → ClassDetected", lambda d: _p50_p95(figures, f"e2e_sound_{d}.onset_to_event")),
+        row("onset → LED", lambda d: _p50_p95(figures, f"e2e_sound_{d}.onset_to_led")),
+        row("onset → display frame", lambda d: _p50_p95(figures, f"e2e_sound_{d}.onset_to_display")),
+        row("correct class within 0.75 s", lambda d: pct(designs[d]["correct"], designs[d]["clips"])),
+        row("flickers (of detections)", lambda d: pct(designs[d]["flickers"], designs[d]["detections"])),
+        row("early decisions (of detections)", lambda d: pct(designs[d]["early"], designs[d]["detections"])),
+        row("detections in silence", lambda d: str(designs[d]["in_silence"])),
+        row("device process CPU, % of one core",
+            lambda d: _num(figures[f"e2e_sound_{d}.cpu_percent"]["median"]) if f"e2e_sound_{d}.cpu_percent" in figures
+            else "–"),
+        row("Pi 4 per hop, ms (estimate)",
+            lambda d: f"{_num(per_hop[d]['pi4']['ms_per_hop'])} ({_num(per_hop[d]['pi4']['cpu_percent'])} % of a core)"
+            if d in per_hop else "–"),
+    ]
+    return lines
 
 
 def numbers(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -86,6 +138,9 @@ def numbers(results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     for kind, boards in results.get("estimates", {}).get("models", {}).items():
         for board, e in boards.items():
             yield f"estimates.{kind}.{board}", e["estimate"]
+    for design, e in results.get("estimates", {}).get("sound_per_hop", {}).items():
+        for board in ("pi4", "pi5"):
+            yield f"estimates.sound_per_hop.{design}.{board}", e[board]["ms_per_hop"]
 
 
 def check(results: dict[str, Any]) -> list[str]:

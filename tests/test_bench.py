@@ -11,6 +11,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from device.config import PROJECT_ROOT
@@ -21,7 +22,9 @@ if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
 from bench import report  # noqa: E402
-from bench.e2e import marimba_latencies, match_detections, sound_latencies  # noqa: E402
+from bench.e2e import (PLAYLIST_SEEDS, build_playlist, decision_quality, marimba_latencies,  # noqa: E402
+                       match_detections, sound_latencies)
+from bench.estimate import frontend_macs_per_frame, sound_per_hop  # noqa: E402
 from bench.stats import exact, figure, measure, ratio  # noqa: E402
 
 SOUND_MODEL = PROJECT_ROOT / "models" / "sound.tflite"
@@ -32,9 +35,9 @@ FRONTEND = ["frontend.batch_window", "frontend.streaming_hop", "frontend.batch_w
             "frontend.librosa_cached_over_batch", "frontend.window_over_hop"]
 MODEL = ["int8_tflite", "float32_tflite", "keras", "float32_over_int8", "keras_over_int8", "int8_bytes",
          "float32_bytes", "params", "macs"]
-E2E_SOUND = ["e2e_sound.cpu_percent", "e2e_sound.cpu_percent_per_s", "e2e_sound.peak_rss",
-             "e2e_sound.first_inference", "e2e_sound.launch_to_first_inference", "e2e_sound.onset_to_event",
-             "e2e_sound.onset_to_led", "e2e_sound.onset_to_display"]
+E2E_SOUND = [f"e2e_sound_{design}.{name}" for design in ("onset", "window")
+             for name in ("cpu_percent", "cpu_percent_per_s", "peak_rss", "first_inference",
+                          "launch_to_first_inference", "onset_to_event", "onset_to_led", "onset_to_display")]
 
 
 # ------------------------------------------------------------------ helpers
@@ -82,6 +85,49 @@ def test_sound_latency_runs_from_onset_on_the_wall_clock():
     assert lat["event"] == pytest.approx([0.30])
     assert lat["led"] == pytest.approx([0.301])
     assert lat["display"] == pytest.approx([0.35])
+
+
+def test_decision_quality_counts_corrections_as_flickers_and_quiet_detections():
+    truth = [{"label": "dog_bark", "onset": 1.0, "offset": 1.6}, {"label": "siren", "onset": 3.0, "offset": 4.0}]
+    events = [
+        # An early gun_shot corrected to dog_bark 0.2 s later: a flicker, and the clip is still correct.
+        {"type": "ClassDetected", "label": "gun_shot", "t": 1.1, "early": True},
+        {"type": "ClassCleared", "label": "gun_shot", "t": 1.3, "reason": "replaced"},
+        {"type": "ClassDetected", "label": "dog_bark", "t": 1.3},
+        {"type": "ClassCleared", "label": "dog_bark", "t": 2.0, "reason": "silence"},
+        # In the quiet after the bark's tail (offset + 0.55 s < 2.4 < next onset).
+        {"type": "ClassDetected", "label": "siren", "t": 2.4},
+        {"type": "ClassCleared", "label": "siren", "t": 2.9, "reason": "silence"},
+        # A new sound after a silence clear is not a flicker, even within 1 s.
+        {"type": "ClassDetected", "label": "siren", "t": 3.1},
+    ]
+    q = decision_quality(truth, events)
+    assert (q["clips"], q["correct"], q["detections"], q["early"]) == (2, 2, 4, 1)
+    assert (q["flickers"], q["in_silence"]) == (1, 1)
+    assert q["flicker_rate"] == pytest.approx(0.25)
+
+
+def test_bench_playlist_is_every_class_at_every_level_on_held_out_seeds():
+    audio, truth = build_playlist(20)
+    assert len(truth) == 20 and {c["seed"] for c in truth} == set(PLAYLIST_SEEDS[:2])
+    assert len({c["label"] for c in truth}) == 10
+    assert not {c["seed"] for c in truth} & ({0, 2026} | set(range(5001, 5013)))  # training, demo, tuning
+    ends = [0.0] + [c["offset"] for c in truth]
+    assert all(c["onset"] > end for c, end in zip(truth, ends))
+    levels = [20 * np.log10(np.sqrt(np.mean(audio[int(c["onset"] * 16000) : int(c["offset"] * 16000)] ** 2)))
+              for c in truth]
+    assert -38 <= min(levels) and max(levels) <= -10  # the seeds' level ranges (-35..-22 here), peak limiting aside
+    assert build_playlist(3)[1] == truth[:3]
+
+
+def test_sound_per_hop_estimate_scales_with_the_hop():
+    est = sound_per_hop(18.6e6, {"onset": 0.05, "window": 0.25})
+    assert est["onset"]["macs_per_hop"] == pytest.approx(18.6e6 + 5 * frontend_macs_per_frame())
+    assert est["window"]["macs_per_hop"] == pytest.approx(18.6e6 + 25 * frontend_macs_per_frame())
+    # Five decisions for one: about five times the share of a core.
+    ratio_ = est["onset"]["pi4"]["cpu_percent"] / est["window"]["pi4"]["cpu_percent"]
+    assert 4.5 < ratio_ < 5.0
+    assert "estimate" in est["onset"]["pi4"]["label"]
 
 
 def test_marimba_latency_pairs_note_ons_in_order():
@@ -150,3 +196,7 @@ def test_quick_bench_writes_every_figure(tmp_path):
     if SOUND_MODEL.is_file():
         assert set(results["estimates"]["models"]["sound"]) == {"pi4", "pi5"}
         assert "not measured" in md  # the estimate table is labelled as such
+        designs = results["notes"]["e2e_sound_designs"]
+        assert set(designs) == set(results["estimates"]["sound_per_hop"]) == {"onset", "window"}
+        assert all(d["clips"] == 3 and 0 <= d["correct"] <= 3 for d in designs.values())
+        assert "side by side" in md and "Sound path per decision hop" in md
