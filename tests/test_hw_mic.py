@@ -143,6 +143,9 @@ def test_auto_choice_and_probe(fake_pyaudio, monkeypatch, caplog):
             assert mic.backend == "real"
     assert any("mic: real backend (auto" in r.getMessage() for r in caplog.records)
     assert probe()[0][:2] == ("real", True)
+    assert probe(MicConfig(device="usb"))[0][:2] == ("real", True)
+    assert probe(MicConfig(device="respeaker"))[0][1] is False
+    assert probe(device="respeaker") == probe(MicConfig(device="respeaker"))  # check.py's keyword call
 
     fake_pyaudio()  # PortAudio present, but no input device
     caplog.clear()

@@ -168,9 +168,10 @@ def test_backend_choice_and_probe(tmp_path, caplog):
         assert isinstance(synth, RecordingSynth)
     with pytest.raises(HardwareError, match="no serial port configured"):
         open_synth("real", SynthConfig(port=""))
-    rows = probe(port=str(tmp_path / "nope"))
+    rows = probe(SynthConfig(port=str(tmp_path / "nope")))
     assert [r[0] for r in rows] == ["real", "sim", "null"]
     assert rows[0][1] is False and "absent" in rows[0][2] and rows[1][1] is True
+    assert probe(port=str(tmp_path / "nope")) == rows  # check.py's keyword call
 
 
 def test_counters_after_many_reconnects(tmp_path):

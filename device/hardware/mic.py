@@ -546,9 +546,12 @@ def _probe_real(device: int | str | None = None) -> tuple[bool, str]:
     )
 
 
-def probe(device: int | str | None = None) -> list[Probe]:
-    """[(backend, usable, why)] for `python -m device check`: is input ``device`` there now?"""
-    usable, why = _probe_real(device or None)
+def probe(cfg: MicConfig | None = None, *, device: int | str | None = None) -> list[Probe]:
+    """[(backend, usable, why)] for `python -m device check`: is the configured input there now?
+
+    ``device`` overrides ``cfg.device`` (the keyword call check.py made before typed config).
+    """
+    usable, why = _probe_real((device if device is not None else (cfg or _DEFAULTS).device) or None)
     return [("real", usable, why), ("sim", True, "WAV playlist (stdlib wave)")]
 
 

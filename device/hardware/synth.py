@@ -507,9 +507,12 @@ def _probe_real(port: str | None, *, require_present: bool = True) -> tuple[bool
     return True, f"serial port {port}"
 
 
-def probe(port: str | None = None) -> list[Probe]:
-    """[(backend, usable, why)] for `python -m device check`: is ``port`` there right now?"""
-    usable, why = _probe_real(port)
+def probe(cfg: SynthConfig | None = None, *, port: str | None = None) -> list[Probe]:
+    """[(backend, usable, why)] for `python -m device check`: is the configured port there right now?
+
+    ``port`` overrides ``cfg.port`` (the keyword call check.py made before typed config).
+    """
+    usable, why = _probe_real(port if port is not None else (cfg or _DEFAULTS).port)
     out = [("real", usable, why)]
     ok = hasattr(os, "openpty")
     for module in ("serial", "mido"):
