@@ -74,9 +74,12 @@ bench: $(STAMP)
 check: $(STAMP)
 	$(BIN)/python -m device check
 
+# System python3 runs the deploy; the project venv (when built) has the pip and setuptools
+# that build the wheel offline and download the box's pinned wheels.
 deploy:
 	@test -n "$(HOSTS)" || { echo "make deploy: set HOST=user@host (or HOSTS=\"a b c\")" >&2; exit 2; }
-	$(PYTHON) systemd/deploy.py --config $(CONFIG) $(if $(DRY_RUN),--dry-run) $(HOSTS)
+	$(PYTHON) systemd/deploy.py --config $(CONFIG) $(if $(DRY_RUN),--dry-run) \
+	  $(if $(wildcard $(BIN)/python),--build-python $(BIN)/python) $(HOSTS)
 
 clean:
 	rm -rf $(VENV) $(DEVICE_VENV) build dist *.egg-info demo-output
