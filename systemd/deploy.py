@@ -139,9 +139,13 @@ def _pip(python: str, *args: str, what: str) -> None:
     except FileNotFoundError:
         raise DeployError(f"{python}: not found (--build-python)", EXIT_USAGE) from None
     if proc.returncode != 0:
-        msg = _last_line(proc.stderr or proc.stdout)
+        # pip ends with generic hints; the line that names the problem says "error:".
+        lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines()]
+        named = [ln for ln in lines if re.match(r"(?i)^error:", ln) and "subprocess-exited-with-error" not in ln
+                 and "metadata-generation-failed" not in ln]
+        msg = named[0] if named else _last_line(proc.stderr or proc.stdout)
         if "No module named pip" in proc.stderr:
-            msg += f"; pass --build-python with a Python that has pip (make deploy uses .venv)"
+            msg += "; pass --build-python with a Python that has pip (make deploy uses .venv)"
         raise DeployError(f"{what} failed: {msg}", EXIT_INSTALL)
 
 
@@ -163,8 +167,11 @@ def build_wheel(repo: Path, out_dir: Path, python: str = sys.executable) -> Path
             raise DeployError(f"{repo / 'device'}: not a Python package (no __init__.py)", EXIT_USAGE)
         shutil.copytree(repo / "device", src / "device",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
-        # The build backend from this Python when it has one: no network, and fast.
-        isolation = [] if subprocess.run([python, "-c", "import setuptools"], capture_output=True
+        # The build backend from this Python when it has one (setuptools, plus `wheel`
+        # before setuptools 70.1): no network, and fast. Else pip fetches it.
+        probe = ("import importlib.util as u, sys; sys.exit(not (u.find_spec('setuptools') and "
+                 "(u.find_spec('wheel') or u.find_spec('setuptools.command.bdist_wheel'))))")
+        isolation = [] if subprocess.run([python, "-c", probe], capture_output=True
                                          ).returncode else ["--no-build-isolation"]
         before = set(out_dir.glob("*.whl"))
         _pip(python, "wheel", "--no-deps", *isolation, "-q", "-w", str(out_dir), str(src), what="pip wheel (device)")
