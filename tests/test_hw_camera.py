@@ -258,8 +258,8 @@ def test_a_stalled_picamera2_ends_the_stream_with_an_error(monkeypatch, caplog):
     with caplog.at_level(logging.ERROR, logger="saysee.hardware"):
         with Picamera2Camera(CameraConfig(width=32, height=24, capture_timeout_s=0.2)) as cam:
             cam.start()
-            got = [cam.read(timeout=2) for _ in range(3)]
-            assert [f.index for f in got[:2]] == [0, 1] and got[2] is None
+            got = _read_all(cam)  # until the stream ends: it must end, not hang
+            assert got and {f.index for f in got} <= {0, 1} and len(got) + cam.dropped_frames == 2
             assert cam.is_finished
             assert "no frame from picamera2 within 0.2 s" in cam.error
     assert set(mod.opened[-1].waits) == {0.2}  # never picamera2's default wait-forever

@@ -83,7 +83,12 @@ class Frame:
 
 
 class Camera(Device):
-    """Frame source. ``read`` returns the newest frame (older ones are dropped and counted)."""
+    """Frame source. ``read`` returns the newest frame (older ones are dropped and counted).
+
+    ``Frame.index`` counts every captured frame from 0, so a gap between two
+    frames read is exactly the frames dropped in between. After ``close()``,
+    ``read`` returns None at once and ``start`` does nothing.
+    """
 
     name = "camera"
     fps: float = 30.0
@@ -101,7 +106,11 @@ class Camera(Device):
 
 
 class Leds(Device):
-    """One RGB LED. Colour is (r, g, b) each 0..1; brightness 0..1 multiplies it."""
+    """One RGB LED. Colour is (r, g, b) each 0..1; brightness 0..1 multiplies it.
+
+    Values outside 0..1 raise ValueError before anything changes; ``set`` after
+    ``close()`` raises RuntimeError (the pins are released, the LED is dark).
+    """
 
     name = "leds"
 
@@ -140,7 +149,11 @@ class Scene:
 
 
 class Display(Device):
-    """Shows Scenes: a pygame screen (real) or PNG frames (sim), same renderer."""
+    """Shows Scenes: a pygame screen (real) or PNG frames (sim), same renderer.
+
+    ``show`` never blocks (frames over the rate limit are dropped); after
+    ``close()`` it does nothing, so a late scene from a pipeline thread is harmless.
+    """
 
     name = "display"
 

@@ -1,8 +1,9 @@
 """A fake ``cv2`` with just what the OpenCV camera backend calls, recording what it opened.
 
 ``VideoCapture(source)`` records ``source`` in ``opened`` (an int index is
-V4L2's /dev/video<index>); ``read()`` returns BGR frames whose green channel is
-``10 * frame_number``. A source listed in ``absent`` does not open.
+V4L2's /dev/video<index>); ``read()`` blocks for one frame time, like a live
+camera, and returns BGR frames whose green channel is ``10 * frame_number``.
+A source listed in ``absent`` does not open.
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ def make_module(*, absent=(), size=(64, 48)) -> types.ModuleType:
         def read(self):
             if not self.is_open:
                 return False, None
-            if isinstance(self.source, int):  # a live camera blocks until its next frame
-                time.sleep(1.0 / (self.props.get(cv2.CAP_PROP_FPS) or 30.0))
+            time.sleep(1.0 / (self.props.get(cv2.CAP_PROP_FPS) or 30.0))  # a camera blocks until its next frame
             w, h = size
             frame = np.zeros((h, w, 3), np.uint8)
             frame[:, :, 1] = (10 * self.frames) % 250
