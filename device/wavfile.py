@@ -69,8 +69,9 @@ def read_wav(path) -> tuple[np.ndarray, int]:
     (keeping the top bits). Float and compressed WAVs are refused with a line
     that says how to convert them. Long files: use ``iter_wav``.
     """
-    rate, _, frames = wav_info(path)
-    blocks = list(iter_wav(path, block_frames=max(frames, 1)))
+    rate, _, _ = wav_info(path)
+    # Bounded blocks, not the header's frame count: a damaged header may claim 4 GB.
+    blocks = list(iter_wav(path, block_frames=1 << 20))
     return (np.concatenate(blocks) if len(blocks) > 1 else blocks[0]), rate
 
 

@@ -95,6 +95,21 @@ def test_classify_refuses_an_implausible_header_in_one_line(tmp_path, rate, chan
     assert r.stdout == ""  # every file is checked before anything is classified
 
 
+def test_a_data_size_claiming_4_gb_reads_what_is_there(tmp_path):
+    """An unfinished or damaged WAV may claim a 4 GB data chunk; the reader used to ask for it all."""
+    wav = raw_wav(tmp_path / "claims_4gb.wav", 16000, 1, b"\1\0" * 2000)
+    raw = bytearray(wav.read_bytes())
+    raw[4:8] = struct.pack("<L", 0xFFFFFFF8)  # the RIFF size field
+    raw[40:44] = struct.pack("<L", 0xFFFFFFF0)  # the data chunk's size field
+    wav.write_bytes(bytes(raw))
+    code = ("import sys; from device.wavfile import read_wav; a, r = read_wav(sys.argv[1]); "
+            "print(len(a), r, int(a.max()))")
+    r = subprocess.run([sys.executable, "-c", code, str(wav)], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                       timeout=60, preexec_fn=_cap_memory)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["2000", "16000", "1"]
+
+
 @pytest.mark.parametrize("rate, channels", [(4000, 1), (384000, 1), (44100, 8), (11025, 2)])
 def test_plausible_edge_headers_still_read(tmp_path, rate, channels):
     path = raw_wav(tmp_path / "ok.wav", rate, channels, b"\0" * (2 * channels * 10))
