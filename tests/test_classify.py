@@ -64,6 +64,7 @@ def test_an_hour_long_file_is_classified_in_flat_memory(tmp_path):
                                 stdout=stdout, stderr=subprocess.PIPE, cwd=PROJECT_ROOT)
         # wait4 gives this child's own peak RSS, not the largest of every child pytest ran.
         _, status, usage = os.wait4(proc.pid, 0)
+    wav.unlink()  # 115 MB; pytest keeps the last runs' temp folders
     assert os.waitstatus_to_exitcode(status) == 0, proc.stderr.read().decode()
     proc.stderr.close()
     peak_mib = usage.ru_maxrss * 1024 / MiB  # ru_maxrss is in KiB on Linux
