@@ -185,7 +185,8 @@ def instrument(app, mode: str, cfg) -> dict[str, Any]:
         virtual = VirtualSynth()
         port, probes["midi_origin"], probes["uncertainty"]["midi"] = _bracketed(virtual.start)
         probes["virtual"] = virtual
-        dev.synth = SerialSynth(port, baudrate=cfg.synth.baud, release_seconds=cfg.synth.release_s)
+        dev.synth = SerialSynth(port, baudrate=cfg.synth.baud, release_seconds=cfg.synth.release_s,
+                                reset_wait_s=0.0)  # a virtual synth on a pty does not reset on open
     return probes
 
 

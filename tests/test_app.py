@@ -106,7 +106,7 @@ def test_serial_port_lost_and_back_mid_run(tmp_path):
     second = VirtualSynth()
     cfg = tone_config(tmp_path)
     mic = PlaylistMic(playlist=[beeps(8.0)], realtime=True, chunk_size=800)
-    synth = SerialSynth(str(link), retry_seconds=0.05, max_retry_seconds=0.2)
+    synth = SerialSynth(str(link), retry_seconds=0.05, max_retry_seconds=0.2, reset_wait_s=0.0)
     app = App(cfg, Devices(mic=mic, leds=RecordingLeds(), synth=synth), sound_model=ToneModel())
     runner = threading.Thread(target=app.run)
     runner.start()

@@ -28,6 +28,7 @@ from device.atomic import write_atomic
 from device.config import Config
 from device.frontend import LogMelParams
 from device.hardware.base import Camera, Display, Leds, Mic, Synth
+from device.hardware.synth import SynthClosedError
 from device.runtime.responder import Action, Midi, Responder, SetLed, ShowScene
 from device.sound.labels import UNKNOWN
 from device.sound.pipeline import SoundPipeline, SoundSettings
@@ -174,10 +175,20 @@ class App:
                     elif self.dev.leds is not None:
                         self.dev.leds.off()
                 elif isinstance(a, Midi):
-                    if self.dev.synth is not None:
-                        self.dev.synth.send(a.message)
+                    self._send_midi(a.message)
                 elif isinstance(a, ShowScene):
                     self._scene_slot.put(a.scene)
+
+    def _send_midi(self, message: Any) -> None:
+        if self.dev.synth is None:
+            return
+        try:
+            self.dev.synth.send(message)
+        except SynthClosedError:
+            # A worker still finishing after shutdown closed the devices: its last note-offs
+            # have nowhere to go (the synth sent all-notes-off on close).
+            if not self.stop_event.is_set():
+                raise
 
     def _made_progress(self, name: str) -> None:
         """An input was processed: feed the watchdog if every running input is progressing."""
