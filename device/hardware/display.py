@@ -77,7 +77,7 @@ def _screen_present() -> tuple[bool, str]:
 
 
 def _pygame_usable() -> tuple[bool, str]:
-    ok, why, _ = check_import("pygame", "pip install pygame")
+    ok, why, _ = check_import("pygame", "on the box: sudo apt install python3-pygame (its SDL has kmsdrm)")
     return ok, why
 
 
@@ -178,7 +178,7 @@ class RateLimiter:
     Frames are dropped, never queued: a slow display must not delay the pipeline.
     """
 
-    def __init__(self, max_fps: float | None = 10.0, every_nth: int = 1) -> None:
+    def __init__(self, max_fps: float | None, every_nth: int = 1) -> None:
         if every_nth < 1:
             raise ValueError("every_nth must be >= 1")
         self.min_interval = 1.0 / max_fps if max_fps else 0.0

@@ -1,10 +1,12 @@
 """Choosing a backend once, at the edge, and saying why (like gpiozero's pin factories).
 
-Every ``open_<kind>(backend=..., **options)`` goes through ``choose_backend``:
+Every ``open_<kind>(backend, cfg)`` goes through ``choose_backend``:
 ``"sim"`` always works, ``"real"`` raises a one-line ``HardwareError`` when the
 real backend can't be used, and ``"auto"`` takes the real one when its library
 imports *and* its device is present, else the simulated one. Each choice is
-logged as one line on the ``saysee.hardware`` logger.
+logged as one line on the ``saysee.hardware`` logger. ``open_chosen`` then opens
+it, and an "auto" real backend that still fails to open falls back to the sim
+with one warning, so a service runs on instead of crash-looping.
 
 ``probe()`` functions return ``Probe`` tuples ``(backend, usable, why)`` that
 ``python -m device check`` prints.
@@ -13,10 +15,9 @@ logged as one line on the ``saysee.hardware`` logger.
 from __future__ import annotations
 
 import importlib
-import inspect
 import logging
 import os
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from device.config import BACKENDS
 from device.errors import ConfigError, SaySeeError
@@ -92,27 +93,6 @@ def open_chosen(
 def normalise(backend: str | None) -> str:
     """A backend name as ``choose_backend`` compares it."""
     return str(backend).strip().lower() if backend is not None else "auto"
-
-
-def split_options(kind: str, options: Mapping[str, Any], **targets: Callable) -> dict[str, dict[str, Any]]:
-    """Route ``options`` to the constructors they belong to, refusing unknown keys.
-
-    ``targets`` maps a backend name to its class; each gets the subset of options
-    its ``__init__`` accepts, so one config section can hold both the real and the
-    sim settings and "auto" can pick either. A key no backend accepts raises
-    ConfigError naming it and listing the valid ones.
-    """
-    accepted: dict[str, set[str]] = {}
-    for name, target in targets.items():
-        params = inspect.signature(target).parameters.values()
-        accepted[name] = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    every = set().union(*accepted.values()) if accepted else set()
-    unknown = sorted(set(options) - every)
-    if unknown:
-        raise ConfigError(
-            f"[{kind}] unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(every))}"
-        )
-    return {name: {k: v for k, v in options.items() if k in keys} for name, keys in accepted.items()}
 
 
 def check_import(module: str, hint: str = "") -> tuple[bool, str, Any]:
