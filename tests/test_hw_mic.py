@@ -168,8 +168,6 @@ def test_unknown_option_and_backend_are_config_errors():
         config_from_dict({"mic": {"chunk_sise": 100}})
     with pytest.raises(ConfigError, match="backend"):
         open_mic("fake")
-    with pytest.raises(ConfigError, match="unknown option.*chunk_sise"):  # the recorder's older keyword call
-        open_mic("sim", chunk_sise=100)
 
 
 def test_every_mic_default_comes_from_the_config(fake_pyaudio):

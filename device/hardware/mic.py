@@ -26,7 +26,6 @@ the front end's ``LogMelParams``); ``open_mic(backend, cfg)`` and each backend's
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import threading
@@ -555,23 +554,7 @@ def probe(cfg: MicConfig | None = None, *, device: int | str | None = None) -> l
     return [("real", usable, why), ("sim", True, "WAV playlist (stdlib wave)")]
 
 
-# The call of device/sound/recorder.py from before typed config: option name -> MicConfig key.
-# TODO(lead): remove with _legacy_config once the recorder passes dataclasses.replace(cfg.mic, ...).
-_LEGACY_KEYS = {"device": "device", "playlist": "playlist", "realtime": "realtime", "chunk_size": "chunk",
-                "buffer_seconds": "buffer_seconds"}
-
-
-def _legacy_config(cfg: MicConfig, options: dict[str, Any]) -> MicConfig:
-    unknown = sorted(set(options) - set(_LEGACY_KEYS))
-    if unknown:
-        raise ConfigError(f"[mic] unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(_LEGACY_KEYS))}")
-    values = {_LEGACY_KEYS[k]: v for k, v in options.items()}
-    if "device" in values:
-        values["device"] = "" if values["device"] is None else values["device"]
-    return dataclasses.replace(cfg, **values)
-
-
-def open_mic(backend: str | None = None, cfg: MicConfig | None = None, **options: Any) -> Mic:
+def open_mic(backend: str | None = None, cfg: MicConfig | None = None) -> Mic:
     """Open the microphone described by ``cfg`` (a ``[mic]`` section; default: all defaults).
 
     ``backend`` (default ``cfg.backend``): "auto" | "real" (PyAudio) | "sim" (the
@@ -579,8 +562,6 @@ def open_mic(backend: str | None = None, cfg: MicConfig | None = None, **options
     Call ``start()`` before reading.
     """
     cfg = cfg if cfg is not None else _DEFAULTS
-    if options:
-        cfg = _legacy_config(cfg, options)
     items = _normalise_playlist(cfg.playlist)
     sim_why = f"WAV playlist of {len(items)} item(s)" if items else "empty WAV playlist"
     choice = choose_backend("mic", cfg.backend if backend is None else backend,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
 import re
@@ -312,8 +313,9 @@ def _open_mic(cfg, args) -> Mic:
     realtime = m.realtime if args.realtime is None else args.realtime
     device = args.device if args.device is not None else (m.device or None)
     try:
-        return open_mic(backend, device=device, playlist=playlist, realtime=realtime,
-                        chunk_size=m.chunk, buffer_seconds=max(m.buffer_seconds, 5.0))
+        # A longer buffer than the box's: a take must survive a slow SD card write.
+        return open_mic(backend, dataclasses.replace(m, device=device or "", playlist=tuple(playlist),
+                                                     realtime=realtime, buffer_seconds=max(m.buffer_seconds, 5.0)))
     except SaySeeError as e:
         if "busy" in str(e):
             raise type(e)(f"{e} (is the box running? stop it first: sudo systemctl stop saysee)") from None
