@@ -6,8 +6,7 @@
 # What it does, in order (each step says what it did, or that nothing changed):
 #   1. apt packages: python3-venv, numpy, PyAudio + PortAudio, pygame (the
 #      distribution's: its SDL has the KMSDRM driver, the pip wheel's does not),
-#      pyserial, OpenCV (not on a Jetson: JetPack's GStreamer build stays),
-#      picamera2 on a Pi, the GPIO library for this board:
+#      pyserial, picamera2 on a Pi, the GPIO library for this board:
 #        Pi 5 -> python3-rpi-lgpio, and python3-rpi.gpio removed (same module
 #                name "RPi.GPIO"; the two can't share an environment, and
 #                RPi.GPIO fails on a Pi 5 with "Cannot determine SOC peripheral
@@ -173,9 +172,8 @@ if [[ $APT == 1 ]]; then
           portaudio19-dev python3-pyaudio python3-serial python3-pygame
           libsdl2-2.0-0 libsdl2-image-2.0-0 libsdl2-ttf-2.0-0 libsdl2-mixer-2.0-0)
     case "$BOARD" in
-        pi5) PKGS+=(python3-picamera2 python3-rpi-lgpio python3-opencv) ;;
-        pi) PKGS+=(python3-picamera2 python3-rpi.gpio python3-opencv) ;;
-        other) PKGS+=(python3-opencv) ;;
+        pi5) PKGS+=(python3-picamera2 python3-rpi-lgpio) ;;
+        pi) PKGS+=(python3-picamera2 python3-rpi.gpio) ;;
     esac
     if [[ $REAL == 1 && $DRY == 0 ]] && ! command -v apt-get >/dev/null; then
         log "apt-get not found: install these yourself: ${PKGS[*]}"

@@ -116,14 +116,21 @@ def rooted(root: "str | os.PathLike[str]", path: str) -> Path:
     return Path(root) / path.lstrip("/")
 
 
-def platform_tag(pyver: Optional[str] = None, machine: Optional[str] = None) -> str:
-    """``cp311-aarch64``: which of a release's wheel sets this Python on this CPU installs.
+JETSON_MARK = "/etc/nv_tegra_release"  # present on every JetPack install
 
-    The workstation computes the same tag from the box's probe answer.
+
+def platform_tag(pyver: Optional[str] = None, machine: Optional[str] = None, jetson: Optional[bool] = None) -> str:
+    """``cp311-aarch64`` (``-jetson`` appended on JetPack): which of a release's wheel sets this box installs.
+
+    The workstation computes the same tag from the box's probe answer. A Jetson
+    gets its own set because JetPack's OpenCV (built with GStreamer) must not be
+    shadowed by a pip wheel.
     """
     pyver = pyver or "%d.%d" % sys.version_info[:2]
     machine = machine or platform.machine()
-    return "cp%s-%s" % (pyver.replace(".", ""), machine)
+    if jetson is None:
+        jetson = os.path.exists(JETSON_MARK)
+    return "cp%s-%s%s" % (pyver.replace(".", ""), machine, "-jetson" if jetson else "")
 
 
 def fsync_dir(path: Path) -> None:

@@ -54,18 +54,21 @@ except ModuleNotFoundError:  # Python 3.10 workstations (Ubuntu 22.04)
 # The layout and the file format are the box side's; one definition for both ends.
 from box_release import (  # noqa: F401  (re-exported: tests and the unit check read them here)
     CONFIG_PATH, EXIT_CHECKSUM, EXIT_FAILED, EXIT_INSTALL, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, FAILED_MARK,
-    GOOD_MARK, INSTALL_DIR, KEEP_RELEASES, MANIFEST, POLL_S, REL_BOOTSTRAP, REL_CONFIG, REL_SELF, REL_UDEV, REL_UNIT,
+    GOOD_MARK, INSTALL_DIR, JETSON_MARK, KEEP_RELEASES, MANIFEST, POLL_S, REL_BOOTSTRAP, REL_CONFIG, REL_SELF, REL_UDEV, REL_UNIT,
     REL_WHEELS, REQUIREMENTS, RESULT_TAG, SERVICE, SERVICE_USER, START_TIMEOUT_S, STATUS_MAX_AGE_S, STATUS_PATH,
     UDEV_RULE_PATH, UNIT_PATH, Box, DeployError, platform_tag, prune, rooted, sha256_file, verify_release)
 
 REPO = Path(__file__).resolve().parents[1]
 BOX_REQUIREMENTS = REPO / "systemd" / "box-requirements.txt"
 
-# Packages every supported box gets from apt (bootstrap.sh), or from JetPack on a
-# Jetson: never installed from a wheel, so the venv sees the system's build
-# (picamera2 is compiled against apt's numpy 1.x; the pip pygame has no KMSDRM).
-APT_PROVIDED = frozenset({"numpy", "pygame", "pyserial", "opencv_python", "opencv_python_headless", "pyaudio",
-                          "picamera2", "rpi_gpio", "rpi_lgpio", "jetson_gpio"})
+# Packages every supported box gets from apt (bootstrap.sh): never installed from a
+# wheel, so the venv sees the system's build (picamera2 is compiled against apt's
+# numpy 1.x; the pip pygame's SDL has no KMSDRM).
+APT_PROVIDED = frozenset({"numpy", "pygame", "pyserial", "pyaudio", "picamera2", "rpi_gpio", "rpi_lgpio",
+                          "jetson_gpio"})
+# On a Jetson, JetPack's OpenCV (GStreamer, CUDA) stays; elsewhere the pip wheel is used.
+JETPACK_PROVIDED = frozenset({"opencv_python", "opencv_python_headless", "opencv_contrib_python",
+                              "opencv_contrib_python_headless"})
 
 
 def _log(msg: str) -> None:
@@ -329,9 +332,10 @@ def add_platform(release: Path, tag: str, pyver: str, arch: str, glibc: str, req
             args += ["--no-index", "--find-links", str(wheelhouse)]
         _pip(python, *args, what=f"pip download for {tag}")
     lines = []
+    provided = APT_PROVIDED | (JETPACK_PROVIDED if tag.endswith("-jetson") else frozenset())
     for whl in sorted(dest.glob("*.whl")) + [release / manifest["wheel"]]:
         name, version = _wheel_name_version(whl)
-        if _norm(name) in APT_PROVIDED:
+        if _norm(name) in provided:
             whl.unlink()  # the box's system package is used instead
             continue
         lines.append(f"{name}=={version} --hash=sha256:{sha256_file(whl)}")
@@ -418,7 +422,8 @@ def probe(ssh: Ssh, python: str, path_prefix: str | None) -> dict[str, str]:
         + 'echo "rsync=$(command -v rsync 2>/dev/null)"; '
         + 'if sudo -n true 2>/dev/null; then echo sudo=1; else echo sudo=0; fi; '
         + f'echo "service_user=$(id -u {SERVICE_USER} 2>/dev/null)"; echo "arch=$(uname -m)"; '
-        + 'echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed "s/^glibc //")"'
+        + 'echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed "s/^glibc //")"; '
+        + f'if [ -e {JETSON_MARK} ]; then echo jetson=1; fi'
     )
     proc = ssh.run(script, timeout=60)
     out: dict[str, str] = {}
@@ -517,7 +522,7 @@ def deploy_host(host: str, release: Path, version: str, args: argparse.Namespace
     bootstrap = args.bootstrap == "always" or (
         args.bootstrap == "auto" and args.remote_root == "/" and not info.get("service_user"))
 
-    plat = platform_tag(info.get("pyver", ""), info.get("arch", ""))
+    plat = platform_tag(info.get("pyver", ""), info.get("arch", ""), info.get("jetson") == "1")
     t0 = time.monotonic()
     if add_platform(release, plat, info.get("pyver", ""), info.get("arch", ""), info.get("glibc", ""),
                     args.box_requirements, args.build_python, args.wheelhouse):

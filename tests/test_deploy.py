@@ -221,6 +221,7 @@ def wheelhouse(tmp_path_factory):
     _tiny_wheel(house, "saysee-testdep", "1.0", ["numpy>=1.24"])
     _tiny_wheel(house, "saysee-testdep", "2.0", ["numpy>=1.24"])  # newer: the pin must hold 1.0
     _tiny_wheel(house, "numpy", "1.24.0", [])
+    _tiny_wheel(house, "opencv-python-headless", "4.8.0", ["numpy>=1.21"])
     reqs = house / "box-requirements.txt"
     reqs.write_text("# test box\nsaysee-testdep==1.0\n")
     return house
@@ -486,6 +487,28 @@ def test_prune_keeps_current_and_previous(tmp_path):
     assert sorted(removed) == ["r3", "r5"]
 
 
+def test_a_jetson_keeps_jetpacks_opencv_and_a_pi_gets_the_pinned_wheel(tmp_path, wheel, wheelhouse):
+    config = tmp_path / "c.toml"
+    config.write_text("[app]\n")
+    version, info = deploy.release_version(ROOT)
+    release = deploy.build_release(ROOT, config, tmp_path / "build", version, info, wheel=wheel)
+    reqs = tmp_path / "reqs.txt"
+    reqs.write_text("saysee-testdep==1.0\nopencv-python-headless>=4.8\n")
+
+    def pinned(tag: str) -> list[str]:
+        text = (release / "wheels" / tag / "requirements.txt").read_text()
+        return sorted(ln.split("==")[0] for ln in text.splitlines()[1:])
+
+    pi = deploy.platform_tag("3.11", "aarch64", jetson=False)
+    jetson = deploy.platform_tag("3.10", "aarch64", jetson=True)
+    assert (pi, jetson) == ("cp311-aarch64", "cp310-aarch64-jetson")
+    for tag, pyver in ((pi, "3.11"), (jetson, "3.10")):
+        assert deploy.add_platform(release, tag, pyver, "aarch64", "2.35", reqs, sys.executable, wheelhouse)
+    assert pinned(pi) == ["opencv_python_headless", "saysee", "saysee_testdep"]
+    assert pinned(jetson) == ["saysee", "saysee_testdep"]  # JetPack's GStreamer OpenCV is not shadowed
+    assert not list((release / "wheels" / jetson).glob("opencv*"))
+
+
 # ------------------------------------------------------------------ bootstrap.sh
 
 
@@ -558,7 +581,7 @@ def test_bootstrap_is_idempotent_in_a_root_prefix(tmp_path, model, board_lines, 
     if "5" in model:
         assert "apt-get remove -y -q python3-rpi.gpio" in first.stdout
     # The box's pip installs only pinned wheels now: what the venv imports besides comes from apt.
-    for pkg in ("python3-pygame", "python3-serial", "python3-numpy", "python3-opencv"):
+    for pkg in ("python3-pygame", "python3-serial", "python3-numpy"):
         assert pkg in first.stdout, pkg
 
 
