@@ -164,7 +164,7 @@ def probe(cfg: DisplayConfig = DisplayConfig()) -> list[Probe]:
         works, how = try_display_driver(pygame)
         real = (works, f"{why}; {how}")
     else:
-        real = (False, why + _drivers_note(sdl_video_drivers(), None))
+        real = (False, why + _drivers_note(sdl_video_drivers(), _wanted_driver()))
     png = "PNG frames" if pygame.image.get_extended() else "BMP frames only (pygame built without SDL_image)"
     return [("real", *real), ("sim", True, f"pygame {pygame.version.ver}: {png}")]
 
