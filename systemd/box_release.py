@@ -365,7 +365,12 @@ class HealthCheck:
         data.setdefault("_age_s", age)
         return data
 
-    def wait(self) -> Tuple[bool, str]:
+    def wait(self, old_pid: int = 0) -> Tuple[bool, str]:
+        """Health of the instance started by the restart just issued; ``old_pid``: the main PID before it.
+
+        ``restart --no-block`` returns before the old instance stops: until the
+        main PID changes, what ``show`` describes is still the old one.
+        """
         t0 = self.clock()
         deadline = t0 + self.start_timeout
         # 1. Up at all.
@@ -374,7 +379,7 @@ class HealthCheck:
             props = self.show()
             state = "%s/%s" % (props.get("ActiveState", "?"), props.get("SubState", "?"))
             pid = _int(props, "MainPID")
-            if props.get("ActiveState") == "active" and pid:
+            if props.get("ActiveState") == "active" and pid and pid != old_pid:
                 break
             if self.clock() >= deadline:
                 return False, "%s not active after %g s (%s)" % (SERVICE, self.start_timeout, state)
@@ -512,8 +517,11 @@ def make_venv(folder: Path, manifest: dict, tag: Optional[str] = None) -> None:
         raise DeployError("the new venv cannot import device: %s" % last_line(proc.stderr), EXIT_INSTALL)
 
 
-def switch(box: Box, release: str) -> None:
-    """Install one release's config/unit/udev rule, flip ``current``, restart. Raises if systemctl fails."""
+def switch(box: Box, release: str) -> int:
+    """Install one release's config/unit/udev rule, flip ``current``, restart; the main PID before.
+
+    Raises DeployError if systemctl fails.
+    """
     folder = box.releases / release
     running = box.target(box.current)
     if box.config.is_file() and running and running != release:
@@ -537,17 +545,19 @@ def switch(box: Box, release: str) -> None:
     # --no-block: a start that never sends READY=1 must not hang us for
     # TimeoutStartSec; the health check decides.
     say("  restart: systemctl restart %s" % SERVICE)
+    old_pid = _int(show(), "MainPID")
     systemctl("restart", "--no-block", SERVICE, check=True)
+    return old_pid
 
 
 def switch_and_check(box: Box, release: str, a: argparse.Namespace) -> Tuple[bool, str]:
     """``switch`` then the health check; a failing systemctl is an unhealthy result, not a crash."""
     try:
-        switch(box, release)
+        old_pid = switch(box, release)
     except DeployError as e:
         return False, str(e)
     return HealthCheck(box.status, start_timeout=a.start_timeout, poll=a.poll,
-                       status_max_age=a.status_max_age).wait()
+                       status_max_age=a.status_max_age).wait(old_pid)
 
 
 def journal_tail(box: Box) -> None:

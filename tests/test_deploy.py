@@ -74,7 +74,8 @@ if "restart" in args:
         sys.exit(1)
     if os.path.exists(STATUS):
         os.unlink(STATUS)
-    json.dump({{"t0": time.time(), "mode": mode(), "pid": 4000 + int(time.time() * 1000) % 1000}}, open(STATE, "w"))
+    old = load()
+    json.dump({{"t0": time.time(), "mode": mode(), "pid": (old["pid"] + 100) if old else 4000}}, open(STATE, "w"))
     sys.exit(0)
 st = load()
 if "show" in args or "is-active" in args:

@@ -144,6 +144,21 @@ def test_a_status_file_from_another_process_is_not_progress():
     assert not ok and "older process" in why
 
 
+def test_the_old_instance_still_running_is_not_taken_for_the_new_one():
+    """`restart --no-block` returns at once: the first looks still see the old process, active.
+    Its PID must not become the baseline (its stop would read as a crash of the new release)."""
+    clock, lines = FakeClock(), []
+    svc = Service(clock, active_at=0.0, pid=500)
+    hc = box_release.HealthCheck(Path("/run/saysee/status.json"), show=svc.show, read_status=svc.status,
+                                 clock=clock, sleep=clock.sleep, report=lines.append, start_timeout=4.0, poll=0.5)
+    ok, why = hc.wait(old_pid=500)  # the restart never happened: still the old pid
+    assert not ok and "not active after 4 s" in why
+    svc.pid = 501  # the new instance
+    ok, why = hc.wait(old_pid=500)
+    assert ok, why
+    assert any("active (pid 501" in ln for ln in lines)
+
+
 def test_never_active_fails_after_the_start_allowance():
     clock, lines = FakeClock(), []
     svc = Service(clock, active_at=1e9)
