@@ -12,8 +12,8 @@ luma (Y) plane, i.e. the grayscale image, with no colour conversion at all.
 libcamera may answer with another format (a USB camera gives YUYV or MJPEG):
 packed YUV is read from its Y samples, anything else is refused at open.
 picamera2 also lists USB cameras (sorted last); those are left to OpenCV. Its
-``capture_array`` waits forever by default, so it gets ``wait=capture_timeout_s``
-and a stalled camera ends the stream with an error instead of hanging.
+``capture_array`` waits forever by default, so it gets ``wait=capture_timeout_s``:
+a stalled camera is logged and retried instead of hanging the capture thread.
 OpenCV frames (USB cameras, video files) arrive as BGR and are converted; the
 node OpenCV opens is the one the probe looked at (the first V4L2 *capture*
 node, not a codec or ISP node that happens to be /dev/video0).
@@ -120,7 +120,7 @@ class _ThreadedCamera(Camera):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.frames_captured = 0
-        self.error: str | None = None  # why the stream ended early (a stalled or failing camera)
+        self.error: str | None = None  # what is wrong with the source now, or why it ended early
 
     @property
     def dropped_frames(self) -> int:  # type: ignore[override]
@@ -226,7 +226,9 @@ class Picamera2Camera(_ThreadedCamera):
     ``cfg.device``: which CSI camera ("" = the first; USB cameras are skipped,
     OpenCV takes them). ``cfg.width``/``height``: requested size (libcamera may
     align it). ``cfg.fps``: requested rate. ``cfg.capture_timeout_s``: a capture
-    that takes longer ends the stream with ``error`` set.
+    that takes longer sets ``error`` (logged once) and is retried, so the app
+    sees a stalled input rather than a finished one; ``error`` clears when
+    frames come back.
     """
 
     backend = "real"
@@ -268,6 +270,7 @@ class Picamera2Camera(_ThreadedCamera):
                                 f"(or packed YUV); use driver = \"opencv\" for it")
         self._luma = _LUMA[self.format]
         self._started = False
+        self.capture_timeouts = 0
 
     def start(self) -> None:
         if not self._started and not self.is_closed:
@@ -276,18 +279,27 @@ class Picamera2Camera(_ThreadedCamera):
         super().start()
 
     def _grab(self):
-        try:
-            # picamera2's default wait is forever: a stalled camera would hang this thread silently.
-            array = self._cam.capture_array("main", wait=self.capture_timeout)
-        except (TimeoutError, concurrent.futures.TimeoutError):
-            if self._stop.is_set():
-                return None
-            raise HardwareError(f"camera: no frame from picamera2 within {self.capture_timeout:g} s "
-                                "(camera stalled or unplugged)") from None
-        captured_at = time.monotonic()
-        w, h = self.size
-        # Rows may be wider than w (stride padding), hence the column crop too.
-        return np.ascontiguousarray(self._luma(array, w, h)), captured_at
+        while not self._stop.is_set():
+            try:
+                # picamera2's default wait is forever: a stalled camera would hang this thread silently.
+                array = self._cam.capture_array("main", wait=self.capture_timeout)
+            except (TimeoutError, concurrent.futures.TimeoutError):
+                # Keep trying rather than end the stream: a live camera that "finished" would
+                # look done, while one that delivers nothing shows up as a stalled input.
+                self.capture_timeouts += 1
+                if self.error is None and not self._stop.is_set():
+                    self.error = (f"camera: no frame from picamera2 within {self.capture_timeout:g} s "
+                                  "(camera stalled or unplugged); still trying")
+                    log.error("%s", self.error)
+                continue
+            captured_at = time.monotonic()
+            if self.error is not None:
+                log.warning("camera: frames again after %d capture timeout(s)", self.capture_timeouts)
+                self.error = None
+            w, h = self.size
+            # Rows may be wider than w (stride padding), hence the column crop too.
+            return np.ascontiguousarray(self._luma(array, w, h)), captured_at
+        return None
 
     def _release(self) -> None:
         if self._started:

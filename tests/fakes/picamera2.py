@@ -9,15 +9,18 @@
   the Y plane in the first h rows (U = 77, V = 200 below); YUYV is
   ``(h, stride / 2, 2)`` with Y in ``[..., 0]`` (request.py ``make_array``). The
   Y rows hold ``y_value(frame_number)`` plus a horizontal ramp; rows are padded
-  to a wider stride, as libcamera does. With ``stall_after=n`` no frame comes
+  to a wider stride, as libcamera does. A capture returns at the next frame
+  (one frame time at the configured FrameRate). With ``stall_after=n`` no frame comes
   after the n-th: ``wait=None`` blocks (forever, until close), a number of
-  seconds raises ``TimeoutError`` after that long (``Job.get_result``).
+  seconds raises ``TimeoutError`` after that long (``Job.get_result``);
+  ``stall_for=k``: frames come again after k such timeouts.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 import types
 
 import numpy as np
@@ -27,7 +30,8 @@ USB_ID = "/base/axi/pcie@120000/rp1/usb@200000-1:1.0-046d:0825"
 
 
 def make_module(*, cameras=(CSI_ID,), stride_pad: int = 32, y_value=lambda i: (10 * i) % 200,
-                formats: dict | None = None, stall_after: int | None = None) -> types.ModuleType:
+                formats: dict | None = None, stall_after: int | None = None, stall_for: int | None = None
+                ) -> types.ModuleType:
     mod = types.ModuleType("picamera2")
     mod.__file__ = __file__
     mod.opened = []
@@ -44,6 +48,7 @@ def make_module(*, cameras=(CSI_ID,), stride_pad: int = 32, y_value=lambda i: (1
             self.closed = False
             self.frames = 0
             self.waits = []
+            self.timeouts = 0
             self._closing = threading.Event()
             mod.opened.append(self)
 
@@ -77,12 +82,15 @@ def make_module(*, cameras=(CSI_ID,), stride_pad: int = 32, y_value=lambda i: (1
         def capture_array(self, name="main", wait=None):
             assert self.started, "capture before start()"
             self.waits.append(wait)
-            if stall_after is not None and self.frames >= stall_after:
+            stalled = stall_after is not None and self.frames >= stall_after
+            if stalled and (stall_for is None or self.timeouts < stall_for):
                 if wait is None or wait is True:
                     self._closing.wait()  # forever, as far as the caller can tell
                     raise RuntimeError("camera closed while waiting")
                 self._closing.wait(wait)
+                self.timeouts += 1
                 raise concurrent.futures.TimeoutError()
+            time.sleep(1.0 / self.config["controls"].get("FrameRate", 30.0))  # the next frame's arrival
             fmt = self.config["main"]["format"]
             w, h = self.config["main"]["size"]
             stride = w + stride_pad
