@@ -1,13 +1,14 @@
-"""systemd/deploy.py end to end through a real sshd on 127.0.0.1, and bootstrap.sh in a root prefix.
+"""systemd/deploy.py (workstation) + box_release.py (box) end to end through a real sshd on
+127.0.0.1, and bootstrap.sh in a root prefix.
 
 The "box" is this machine: an unprivileged sshd (own host key, own
 authorized_keys, port chosen at random) logs in as the current user; every
 absolute path on the box is redirected under a temp dir with --remote-root, and
-a fake `systemctl` first on the remote PATH records its calls and, on restart,
-writes the status file the way the app would (unless the installed config says
-`simulate_broken`). Needs `sshd`, `ssh`, `ssh-keygen` (apt: openssh-server,
-openssh-client) and rsync (apt: rsync) for the rsync path; skips, saying which,
-when they are missing.
+a fake `systemctl` first on the remote PATH records its calls and plays systemd
+and the app (see FAKE_SYSTEMCTL). The box's dependency wheels come from a local
+wheelhouse of tiny wheels built here, so nothing touches a package index. Needs
+`sshd`, `ssh`, `ssh-keygen` (apt: openssh-server, openssh-client) and rsync
+(apt: rsync) for the rsync path; skips, saying which, when they are missing.
 """
 
 from __future__ import annotations
