@@ -321,6 +321,27 @@ def test_opencv_index_is_the_same_video_node(fake_cv2):
     assert camera_mod.video_node("")[0] is None or camera_mod.video_node("")[0].startswith("/dev/video")
 
 
+@pytest.mark.device_venv
+def test_an_unplugged_usb_camera_is_reopened_not_finished(monkeypatch, tmp_path, fake_cv2, caplog):
+    monkeypatch.setattr(camera_mod, "REOPEN_S", 0.05)
+    node = "/dev/video7"
+    with caplog.at_level(logging.ERROR, logger="saysee.hardware"), \
+            OpenCVCamera(CameraConfig(device=node, width=32, height=24, fps=60)) as cam:
+        cam.start()
+        assert cam.read(timeout=2) is not None
+        fake_cv2.unplugged = True
+        for _ in range(200):
+            if cam.error:
+                break
+            cam.read(timeout=0.05)
+        assert cam.error and "/dev/video7 stopped delivering frames" in cam.error
+        assert not cam.is_finished  # a stalled input, not a finished one
+        fake_cv2.unplugged = False
+        assert cam.read(timeout=2) is not None
+        assert cam.error is None and fake_cv2.opened.count(7) >= 2  # reopened the same node
+    assert sum("stopped delivering" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_querycap_reads_a_v4l2_struct(monkeypatch, tmp_path):
     import struct
 

@@ -56,6 +56,7 @@ _LUMA = {
     "VYUY": lambda a, w, h: a[:h, :w, 1],
 }
 _MAX_READ_FAILURES = 5  # consecutive failed reads before a camera/video counts as ended
+REOPEN_S = 1.0  # how often a live OpenCV camera that stopped delivering is reopened
 
 
 class FrameSlot:
@@ -330,6 +331,8 @@ class OpenCVCamera(_ThreadedCamera):
 
     ``cfg.width``/``height``/``fps`` are requested from the camera; frames that
     come back at a different size are resized so downstream shapes never change.
+    A camera node that stops delivering (unplugged) sets ``error`` and is
+    reopened every ``REOPEN_S``; a file's end ends the stream.
     """
 
     backend = "real"
@@ -345,17 +348,24 @@ class OpenCVCamera(_ThreadedCamera):
         if path is None:
             raise HardwareError(f"camera: {why}")
         self.device = path
-        # V4L2 index N is /dev/videoN: the node the probe looked at.
-        number = re.fullmatch(r"/dev/video(\d+)", path)
-        self._cap = cv2.VideoCapture(int(number.group(1)) if number else path)
+        self._live = path.startswith("/dev/")  # a camera node, not a file: its end is a failure
+        self._cap = self._open_capture()
         if not self._cap.isOpened():
             self._cap.release()
             raise HardwareError(f"camera: OpenCV can't open {path!r} (absent, busy or unsupported)")
-        self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
-        self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
-        self._cap.set(cv2.CAP_PROP_FPS, self.fps)
-        # A one-frame driver buffer: otherwise V4L2 hands out stale frames first.
-        self._cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+
+    def _open_capture(self):
+        cv2 = self._cv2
+        # V4L2 index N is /dev/videoN: the node the probe looked at.
+        number = re.fullmatch(r"/dev/video(\d+)", self.device)
+        cap = cv2.VideoCapture(int(number.group(1)) if number else self.device)
+        if cap.isOpened():
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+            cap.set(cv2.CAP_PROP_FPS, self.fps)
+            # A one-frame driver buffer: otherwise V4L2 hands out stale frames first.
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        return cap
 
     def _grab(self):
         failures = 0
@@ -363,16 +373,30 @@ class OpenCVCamera(_ThreadedCamera):
             ok, frame = self._cap.read()
             if ok and frame is not None:
                 captured_at = time.monotonic()
+                if self.error is not None:
+                    log.warning("camera: %s delivers frames again", self.device)
+                    self.error = None
                 if frame.ndim == 3:
                     frame = self._cv2.cvtColor(frame, self._cv2.COLOR_BGR2GRAY)
                 if frame.shape != (self.size[1], self.size[0]):
                     frame = self._cv2.resize(frame, self.size, interpolation=self._cv2.INTER_AREA)
                 return np.ascontiguousarray(frame), captured_at
             failures += 1
-            if failures >= _MAX_READ_FAILURES:
-                log.warning("camera: %r stopped delivering frames (end of file or unplugged)", self.device)
+            if failures < _MAX_READ_FAILURES:
+                self._stop.wait(0.02)
+                continue
+            if not self._live:
+                log.warning("camera: %r stopped delivering frames (end of file)", self.device)
                 return None
-            self._stop.wait(0.02)
+            # An unplugged USB camera: keep reopening it. Ending the stream would make a
+            # live input look finished; delivering nothing makes it a stalled one.
+            if self.error is None:
+                self.error = f"camera: {self.device} stopped delivering frames (unplugged?); reopening"
+                log.error("%s", self.error)
+            self._cap.release()
+            self._stop.wait(REOPEN_S)
+            self._cap = self._open_capture()
+            failures = 0
         return None
 
     def _release(self) -> None:

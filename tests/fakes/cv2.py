@@ -3,7 +3,8 @@
 ``VideoCapture(source)`` records ``source`` in ``opened`` (an int index is
 V4L2's /dev/video<index>); ``read()`` blocks for one frame time, like a live
 camera, and returns BGR frames whose green channel is ``10 * frame_number``.
-A source listed in ``absent`` does not open.
+A source listed in ``absent`` does not open. While ``cv2.unplugged`` is True
+(the camera pulled out) reads fail and new captures do not open, as V4L2 does.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def make_module(*, absent=(), size=(64, 48)) -> types.ModuleType:
     cv2 = types.ModuleType("cv2")
     cv2.__file__ = __file__
     cv2.opened = []
+    cv2.unplugged = False
     cv2.CAP_PROP_FRAME_WIDTH, cv2.CAP_PROP_FRAME_HEIGHT, cv2.CAP_PROP_FPS = 3, 4, 5
     cv2.CAP_PROP_BUFFERSIZE, cv2.CAP_PROP_POS_FRAMES = 38, 1
     cv2.COLOR_BGR2GRAY, cv2.INTER_AREA = 6, 3
@@ -28,7 +30,7 @@ def make_module(*, absent=(), size=(64, 48)) -> types.ModuleType:
             self.source = source
             self.props = {}
             self.frames = 0
-            self.is_open = source not in absent
+            self.is_open = source not in absent and not cv2.unplugged
 
         def isOpened(self):
             return self.is_open
@@ -41,7 +43,7 @@ def make_module(*, absent=(), size=(64, 48)) -> types.ModuleType:
             return self.props.get(prop, 0.0)
 
         def read(self):
-            if not self.is_open:
+            if not self.is_open or cv2.unplugged:
                 return False, None
             time.sleep(1.0 / (self.props.get(cv2.CAP_PROP_FPS) or 30.0))  # a camera blocks until its next frame
             w, h = size
