@@ -10,8 +10,11 @@ from training.augment import (  # noqa: E402
     fit_length,
     freq_mask,
     gain,
+    mic_band,
     mix_noise,
     pitch_shift,
+    reverb,
+    room_realism,
     shift,
     spec_augment,
     time_mask,
@@ -148,3 +151,47 @@ def test_augment_waveform_rejects_a_strength_in_the_sample_rate_slot():
 def test_fit_length():
     x = np.arange(5, dtype=np.float32)
     assert np.array_equal(fit_length(x, 3), [0, 1, 2]) and np.array_equal(fit_length(x, 7), [0, 1, 2, 3, 4, 0, 0])
+
+
+# ------------------------------------------------------------------ room realism
+
+
+def _band_rms(x, lo, hi):
+    spec = np.abs(np.fft.rfft(x)) ** 2
+    f = np.fft.rfftfreq(len(x), 1 / SR)
+    return float(np.sqrt(spec[(f >= lo) & (f < hi)].sum()))
+
+
+def test_reverb_keeps_length_and_adds_a_decaying_tail_after_a_click():
+    x = np.zeros(SR, np.float32)
+    x[1000] = 1.0
+    y = reverb(x, np.random.default_rng(0), SR, rt60=0.5, wet=0.5)
+    assert len(y) == len(x) and y[1000] == pytest.approx(1.0, abs=0.05)
+    early = np.sqrt(np.mean(y[1500:3000] ** 2))
+    late = np.sqrt(np.mean(y[6000:7500] ** 2))
+    assert early > 0 and late < early  # energy after the direct sound, decaying
+    assert np.max(np.abs(y[:1000])) < 1e-6  # nothing before the sound (causal)
+
+
+def test_mic_band_cuts_lows_and_highs_but_keeps_the_middle():
+    t = np.arange(SR) / SR
+    lows = np.sin(2 * np.pi * 40 * t).astype(np.float32)
+    mid = np.sin(2 * np.pi * 1000 * t).astype(np.float32)
+    highs = np.sin(2 * np.pi * 7800 * t).astype(np.float32)
+    rng = lambda: np.random.default_rng(1)  # noqa: E731
+    kw = dict(low_hz=300.0, high_hz=3000.0, tilt_db=0.0)
+    keep_mid = _band_rms(mic_band(mid, rng(), SR, **kw), 900, 1100) / _band_rms(mid, 900, 1100)
+    keep_low = _band_rms(mic_band(lows, rng(), SR, **kw), 30, 50) / _band_rms(lows, 30, 50)
+    keep_high = _band_rms(mic_band(highs, rng(), SR, **kw), 7700, 7900) / _band_rms(highs, 7700, 7900)
+    # 12 dB/octave edges: 40 Hz is ~3 octaves under 300 Hz, 7.8 kHz ~1.4 octaves over 3 kHz
+    assert keep_mid > 0.9 and keep_low < 0.05 and keep_high < 0.2
+
+
+def test_room_realism_adds_noise_at_the_asked_snr_and_leaves_silence_alone():
+    x = _sine(1000, amp=0.3)
+    y = room_realism(x, np.random.default_rng(2), SR, snr_db=10.0, p_reverb=0.0, p_mic=0.0, p_noise=1.0)
+    noise = y - x
+    snr = 20 * np.log10(np.sqrt(np.mean(x**2)) / np.sqrt(np.mean(noise**2)))
+    assert snr == pytest.approx(10.0, abs=0.2)
+    silent = np.zeros(SR, np.float32)
+    assert np.array_equal(room_realism(silent, np.random.default_rng(3), SR), silent)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from device.config import PROJECT_ROOT
@@ -45,6 +46,23 @@ def test_quick_training_writes_report_and_a_loadable_int8_model(tmp_path):
     assert meta["kind"] == "sound" and len(meta["labels"]) == 10
     assert meta["metrics"]["int8"]["accuracy"] == metrics["int8"]["accuracy"]
     assert meta["training_data"]["sha256"] and meta["code_version"] and meta["model_sha256"]
+    # The contract with the device's unknown / teaching code (training.train_sound docstring).
+    assert meta["outputs"] == ["probabilities", "embedding"]
+    assert set(meta["output_names"]) == {"probabilities", "embedding"}
+    dim = meta["embedding"]["dim"]
+    assert 32 <= dim <= 128 and meta["embedding"]["metric"] == "cosine" and len(meta["embedding"]["version"]) == 16
+    open_set = meta["open_set"]
+    assert 0 <= open_set["min_confidence"] <= 1 and open_set["max_centre_distance"] > 0
+    assert open_set["taught_max_distance"] > 0 and "calibration" in open_set
+    centres = np.array(open_set["class_centres"])
+    assert centres.shape == (10, dim) and np.allclose(np.linalg.norm(centres, axis=1), 1.0, atol=1e-3)
+    # The device loader still reads the probabilities as output 0; both outputs are named in the model.
+    from training.embedding_eval import TwoOutputModel
+
+    x = np.zeros((1,) + LogMelParams().input_shape, np.float32)
+    probs, emb = TwoOutputModel(tmp_path / "m" / "sound.tflite").predict(x)
+    assert np.allclose(model.predict(x[0]), probs[0])
+    assert np.linalg.norm(emb[0]) == pytest.approx(1.0, abs=0.05)
 
 
 @pytest.mark.device_venv

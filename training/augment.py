@@ -254,3 +254,71 @@ def spec_augment(features: np.ndarray, rng: np.random.Generator, time_masks: int
     value = _fill_value(features, fill)
     out = time_mask(features, rng, time_width, time_masks, value)
     return freq_mask(out, rng, freq_width, freq_masks, value)
+
+
+# ------------------------------------------------------------------ room realism
+
+
+def _fft_filter(x: np.ndarray, gain_of_freq, sample_rate: int) -> np.ndarray:
+    # Zero-phase FFT filter with enough padding that the circular wrap falls in the dropped tail.
+    n = len(x)
+    m = 1 << int(np.ceil(np.log2(max(n + 1024, 2))))
+    f = np.fft.rfftfreq(m, 1.0 / sample_rate)
+    return np.fft.irfft(np.fft.rfft(x, m) * gain_of_freq(np.maximum(f, 1.0)), m)[:n].astype(np.float32)
+
+
+def reverb(x: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000, rt60: Range = (0.15, 0.8),
+           wet: Range = (0.1, 0.7)) -> np.ndarray:
+    """A small room: the direct sound plus an exponentially decaying noise tail (``rt60`` s to -60 dB).
+
+    ``wet`` is the tail's energy relative to the direct path, the drier the closer the source.
+    Same length as ``x``: the tail past the end is cut, as a 1 s window would cut it.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) == 0:
+        return _f32(x)
+    t60 = max(_draw(rng, rt60), 0.02)
+    k = int(min(t60, 1.0) * sample_rate)
+    tail = rng.standard_normal(k).astype(np.float32) * np.exp(-6.9 * np.arange(k) / (t60 * sample_rate))
+    tail[: int(rng.uniform(0.002, 0.012) * sample_rate)] = 0.0  # pre-delay before the first reflections
+    ir = np.float32(np.sqrt(_draw(rng, wet))) * tail / max(float(np.sqrt(np.sum(tail * tail))), 1e-9)
+    ir[0] = 1.0
+    m = 1 << int(np.ceil(np.log2(len(x) + k)))
+    y = np.fft.irfft(np.fft.rfft(x, m) * np.fft.rfft(ir, m), m)[: len(x)]
+    return y.astype(np.float32)
+
+
+def mic_band(x: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000, low_hz: Range = (80.0, 400.0),
+             high_hz: Range = (2500.0, 7000.0), tilt_db: Range = (-4.0, 4.0)) -> np.ndarray:
+    """A cheap microphone / small speaker: band-limited to low..high Hz with a gentle spectral tilt."""
+    lo, hi, tilt = _draw(rng, low_hz), _draw(rng, high_hz), _draw(rng, tilt_db)
+
+    def gain_of(f):
+        g = 1.0 / np.sqrt(1.0 + (lo / f) ** 4) / np.sqrt(1.0 + (f / hi) ** 4)
+        # tilt_db per decade above 1 kHz (negative: duller)
+        return g * 10.0 ** (tilt * np.log10(f / 1000.0) / 20.0)
+
+    return _fft_filter(np.asarray(x, dtype=np.float32), gain_of, sample_rate)
+
+
+def room_realism(x: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000,
+                 snr_db: Range = (5.0, 20.0), noise: np.ndarray | None = None, p_reverb: float = 0.7,
+                 p_mic: float = 0.6, p_noise: float = 0.8) -> np.ndarray:
+    """What a box on a shelf hears: room reverb, a cheap mic's band limits, room noise at ``snr_db``.
+
+    Each stage applies with its probability; ``noise`` (e.g. a household
+    recording) replaces the default coloured noise. The level is unchanged
+    except by the added noise.
+    """
+    y = _f32(x)
+    if len(y) == 0 or _rms(y) == 0.0:
+        return y
+    level = _rms(y)
+    if rng.random() < p_reverb:
+        y = reverb(y, rng, sample_rate)
+    if rng.random() < p_mic:
+        y = mic_band(y, rng, sample_rate)
+    y *= np.float32(level / max(_rms(y), 1e-12))
+    if rng.random() < p_noise:
+        y = mix_noise(y, rng, snr_db, noise, exponent=(0.0, 2.0))
+    return y.astype(np.float32)

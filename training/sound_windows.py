@@ -69,3 +69,65 @@ def predict_clips(predict_batch: Callable[[np.ndarray], np.ndarray], clips: Sequ
                   params: LogMelParams) -> np.ndarray:
     """Clip-level probabilities: the mean over the clip's event windows."""
     return np.stack([predict_batch(clip_windows(c, params)).mean(axis=0) for c in clips])
+
+
+# ------------------------------------------------------------------ the wide world: families and words
+
+def place_event(dry: np.ndarray, rng: np.random.Generator, params: LogMelParams, snr_db=(5.0, 20.0),
+                level_dbfs=(-32.0, -14.0), room: bool = True, max_delay_s: float = 0.25) -> np.ndarray:
+    """One 1 s window holding ``dry`` (delayed up to ``max_delay_s``) in a room: reverb, mic, noise at ``snr_db``.
+
+    ``snr_db=None`` leaves out the noise (the "clean" condition of the evaluation).
+    """
+    from training.augment import fit_length, room_realism
+
+    n, sr = params.samples_per_window, params.sample_rate
+    x = np.zeros(n, dtype=np.float32)
+    d = int(rng.uniform(0, max_delay_s) * sr)
+    x[d:] = fit_length(dry, n - d)
+    if room:
+        x = room_realism(x, rng, sr, snr_db=snr_db if snr_db is not None else 99.0,
+                         p_noise=0.0 if snr_db is None else 1.0)
+    elif snr_db is not None:
+        from training.augment import mix_noise
+
+        x = mix_noise(x, rng, snr_db)
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+    x *= np.float32(10 ** (rng.uniform(*level_dbfs) / 20) / max(rms, 1e-9))
+    return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+def source_windows(sources: dict, takes: int, params: LogMelParams, rng: np.random.Generator,
+                   first_take: int = 0, progress: bool = True, desc: str = "world", **place) -> tuple[np.ndarray, list]:
+    """Log-mel windows of ``takes`` takes of every source: (features (N, *input_shape), group names).
+
+    ``sources`` maps a group name to ``take(i, rng) -> dry float32 audio`` (a
+    family's instance i, a word in a random voice ...); ``place`` goes to
+    :func:`place_event`.
+    """
+    jobs = [(name, i) for name in sources for i in range(first_take, first_take + takes)]
+    it = jobs
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(jobs, desc=desc, unit="win", leave=False)
+    xs, names = [], []
+    for name, i in it:
+        dry = sources[name](i, rng)
+        xs.append(window_features(place_event(dry, rng, params, **place), params))
+        names.append(name)
+    return np.asarray(xs, dtype=np.float32).reshape((-1,) + params.input_shape), names
+
+
+def family_sources(families, params: LogMelParams) -> dict:
+    """{"family:<k>": take} for procedural families (training.datasets.sound_world)."""
+    from training.datasets.sound_world import family_sound
+
+    return {f"family:{k}": (lambda i, rng, k=k: family_sound(k, i, params.sample_rate)) for k in families}
+
+
+def word_sources(words, voices, params: LogMelParams) -> dict:
+    """{"word:<w>": take} for espeak-ng words, each take a random voice / pitch / speed from ``voices``."""
+    from training.datasets.speech import word_take
+
+    return {f"word:{w}": (lambda i, rng, w=w: word_take(w, voices, rng, params.sample_rate)) for w in words}

@@ -6,6 +6,41 @@
 Splits follow the dataset's folds (never random across folds): by default the
 last fold is the held-out test set and the one before it validation. A full
 cross-validation run is one call per ``--test-fold`` (see README).
+
+The model and its world (default; ``--no-world`` trains the old classifier only)
+--------------------------------------------------------------------------------
+Besides the dataset's classes, training sees a wide world of sounds: procedural
+families (training.datasets.sound_world) and espeak-ng words in many voices
+(training.datasets.speech), all with room realism. Losses: cross-entropy on
+the built-in classes plus "outlier exposure" (world sounds are pushed towards
+a flat probability, so they get low confidence), and a supervised
+contrastive loss on the embedding over built-in classes, families and words
+alike (training.sound_model says why that loss). Batches hold every built-in
+class and random world groups, 4 windows each, so each batch has positives.
+
+Metadata contract for the device (models/sound.json; G2's unknown/teaching code reads it)
+------------------------------------------------------------------------------------------
+- ``"outputs": ["probabilities", "embedding"]``: the interpreter's output order
+  (``get_output_details()``); output 0 is still the probabilities, so a loader
+  that reads only output 0 works unchanged. ``"output_names"`` maps each role to
+  the output tensor's name (the tensors are renamed to exactly these names by
+  export.outputs), ``"output_indices"`` to its tensor index.
+- ``"embedding": {"dim": D, "version": "<sha256 prefix of the trained weights>",
+  "metric": "cosine"}``; the embedding is L2-normalised inside the model (int8
+  output scale 1/128, so dequantized vectors have norm ~1; re-normalise after
+  averaging).
+- ``"open_set"``: ``min_confidence`` (softmax of the top class), ``max_centre_distance``
+  (cosine distance 1 - e.c of the window's embedding to the top class's centre),
+  ``class_centres`` (one unit vector per label, in label order),
+  ``taught_max_distance`` (cosine distance of a window to a taught 3-shot
+  prototype that still counts as that sound) and ``calibration`` (what data, what
+  target). Decision, as training.embedding_eval.decide implements and measures it:
+  built-in class c = argmax(p) when p[c] >= min_confidence and
+  dist(e, centre[c]) <= max_centre_distance; a taught class when its prototype is
+  the nearest, within taught_max_distance, and nearer than centre[c] (or c was
+  rejected); otherwise ``unknown``. Calibrated on the int8 outputs, on the
+  built-in validation fold and held-out calibration families/voices (never the
+  demo playlist, never the test families/words/voices).
 """
 
 from __future__ import annotations
@@ -40,13 +75,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--budget-min", type=float, default=13.0,
                    help="stop training (keeping the best weights) when the whole run reaches this many minutes")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--crops", type=int, default=3, help="training crops per clip per pass")
+    p.add_argument("--crops", type=int, default=2, help="training crops per built-in clip")
+    p.add_argument("--no-world", dest="world", action="store_false",
+                   help="classifier only: no embedding, no procedural families or spoken words")
+    p.add_argument("--families", type=int, default=None, help="procedural families (default: sound_world.N_FAMILIES)")
+    p.add_argument("--family-takes", type=int, default=8, help="training windows per family")
+    p.add_argument("--word-takes", type=int, default=16, help="training windows per spoken word")
+    p.add_argument("--embedding-dim", type=int, default=None, help="embedding size (default: sound_model.EMBEDDING_DIM)")
     p.add_argument("--per-class", type=int, default=300, help="synthetic clips per class")
     p.add_argument("--esc50-map", action="store_true", help="ESC-50: keep only classes that map to ours")
     p.add_argument("--width", type=int, default=16, help="filters in the first conv block")
     p.add_argument("--max-int8-drop", type=float, default=2.0, help="fail export if int8 loses more points")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="tiny run for tests (few clips, 2 epochs)")
+    p.add_argument("--quick", action="store_true", help="tiny run for tests (few clips, families and words, 2 epochs)")
     return p.parse_args(argv)
 
 
@@ -83,16 +124,25 @@ def split(dataset, test_fold: int | None, val_fold: int | None):
                    "clips": {k: len(v) for k, v in parts.items()}}
 
 
+class Deadline:
+    """Keras callback factory: ends training when the time budget is spent (the best epoch is kept)."""
+
+    @staticmethod
+    def make(deadline: float | None):
+        import keras
+
+        class _Deadline(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if deadline is not None and time.monotonic() > deadline:
+                    print(f"{PROG}: time budget reached after epoch {epoch + 1}; keeping the best epoch", flush=True)
+                    self.model.stop_training = True
+
+        return _Deadline()
+
+
 def fit(model, xtr, ytr, xva, yva, epochs: int, batch_size: int, seed: int, deadline: float | None = None):
+    """The classifier-only model (``--no-world``): plain cross-entropy."""
     import keras
-
-    class Deadline(keras.callbacks.Callback):
-        """Ends training when the time budget is spent; EarlyStopping still restores the best epoch."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            if deadline is not None and time.monotonic() > deadline:
-                print(f"{PROG}: time budget reached after epoch {epoch + 1}; keeping the best epoch", flush=True)
-                self.model.stop_training = True
 
     keras.utils.set_random_seed(seed)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy",
@@ -100,11 +150,95 @@ def fit(model, xtr, ytr, xva, yva, epochs: int, batch_size: int, seed: int, dead
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=6, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-4),
-        Deadline(),
+        Deadline.make(deadline),
     ]
     hist = model.fit(xtr, ytr, validation_data=(xva, yva), epochs=epochs, batch_size=batch_size,
                      callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, shuffle=True)
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def balanced_batches(x, y_cls, y_grp, n_classes: int, groups_per_batch: int = 24, per_group: int = 4,
+                     steps: int | None = None, seed: int = 0):
+    """A Keras PyDataset of batches with every built-in class and random world groups, ``per_group`` windows each.
+
+    Contrastive learning needs positives in every batch; random batches over
+    ~300 groups would hold almost none.
+    """
+    import keras
+
+    by_group: dict[int, np.ndarray] = {}
+    for g in np.unique(y_grp):
+        by_group[int(g)] = np.flatnonzero(y_grp == g)
+    builtin = [g for g in by_group if g < n_classes]
+    world = [g for g in by_group if g >= n_classes]
+    n_world = max(groups_per_batch - len(builtin), 0)
+    steps = steps or max(1, len(x) // (groups_per_batch * per_group))
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = 0
+
+        def __len__(self):
+            return steps
+
+        def on_epoch_end(self):
+            self.epoch += 1
+
+        def __getitem__(self, i):
+            rng = np.random.default_rng([seed, self.epoch, i])
+            groups = builtin + list(rng.choice(world, size=min(n_world, len(world)), replace=False))
+            idx = np.concatenate([rng.choice(by_group[g], per_group, replace=len(by_group[g]) < per_group)
+                                  for g in groups])
+            return x[idx], (y_cls[idx], y_grp[idx])
+
+    return Batches()
+
+
+def fit_embedding(model, data, xva, yva, n_classes: int, epochs: int, seed: int, deadline: float | None = None):
+    """Both heads at once: cross-entropy (+ outlier exposure for world sounds) and supervised contrastive."""
+    import keras
+
+    from training.sound_model import classes_or_outliers_loss, supervised_contrastive_loss
+
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3),
+                  loss=[classes_or_outliers_loss(), supervised_contrastive_loss()], loss_weights=[1.0, 0.5],
+                  metrics=[["accuracy"], []])
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=6, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-4),
+        Deadline.make(deadline),
+    ]
+    hist = model.fit(data, validation_data=(xva, (yva, yva)), epochs=epochs, callbacks=callbacks,
+                     verbose=1 if sys.stdout.isatty() else 2)
+    return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def weights_version(model) -> str:
+    """sha256 prefix of the trained weights: the embedding version taught prototypes are tied to."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for w in model.get_weights():
+        h.update(np.ascontiguousarray(w, dtype=np.float32).tobytes())
+    return h.hexdigest()[:16]
+
+
+def world_data(args: argparse.Namespace, params: LogMelParams, rng: np.random.Generator):
+    """Training windows of the wide world: train families and train words in train voices."""
+    from training.datasets import sound_world, speech
+    from training.sound_windows import family_sources, source_windows, word_sources
+
+    n_fam = args.families or sound_world.N_FAMILIES
+    families = sound_world.train_families(20 if args.quick else n_fam)
+    words = speech.TRAIN_WORDS[:4] if args.quick else speech.TRAIN_WORDS
+    fx, fnames = source_windows(family_sources(families, params), 2 if args.quick else args.family_takes, params,
+                                rng, desc="families")
+    wx, wnames = source_windows(word_sources(words, speech.TRAIN_VOICES, params), 2 if args.quick else args.word_takes,
+                                params, rng, desc="words")
+    return np.concatenate([fx, wx]), fnames + wnames, {"families": len(families), "words": len(words),
+                                                       "voices": len(speech.TRAIN_VOICES)}
 
 
 def evaluate(predict_batch, clips, labels, params):
@@ -115,6 +249,54 @@ def evaluate(predict_batch, clips, labels, params):
     probs = predict_clips(predict_batch, clips, params)
     y_true = np.array([index[c.label] for c in clips])
     return classification_metrics(y_true, probs.argmax(axis=1), labels), y_true, probs
+
+
+def embedding_metadata(model, outputs: list[dict], world_info: dict) -> dict:
+    """The contract fields the device reads to use the embedding (see the module docstring)."""
+    emb = next(o for o in outputs if o["name"] == "embedding")
+    return {
+        "outputs": [o["name"] for o in outputs],
+        "output_names": {o["name"]: o["name"] for o in outputs},
+        "output_indices": {o["name"]: o["index"] for o in outputs},
+        "embedding": {"dim": int(emb["shape"][-1]), "version": weights_version(model), "metric": "cosine",
+                      "normalised": "L2 inside the model (int8 scale 1/128)"},
+    }
+
+
+def calibrate_open_set(tfl, val_clips, labels, params: LogMelParams, args: argparse.Namespace):
+    """The device's unknown thresholds from the INT8 model on data neither trained on nor tested:
+    built-in validation-fold windows (positives) and calibration families + words in calibration voices."""
+    from training.datasets import sound_world, speech
+    from training.embedding_eval import TwoOutputModel, calibrate, class_centres, prototype_distances
+    from training.sound_windows import clip_windows, family_sources, source_windows, word_sources
+
+    m = TwoOutputModel(tfl)
+    index = {n: i for i, n in enumerate(labels)}
+    xs, ys = [], []
+    for c in val_clips:
+        w = clip_windows(c, params)
+        xs.append(w)
+        ys += [index[c.label]] * len(w)
+    pos_p, pos_e = m.predict(np.concatenate(xs))
+    pos_y = np.array(ys)
+    rng = np.random.default_rng([args.seed, 5])
+    fams = sound_world.calibration_families(args.families or sound_world.N_FAMILIES)[: 6 if args.quick else None]
+    words = speech.TRAIN_WORDS[: 6 if args.quick else None]
+    fx, fn = source_windows(family_sources(fams, params), 6, params, rng, first_take=500, snr_db=(5.0, 20.0),
+                            desc="calibration families")
+    wx, _ = source_windows(word_sources(words, speech.CALIBRATION_VOICES, params), 2, params, rng, first_take=500,
+                           snr_db=(5.0, 20.0), desc="calibration words")
+    neg_p, neg_e = m.predict(np.concatenate([fx, wx]))
+    centres = class_centres(pos_e, pos_y, len(labels))
+    same, other = prototype_distances(neg_e[: len(fx)], fn, rng)
+    open_set, info = calibrate(pos_p, pos_e, pos_y, neg_p, neg_e, centres, same, other)
+    desc = (f"int8 outputs; positives: {len(pos_y)} windows of the built-in validation fold (target: keep "
+            f"{100 * info['target_recall']:.0f}% of correctly classified ones); negatives: {len(fams)} calibration "
+            f"families x 6 takes + {len(words)} words x 2 takes in {len(speech.CALIBRATION_VOICES)} calibration voices, "
+            f"5-20 dB SNR; negatives accepted: {100 * info['negatives_accepted']:.2f}% of windows; "
+            f"taught_max_distance: 95th percentile of calibration takes to their own 3-shot prototype")
+    info.update(positives=int(len(pos_y)), negatives=int(len(neg_p)))
+    return open_set.to_dict(desc), info
 
 
 def train(args: argparse.Namespace) -> dict:
@@ -140,22 +322,47 @@ def train(args: argparse.Namespace) -> dict:
                                 augment=lambda x, r: augment_waveform(x, r, params.sample_rate), spec_augment=spec_augment)
     xva, yva = training_windows(parts["val"], labels, params, np.random.default_rng(args.seed + 1), crops_per_clip=1)
 
-    model = build_sound_model(params.input_shape, len(labels), width=args.width)
+    world_info = None
+    if args.world:
+        from training.sound_model import EMBEDDING_DIM
+
+        wx, wnames, world_info = world_data(args, params, rng)
+        group_names = sorted(set(wnames))
+        gid = {g: len(labels) + i for i, g in enumerate(group_names)}
+        x_all = np.concatenate([xtr, wx])
+        y_cls = np.concatenate([ytr, -np.ones(len(wx), np.int64)])
+        y_grp = np.concatenate([ytr, np.array([gid[g] for g in wnames], np.int64)])
+        world_info.update(windows=int(len(wx)), builtin_windows=int(len(xtr)), groups=len(group_names))
+        print(f"{PROG}: {len(xtr)} built-in + {len(wx)} world windows ({len(group_names)} groups)", flush=True)
+        model = build_sound_model(params.input_shape, len(labels), width=args.width,
+                                  embedding_dim=args.embedding_dim or EMBEDDING_DIM)
+    else:
+        x_all = xtr
+        model = build_sound_model(params.input_shape, len(labels), width=args.width, embedding_dim=None)
     cx = complexity(model)
     if cx["params"] > MAX_PARAMS or cx["macs"] > MAX_MACS:
         raise SaySeeError(f"model too big for the box: {cx} (limits {MAX_PARAMS} params, {MAX_MACS} MACs)")
-    # Evaluation and export take about a minute after training; the deadline leaves room for them.
-    deadline = t0 + 60 * args.budget_min - 90
-    history = fit(model, xtr, ytr, xva, yva, 2 if args.quick else args.epochs, args.batch_size, args.seed, deadline)
+    # Evaluation, calibration and export take a few minutes after training; the deadline leaves room for them.
+    deadline = t0 + 60 * args.budget_min - (240 if args.world else 90)
+    epochs = 2 if args.quick else args.epochs
+    if args.world:
+        data = balanced_batches(x_all, y_cls, y_grp, len(labels), seed=args.seed)
+        history = fit_embedding(model, data, xva, yva, len(labels), epochs, args.seed, deadline)
+    else:
+        history = fit(model, xtr, ytr, xva, yva, epochs, args.batch_size, args.seed, deadline)
     model.save(out / "sound.keras")
-    plot_curves(history, out / "curves.png", "sound classifier")
+    plot_curves(history, out / "curves.png", "sound classifier + embedding" if args.world else "sound classifier")
 
-    float_metrics, y_true, _ = evaluate(lambda x: model.predict_on_batch(x), parts["test"], labels, params)
+    def float_probs(x):
+        y = model.predict_on_batch(x)
+        return np.asarray(y[0] if isinstance(y, (list, tuple)) else y)
+
+    float_metrics, y_true, _ = evaluate(float_probs, parts["test"], labels, params)
     plot_confusion(np.array(float_metrics["confusion"]), labels, out / "confusion.png",
                    f"float, fold {split_info['test_fold']}: {100 * float_metrics['accuracy']:.1f}%")
 
-    # int8: calibrate on training windows, then evaluate through the device's own loader.
-    tfl = convert_int8(model, xtr, out / "sound.tflite", seed=args.seed)
+    # int8: calibrate on training windows (built-in and world), then evaluate through the device's own loader.
+    tfl = convert_int8(model, x_all, out / "sound.tflite", seed=args.seed)
     meta = {
         "kind": "sound",
         "labels": labels,
@@ -170,6 +377,18 @@ def train(args: argparse.Namespace) -> dict:
                           "clips": len(dataset.clips), "skipped": len(dataset.report.skipped),
                           "split": split_info},
     }
+    if args.world:
+        from export.outputs import name_outputs
+        from training.sound_model import OUTPUT_NAMES
+
+        outputs = name_outputs(tfl, OUTPUT_NAMES)
+        meta.update(embedding_metadata(model, outputs, world_info))
+        meta["output"] = "probabilities: softmax, one per label; embedding: L2-normalised (cosine metric)"
+        write_metadata(tfl, meta)
+        open_set, calibration = calibrate_open_set(tfl, parts["val"], labels, params, args)
+        meta["open_set"] = open_set
+        meta["training_data"]["world"] = world_info
+        meta["training_data"]["open_set_calibration"] = calibration
     write_metadata(tfl, meta)
     int8_model = Model(tfl, expected_frontend=params)
     int8_metrics, _, _ = evaluate(int8_model.predict_many, parts["test"], labels, params)
@@ -181,6 +400,7 @@ def train(args: argparse.Namespace) -> dict:
     write_metadata(tfl, meta)
 
     report = {"split": split_info, "complexity": cx, "history": history, "float": float_metrics,
+              "world": world_info, "open_set": {k: v for k, v in meta.get("open_set", {}).items() if k != "class_centres"},
               "int8": int8_metrics, "int8_drop_points": drop, "dataset": dataset.report.to_dict(),
               "seconds": round(time.monotonic() - t0, 1), "model_bytes": tfl.stat().st_size}
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,90 @@
+"""The open-set decision, few-shot scoring, calibration and stream counting, on embeddings whose answer is known."""
+
+import numpy as np
+import pytest
+
+from training.embedding_eval import (
+    UNKNOWN,
+    OpenSet,
+    calibrate,
+    class_centres,
+    decide,
+    few_shot,
+    stream_detections,
+    unit,
+)
+
+D = 8
+
+
+def _open_set(min_conf=0.6, max_dist=0.3, taught=0.2):
+    return OpenSet(min_conf, max_dist, np.eye(3, D), taught)
+
+
+def test_builtin_needs_both_confidence_and_closeness_to_its_centre():
+    os_ = _open_set()
+    near0 = unit(np.eye(1, D)[0] + 0.1 * np.eye(1, D, 1)[0])
+    far = np.eye(1, D, 5)[0]
+    probs_sure0 = np.array([0.9, 0.05, 0.05])
+    probs_unsure = np.array([0.5, 0.3, 0.2])
+    assert decide(probs_sure0, near0, os_)[0] == 0
+    assert decide(probs_sure0, far, os_)[0] == UNKNOWN  # confident but far from every class: unknown
+    assert decide(probs_unsure, near0, os_)[0] == UNKNOWN  # close but not confident
+
+
+def test_taught_prototype_wins_when_near_and_nearer_than_the_builtin_centre():
+    os_ = _open_set()
+    proto = np.eye(1, D, 6)
+    take = unit(np.eye(1, D, 6)[0] + 0.2 * np.eye(1, D, 2)[0])
+    assert decide(np.array([0.1, 0.1, 0.8]), take, os_, proto)[0] == 3  # C + 0
+    other = unit(np.eye(1, D, 7)[0])
+    assert decide(np.array([0.1, 0.1, 0.8]), other, os_, proto)[0] == UNKNOWN
+
+
+def _clusters(n_groups, takes, spread, rng):
+    centres = unit(rng.standard_normal((n_groups, 32)))
+    emb = np.concatenate([unit(c + spread * rng.standard_normal((takes, 32))) for c in centres])
+    groups = [f"g{i}" for i in range(n_groups) for _ in range(takes)]
+    return emb, groups
+
+
+def test_few_shot_is_perfect_on_tight_clusters_and_near_chance_on_noise():
+    rng = np.random.default_rng(0)
+    emb, groups = _clusters(10, 8, 0.05, rng)
+    assert few_shot(emb, groups, rng, n_way=5, shots=3, episodes=50) == 1.0
+    noise = unit(rng.standard_normal(emb.shape))
+    assert few_shot(noise, groups, rng, n_way=5, shots=3, episodes=200) < 0.35  # chance is 0.2
+
+
+def test_few_shot_refuses_too_few_groups():
+    rng = np.random.default_rng(0)
+    emb, groups = _clusters(3, 8, 0.05, rng)
+    with pytest.raises(ValueError, match="need 5 groups"):
+        few_shot(emb, groups, rng, n_way=5)
+
+
+def test_calibration_keeps_the_target_recall_and_rejects_separable_negatives():
+    rng = np.random.default_rng(1)
+    pos_e, pos_g = _clusters(3, 60, 0.2, rng)
+    pos_y = np.array([int(g[1:]) for g in pos_g])
+    pos_p = np.full((len(pos_y), 3), 0.02)
+    pos_p[np.arange(len(pos_y)), pos_y] = rng.uniform(0.7, 0.99, len(pos_y))
+    neg_e = unit(rng.standard_normal((300, 32)))
+    neg_p = rng.dirichlet(np.ones(3), 300)
+    centres = class_centres(pos_e, pos_y, 3)
+    os_, info = calibrate(pos_p, pos_e, pos_y, neg_p, neg_e, centres, np.array([0.1, 0.2]), np.array([0.5]))
+    kept = np.mean(decide(pos_p, pos_e, os_) == pos_y)
+    assert kept >= 0.95
+    assert np.mean(decide(neg_p, neg_e, os_) != UNKNOWN) == pytest.approx(info["negatives_accepted"])
+    assert info["negatives_accepted"] < 0.05
+
+
+def test_stream_counts_one_detection_per_sound_and_none_in_silence():
+    probs = np.array([[0.9, 0.05, 0.05]] * 6 + [[0.3, 0.3, 0.4]] * 2 + [[0.9, 0.05, 0.05]] * 3)
+    emb = np.tile(np.eye(1, D)[0], (len(probs), 1))
+    loud = np.array([True] * 6 + [False] * 2 + [True] * 3)
+    events = stream_detections(probs, emb, loud, _open_set())
+    assert [c for _, c in events] == [0, 0]  # silence in between ends the first, the second is new
+    far = np.tile(np.eye(1, D, 5)[0], (len(probs), 1))
+    assert stream_detections(probs, far, loud, _open_set()) == []
+    assert len(stream_detections(probs, far, loud, None)) == 2  # without the open set: the old behaviour
