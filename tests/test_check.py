@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from device.config import PROJECT_ROOT
+from device.hardware import KINDS
 
 pytestmark = pytest.mark.device_venv
 
@@ -21,8 +22,8 @@ def check(*args):
 
 def test_every_kind_listed_with_sim_usable_and_reasons():
     out = check()
-    assert set(out) == {"mic", "camera", "leds", "display", "synth", "tflite"}
-    for kind in ("mic", "camera", "leds", "display", "synth"):
+    assert set(out) == set(KINDS) | {"tflite"} and {"mic", "camera", "leds", "display", "synth"} <= set(KINDS)
+    for kind in KINDS:
         rows = {r["backend"]: r for r in out[kind]}
         assert rows["sim"]["usable"] is True
         assert all(r["why"] for r in out[kind])
