@@ -253,6 +253,18 @@ def test_picamera2_refuses_a_format_without_luma(monkeypatch):
 
 
 @pytest.mark.device_venv
+def test_auto_falls_back_with_one_warning_when_the_camera_fails_to_open(monkeypatch, caplog):
+    _install_picamera2(monkeypatch, formats={picamera2_fake.CSI_ID: "MJPEG"})
+    with caplog.at_level(logging.INFO, logger="saysee.hardware"):
+        with open_camera("auto", CameraConfig(realtime=False), source=_frames(2)) as cam:
+            assert isinstance(cam, SimCamera)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "delivers MJPEG" in warnings[0] and "using sim" in warnings[0]
+    with pytest.raises(HardwareError, match="delivers MJPEG"):
+        open_camera("real", CameraConfig())
+
+
+@pytest.mark.device_venv
 def test_a_stalled_picamera2_is_an_error_not_a_hang_nor_an_end(monkeypatch, caplog):
     mod = _install_picamera2(monkeypatch, stall_after=2)
     with caplog.at_level(logging.ERROR, logger="saysee.hardware"):
