@@ -19,7 +19,8 @@
 #      /opt/saysee/releases and /etc/saysee
 #   4. --din-midi: the Pi's GPIO UART for DIN MIDI (see below), backups kept,
 #      and 98-saysee-din-midi.rules naming that UART /dev/saysee-synth
-#   5. systemctl enable saysee (started only if a release is already deployed)
+#   5. systemctl enable saysee (started only if a release is already deployed),
+#      and /etc/saysee/bootstrap.sha256 (which version of this script ran)
 #
 # DIN MIDI runs at 31250 baud. pyserial sets that rate exactly on Linux
 # (termios2 with BOTHER), and the UART clocks divide to it exactly (PL011 48 MHz,
@@ -318,5 +319,10 @@ else
         ln -sfn /etc/systemd/system/saysee.service "$WANTS/saysee.service"
         log "enabled: $WANTS/saysee.service"
     fi
+fi
+# Which bootstrap.sh set this box up: deploy reruns it when a release ships a
+# different one (new apt packages, say), not only on a box's first deploy.
+if [[ $APT == 1 ]]; then
+    sha256sum "${BASH_SOURCE[0]}" | cut -d' ' -f1 | install_content "$(p /etc/saysee/bootstrap.sha256)" 0644
 fi
 log "done"

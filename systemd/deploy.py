@@ -59,6 +59,7 @@ from box_release import (  # noqa: F401  (re-exported: tests and the unit check 
     UDEV_RULE_PATH, UNIT_PATH, Box, DeployError, platform_tag, prune, rooted, sha256_file, verify_release)
 
 REPO = Path(__file__).resolve().parents[1]
+BOOTSTRAP_STAMP = "/etc/saysee/bootstrap.sha256"  # written by bootstrap.sh
 BOX_REQUIREMENTS = REPO / "systemd" / "box-requirements.txt"
 
 # Packages every supported box gets from apt (bootstrap.sh): never installed from a
@@ -422,6 +423,7 @@ def probe(ssh: Ssh, python: str, path_prefix: str | None) -> dict[str, str]:
         + 'echo "rsync=$(command -v rsync 2>/dev/null)"; '
         + 'if sudo -n true 2>/dev/null; then echo sudo=1; else echo sudo=0; fi; '
         + f'echo "service_user=$(id -u {SERVICE_USER} 2>/dev/null)"; echo "arch=$(uname -m)"; '
+        + f'echo "bootstrapped=$(cat {BOOTSTRAP_STAMP} 2>/dev/null)"; '
         + 'echo "glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | sed "s/^glibc //")"; '
         + f'if [ -e {JETSON_MARK} ]; then echo jetson=1; fi'
     )
@@ -434,6 +436,13 @@ def probe(ssh: Ssh, python: str, path_prefix: str | None) -> dict[str, str]:
     if "uid" not in out:
         raise DeployError(f"{ssh.host}: unexpected answer from the remote shell: {proc.stdout[-200:]!r}")
     return out
+
+
+def needs_bootstrap(info: dict[str, str], release: Path) -> bool:
+    """A box not set up yet, or set up by another bootstrap.sh than this release's (its apt list changed)."""
+    if not info.get("service_user"):
+        return True
+    return info.get("bootstrapped", "") != sha256_file(release / REL_BOOTSTRAP)
 
 
 def _python_ok(pyver: str, requires: str) -> bool:
@@ -520,7 +529,7 @@ def deploy_host(host: str, release: Path, version: str, args: argparse.Namespace
                           f"{manifest['requires_python']} (install a newer python3 and pass --remote-python)")
     sudo = _sudo_for(ssh, info, args.remote_root)
     bootstrap = args.bootstrap == "always" or (
-        args.bootstrap == "auto" and args.remote_root == "/" and not info.get("service_user"))
+        args.bootstrap == "auto" and args.remote_root == "/" and needs_bootstrap(info, release))
 
     plat = platform_tag(info.get("pyver", ""), info.get("arch", ""), info.get("jetson") == "1")
     t0 = time.monotonic()
@@ -612,7 +621,8 @@ def plan_lines(host: str, version: str, args: argparse.Namespace, n_files: int) 
         f"  4. verify sha256 of every file against {MANIFEST}, rename to {rel}",
         f"  5. {args.remote_python} -m venv --system-site-packages {rel}/venv; pip install --no-index --no-deps "
         "--require-hashes (offline)",
-        f"     (first-time setup with bootstrap.sh: {args.bootstrap})",
+        f"     (bootstrap.sh first: {args.bootstrap}; auto = the box has no saysee user, or another"
+        " bootstrap.sh set it up)",
         f"  6. install {rooted(r, CONFIG_PATH)}, {rooted(r, UNIT_PATH)}, {rooted(r, UDEV_RULE_PATH)}",
         f"  7. flip {cur} -> releases/{version} (symlink + rename, atomic)",
         f"  8. systemctl daemon-reload; systemctl restart {SERVICE}",
@@ -672,7 +682,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--health-poll", type=float, default=POLL_S, help="seconds between two health looks")
     p.add_argument("--status-max-age", type=float, default=STATUS_MAX_AGE_S, help="max age of status.json in seconds")
     p.add_argument("--bootstrap", choices=("auto", "always", "never"), default="auto",
-                   help="run bootstrap.sh on the box first (auto: when user saysee is missing)")
+                   help="run bootstrap.sh on the box first (auto: when user saysee is missing or the box was "
+                        "set up by another version of bootstrap.sh)")
     return p
 
 

@@ -582,6 +582,12 @@ def test_bootstrap_is_idempotent_in_a_root_prefix(tmp_path, model, board_lines, 
     assert gpio_pkg in first.stdout and "useradd --system" in first.stdout
     if "5" in model:
         assert "apt-get remove -y -q python3-rpi.gpio" in first.stdout
+    # Which bootstrap.sh set the box up: a deploy whose release ships another one reruns it.
+    stamp = (root / "etc/saysee/bootstrap.sha256").read_text().strip()
+    assert stamp == deploy.sha256_file(BOOTSTRAP)
+    assert not deploy.needs_bootstrap({"service_user": "998", "bootstrapped": stamp}, ROOT)
+    assert deploy.needs_bootstrap({"service_user": "998", "bootstrapped": "0" * 64}, ROOT)  # an older one
+    assert deploy.needs_bootstrap({"service_user": "", "bootstrapped": stamp}, ROOT)  # no saysee user yet
     # The box's pip installs only pinned wheels now: what the venv imports besides comes from apt.
     for pkg in ("python3-pygame", "python3-serial", "python3-numpy"):
         assert pkg in first.stdout, pkg
