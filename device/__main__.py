@@ -18,6 +18,9 @@ COMMANDS = {
     "classify": ("device.sound.classify", "Print the top-3 sound classes for each 1 s window of a WAV."),
     "record-sound": ("device.sound.recorder", "Record takes of one sound class for training."),
     "record-marimba": ("device.marimba.recorder", "Record camera + audio for marimba training."),
+    "teach": ("device.sound.teach", "Teach the box a new sound from a few takes (files or --record N)."),
+    "taught": ("device.sound.taught_cli", "List taught sounds; rename one or give it a picture, colour, note."),
+    "forget": ("device.sound.forget", "Remove a taught sound."),
 }
 
 

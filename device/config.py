@@ -176,6 +176,26 @@ class SynthConfig:
 
 
 @dataclass(frozen=True)
+class TeachConfig:
+    """[teach]: sounds taught on the box (store, teach button, take checks) and the ``unknown`` decision."""
+
+    dir: str = _spec("/var/lib/saysee/taught", path=True, doc="one folder per taught sound (the service's StateDirectory)")
+    button_pin: int | None = _spec(None, lo=0, hi=40, doc="BCM pin of the teach button (to ground); None = no button")
+    hold_s: float = _spec(1.0, lo=0.1, hi=10.0, doc="hold the button this long to start teaching")
+    takes: int = _spec(3, lo=1, hi=10, doc="takes the button asks for")
+    take_s: float = _spec(3.0, lo=0.5, hi=10.0, doc="longest take; --record takes are this long")
+    countdown_s: float = _spec(3.0, lo=0.0, hi=10.0, doc="countdown before each recorded take")
+    wait_s: float = _spec(10.0, lo=1.0, hi=60.0, doc="button: give up when no sound comes for this long")
+    min_take_s: float = _spec(0.15, lo=0.01, hi=5.0, doc="sound above the gate a take needs")
+    split_silence_s: float = _spec(0.5, lo=0.1, hi=5.0, doc="silence this long separates takes in one file")
+    max_clipped: float = _spec(0.01, lo=0.0, hi=1.0, doc="fraction of samples at full scale that makes a take clipped")
+    # Open-set thresholds; unset = the values calibrated into the model's metadata (open_set).
+    min_confidence: float | None = _spec(None, lo=0.0, hi=1.0, doc="a built-in class needs this probability")
+    max_centre_distance: float | None = _spec(None, lo=0.0, hi=2.0, doc="... and this cosine distance to its centre")
+    taught_max_distance: float | None = _spec(None, lo=0.0, hi=2.0, doc="a taught class needs this distance to its prototype")
+
+
+@dataclass(frozen=True)
 class ClassMapping:
     """[mapping.<class>]: what the box shows and plays for one sound class."""
 
@@ -199,13 +219,14 @@ class Config:
     leds: LedsConfig = LedsConfig()
     display: DisplayConfig = DisplayConfig()
     synth: SynthConfig = SynthConfig()
+    teach: TeachConfig = TeachConfig()
     mapping: Mapping[str, ClassMapping] = field(default_factory=dict)
     note_colours: Mapping[int, Colour] = field(default_factory=dict)
     source: str = "<defaults>"
 
 
 _SECTION_TYPES = {"app": AppConfig, "sound": SoundConfig, "marimba": MarimbaConfig, "mic": MicConfig,
-                  "camera": CameraConfig, "leds": LedsConfig, "display": DisplayConfig, "synth": SynthConfig}
+                  "camera": CameraConfig, "leds": LedsConfig, "display": DisplayConfig, "synth": SynthConfig, "teach": TeachConfig}
 
 
 def parse_colour(value: Any, where: str) -> Colour:

@@ -132,8 +132,9 @@ class Model:
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"{self.path}: not a loadable TFLite model ({str(e).splitlines()[0]})") from None
         self._in = self._interp.get_input_details()[0]
-        self._out = self._interp.get_output_details()[0]
+        self._out, self._emb = pick_outputs(self._interp.get_output_details(), self.metadata, meta_path)
         self._qin, self._qout = _quant(self._in), _quant(self._out)
+        self._qemb = _quant(self._emb) if self._emb is not None else None
         want = tuple(self.metadata["input_shape"])
         have = tuple(int(d) for d in self._in["shape"][1:])
         if want != have:
@@ -142,6 +143,10 @@ class Model:
         if outputs != len(self.labels):
             raise ModelError(f"{meta_path}: {len(self.labels)} labels, but the model {self.path.name} "
                              f"has {outputs} outputs; the metadata belongs to another model")
+        want_dim = (self.metadata.get("embedding") or {}).get("dim")
+        if self._emb is not None and want_dim is not None and int(want_dim) != self.embedding_dim:
+            raise ModelError(f"{meta_path}: embedding dim {want_dim}, but the model's embedding output "
+                             f"has {self.embedding_dim} values; the metadata belongs to another model")
 
     @property
     def kind(self) -> str:
@@ -166,8 +171,67 @@ class Model:
         self._interp.invoke()
         return self._qout.dequantize(self._interp.get_tensor(self._out["index"]))[0]
 
+    @property
+    def has_embedding(self) -> bool:
+        """True when the model also outputs an embedding (for ``unknown`` and taught sounds)."""
+        return self._emb is not None
+
+    @property
+    def embedding_version(self) -> str | None:
+        """The embedding's version from the metadata; taught prototypes are recomputed when it changes."""
+        if self._emb is None:
+            return None
+        info = self.metadata.get("embedding") or {}
+        return str(info.get("version", self.metadata.get("model_sha256", "")))
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(np.prod(self._emb["shape"][1:])) if self._emb is not None else 0
+
+    def infer(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One example -> (class probabilities, L2-normalised embedding or None) from one invoke."""
+        x = np.asarray(x, dtype=np.float32).reshape((1,) + self.input_shape)
+        self._interp.set_tensor(self._in["index"], self._qin.quantize(x))
+        self._interp.invoke()
+        probs = self._qout.dequantize(self._interp.get_tensor(self._out["index"]))[0]
+        if self._emb is None:
+            return probs, None
+        emb = self._qemb.dequantize(self._interp.get_tensor(self._emb["index"]))[0].astype(np.float32)
+        # int8 rounding leaves the vector slightly off unit length; cosine distances assume unit vectors.
+        return probs, emb / max(float(np.linalg.norm(emb)), 1e-12)
+
     def predict_many(self, xs: np.ndarray) -> np.ndarray:
         return np.stack([self.predict(x) for x in xs]) if len(xs) else np.zeros((0, len(self.labels)), np.float32)
+
+
+def pick_outputs(details: list[Mapping[str, Any]], meta: Mapping[str, Any],
+                 where: str | os.PathLike) -> tuple[Mapping[str, Any], Mapping[str, Any] | None]:
+    """(probabilities tensor, embedding tensor or None) by the metadata's ``outputs``/``output_names``.
+
+    A model without those keys is the single-output classifier: its first output.
+    Names are looked up, never guessed from the order, because the converter may
+    list a multi-output model's tensors in an order of its own.
+    """
+    roles = meta.get("outputs")
+    if not roles:
+        return details[0], None
+    if not isinstance(roles, list) or "probabilities" not in roles:
+        raise ModelError(f"{where}: 'outputs' must list \"probabilities\" (and optionally \"embedding\")")
+    names = meta.get("output_names") or {}
+    by_name = {d.get("name"): d for d in details}
+    picked = {}
+    for role in ("probabilities", "embedding"):
+        if role not in roles:
+            continue
+        name = names.get(role) if isinstance(names, dict) else None
+        if name in by_name:
+            picked[role] = by_name[name]
+        elif len(details) == len(roles):
+            picked[role] = details[roles.index(role)]  # no usable name: the listed order
+        else:
+            raise ModelError(f"{where}: output {role!r} (tensor {name!r}) not among the model's outputs "
+                             f"{sorted(str(n) for n in by_name)}")
+    return picked["probabilities"], picked.get("embedding")
 
 
 def check_kind(meta: Mapping[str, Any], expected: str | None, where: str | os.PathLike) -> None:

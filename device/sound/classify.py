@@ -68,12 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("wav", nargs="+", help="WAV file(s) to classify")
     ap.add_argument("--model", default=str(PROJECT_ROOT / "models" / "sound.tflite"))
     ap.add_argument("--hop", type=_hop, default=1.0, help="seconds between printed windows (default 1.0)")
+    ap.add_argument("--taught", metavar="DIR", help="also decide among the sounds taught in DIR, and 'unknown'")
     args = ap.parse_args(argv)
     params = LogMelParams()
     # Every header is checked before the model loads, so a bad file is reported before anything else.
     for path in args.wav:
         wav_info(path)
     model = Model(args.model, expected_frontend=params)
+    if args.taught:
+        model = _open_set(model, args.taught, params)
     step = max(1, int(round(args.hop / params.hop_seconds)))
     for path in args.wav:
         print(f"{path}:", flush=True)
@@ -82,3 +85,23 @@ def main(argv: list[str] | None = None) -> int:
             tops = "  ".join(f"{label} {p:.2f}" for label, p in best)
             print(f"  {start:6.2f}-{start + params.window_seconds:.2f}s  {tops}{quiet}", flush=True)
     return 0
+
+
+def _open_set(model: Model, taught: str, params: LogMelParams):
+    """The model seen through the open-set decision: top-1 may be a taught label or 'unknown'."""
+    import sys
+
+    from device.config import TeachConfig
+    from device.sound.open_set import OpenSetModel
+    from device.sound.taught import TaughtStore
+    from device.sound.teach import build_decider, load_taught
+
+    if not getattr(model, "has_embedding", False):
+        print(f"classify: note: {args_model_name(model)} has no embedding output: taught sounds are not used, "
+              "'unknown' is decided by confidence alone", file=sys.stderr)
+    classes = load_taught(TaughtStore(taught), model, params, params.silence_dbfs)
+    return OpenSetModel(model, build_decider(model, TeachConfig(), classes))
+
+
+def args_model_name(model) -> str:
+    return str(getattr(model, "path", "the sound model"))

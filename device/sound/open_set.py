@@ -1,0 +1,212 @@
+"""The open-set decision: a window is a built-in class, a taught class, or ``unknown``.
+
+Pure numpy, no I/O. The sound model gives class probabilities and (newer
+models) an L2-normalised embedding; the box's taught sounds give prototypes
+in that embedding space. ``OpenSetDecider.decide`` turns one window's
+(probabilities, embedding) into a ``Decision``:
+
+- a built-in class only when the model is sure enough (``min_confidence``) and,
+  when the model ships class centres, the embedding lies near that class's
+  centre (``max_centre_distance``): "sure" alone is not enough, a 440 Hz tone
+  is 1.00 street_music to a closed-set softmax;
+- a taught class when the embedding is within ``taught_max_distance`` of its
+  prototype, and nearer to it than to the built-in class's centre;
+- otherwise ``unknown``: a clear sound (the pipeline's gate already passed it)
+  that is none of the above, shown as a "teach me" card.
+
+Without an embedding (the older single-output model) only the confidence rule
+applies and nothing can be taught. Thresholds come from the model's metadata
+(``open_set``, calibrated on held-out negatives at training time); config
+``[teach]`` may override them; the fallbacks below are used by models that
+carry no calibration.
+
+``OpenSetModel`` wraps a model so the streaming pipeline sees one score per
+decision label (built-in, taught, ``unknown``) and keeps its smoothing and
+hysteresis unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from device.errors import ModelError
+from device.sound.labels import UNKNOWN
+
+# Fallbacks for a model whose metadata carries no open-set calibration.
+DEFAULT_MIN_CONFIDENCE = 0.5
+DEFAULT_TAUGHT_MAX_DISTANCE = 0.35  # cosine distance; same-sound takes sit well inside it
+
+
+def normalise(v: np.ndarray) -> np.ndarray:
+    """Unit-length float32 copy of ``v`` (a zero vector stays zero)."""
+    v = np.asarray(v, dtype=np.float32).reshape(-1)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 1e-12 else v.copy()
+
+
+def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 - cos(a, b): 0 for the same direction, 1 orthogonal, 2 opposite."""
+    return float(1.0 - np.dot(normalise(a), normalise(b)))
+
+
+@dataclass(frozen=True)
+class OpenSetParams:
+    """Thresholds of the decision; ``class_centres`` are built-in class centres in the embedding."""
+
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
+    max_centre_distance: float | None = None  # None: built-in classes are judged by confidence only
+    taught_max_distance: float = DEFAULT_TAUGHT_MAX_DISTANCE
+    class_centres: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], where: str = "<model metadata>",
+                      **overrides: float | None) -> "OpenSetParams":
+        """From a model's metadata ``open_set``; ``overrides`` that are not None win (config [teach])."""
+        block = meta.get("open_set") or {}
+        if not isinstance(block, Mapping):
+            raise ModelError(f"{where}: 'open_set' must be a JSON object")
+        labels = list(meta.get("labels", ()))
+        dim = (meta.get("embedding") or {}).get("dim")
+        centres = {}
+        for label, vec in dict(block.get("class_centres") or {}).items():
+            if label not in labels:
+                raise ModelError(f"{where}: open_set class_centres names {label!r}, which is not one of the labels")
+            v = np.asarray(vec, dtype=np.float32).reshape(-1)
+            if (dim is not None and len(v) != int(dim)) or not np.all(np.isfinite(v)):
+                raise ModelError(f"{where}: open_set class_centres[{label!r}] must be {dim} finite numbers")
+            centres[label] = normalise(v)
+        values: dict[str, Any] = {}
+        for key in ("min_confidence", "max_centre_distance", "taught_max_distance"):
+            v = overrides.get(key)
+            if v is None:
+                v = block.get(key)
+            if v is not None:
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
+                    raise ModelError(f"{where}: open_set {key} = {v!r}: expected a number >= 0")
+                values[key] = float(v)
+        return cls(class_centres=centres, **values)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one window is: ``kind`` "builtin" | "taught" | "unknown"."""
+
+    label: str
+    kind: str
+    confidence: float  # built-in: the model's probability; taught: 0.5..1 from the distance; unknown: 0..1
+    distance: float | None = None  # embedding distance to the decided class (to the nearest, for unknown)
+    nearest: str | None = None  # the nearest class in the embedding, whatever was decided
+
+
+class OpenSetDecider:
+    """Decides built-in | taught | unknown from probabilities, an embedding and taught prototypes.
+
+    ``labels`` are the model's built-in classes; ``prototypes`` maps each taught
+    label to its unit prototype. ``labels_out`` is every label a decision can
+    have, in the order of ``scores``.
+    """
+
+    def __init__(self, labels: Sequence[str], params: OpenSetParams = OpenSetParams(),
+                 prototypes: Mapping[str, np.ndarray] | None = None):
+        self.builtin = list(labels)
+        self.params = params
+        self.prototypes = {k: normalise(v) for k, v in (prototypes or {}).items()}
+        clash = [k for k in self.prototypes if k in self.builtin or k == UNKNOWN]
+        if clash:
+            raise ValueError(f"taught label {clash[0]!r} is a built-in label or {UNKNOWN!r}")
+        self.taught = list(self.prototypes)
+        self.labels_out = self.builtin + self.taught + [UNKNOWN]
+        self._taught_matrix = (np.stack([self.prototypes[k] for k in self.taught])
+                               if self.taught else np.zeros((0, 0), np.float32))
+
+    def with_prototypes(self, prototypes: Mapping[str, np.ndarray]) -> "OpenSetDecider":
+        """The same decision with another set of taught sounds (after teaching or forgetting)."""
+        return OpenSetDecider(self.builtin, self.params, prototypes)
+
+    def distances(self, embedding: np.ndarray) -> dict[str, float]:
+        """Cosine distance from ``embedding`` to every built-in centre and taught prototype."""
+        e = normalise(embedding)
+        out = {k: float(1.0 - np.dot(e, c)) for k, c in self.params.class_centres.items()}
+        if self.taught:
+            out.update(zip(self.taught, (1.0 - self._taught_matrix @ e).tolist()))
+        return out
+
+    def decide(self, probs: np.ndarray, embedding: np.ndarray | None) -> Decision:
+        """The decision for one window."""
+        p = self.params
+        probs = np.asarray(probs, dtype=np.float32).reshape(-1)
+        b = int(np.argmax(probs))
+        label_b, conf_b = self.builtin[b], float(probs[b])
+        if embedding is None:
+            if conf_b >= p.min_confidence:
+                return Decision(label_b, "builtin", conf_b)
+            return Decision(UNKNOWN, "unknown", 1.0 - conf_b, nearest=label_b)
+        dist = self.distances(embedding)
+        d_b = dist.get(label_b)
+        near_b = d_b is None or p.max_centre_distance is None or d_b <= p.max_centre_distance
+        builtin_ok = conf_b >= p.min_confidence and near_b
+        nearest = min(dist, key=dist.get) if dist else label_b
+        if self.taught:
+            t = min(self.taught, key=lambda k: dist[k])
+            d_t = dist[t]
+            if d_t <= p.taught_max_distance and (not builtin_ok or d_b is None or d_t < d_b):
+                conf = 1.0 - 0.5 * d_t / max(p.taught_max_distance, 1e-6)
+                return Decision(t, "taught", conf, d_t, nearest)
+        if builtin_ok:
+            return Decision(label_b, "builtin", conf_b, d_b, nearest)
+        # Far from every centre: sure it is none of ours. Merely unsure: as unsure as the model.
+        conf = 1.0 if conf_b >= p.min_confidence else 1.0 - conf_b
+        return Decision(UNKNOWN, "unknown", conf, dist.get(nearest), nearest)
+
+    def scores(self, probs: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
+        """One score per ``labels_out``, for the pipeline's smoothing and hysteresis.
+
+        A built-in decision keeps the model's probabilities (today's behaviour for
+        sounds the box knows); a taught or unknown decision puts its confidence on
+        its own label and nothing elsewhere, so a rejected built-in class cannot
+        win the running average.
+        """
+        d = self.decide(probs, embedding)
+        out = np.zeros(len(self.labels_out), dtype=np.float32)
+        if d.kind == "builtin":
+            out[: len(self.builtin)] = np.asarray(probs, dtype=np.float32).reshape(-1)
+        else:
+            out[self.labels_out.index(d.label)] = d.confidence
+        return out
+
+
+def infer(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities, embedding or None) from any model object (``infer`` if it has one, else ``predict``)."""
+    if hasattr(model, "infer"):
+        return model.infer(x)
+    return model.predict(x), None
+
+
+class OpenSetModel:
+    """A sound model seen through the open-set decision.
+
+    ``predict(x)`` returns ``decider.scores`` over ``labels`` (built-in, taught,
+    ``unknown``), so ``SoundPipeline(OpenSetModel(...).predict, ...labels)``
+    emits ClassDetected for taught labels and ``unknown`` with its usual
+    smoothing, hysteresis and silence gate. Other attributes are the model's.
+    """
+
+    def __init__(self, model: Any, decider: OpenSetDecider):
+        self.model = model
+        self.decider = decider
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.decider.labels_out)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.decider.scores(*infer(self.model, x))
+
+    def decide(self, x: np.ndarray) -> Decision:
+        return self.decider.decide(*infer(self.model, x))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
