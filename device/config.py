@@ -98,6 +98,26 @@ class MarimbaConfig:
 
 
 @dataclass(frozen=True)
+class AudioOutConfig:
+    """[audio_out]: the box's own speaker: the camera's notes resynthesised (pyaudio; sim writes a WAV)."""
+
+    mode: str = _spec("off", choices=("off", "resynth"),
+                      doc="resynth: the marimba model's 18 levels drive 18 bar oscillators (needs marimba mode)")
+    backend: str = _spec("auto", choices=BACKENDS)
+    device: str = _spec("", doc="output device: name substring or index; '' = the default output")
+    sample_rate: int = _spec(48000, choices=(16000, 22050, 32000, 44100, 48000),
+                             doc="preferred rate; a card that refuses it opens at its own")
+    block: int = _spec(512, lo=64, hi=8192, doc="frames per sound-card period (latency vs. underruns)")
+    buffer_s: float = _spec(0.2, lo=0.02, hi=5.0,
+                            doc="audio queued for the card at most; beyond it the oldest is dropped (counted)")
+    smoothing_s: float = _spec(0.02, lo=0.001, hi=1.0, doc="time constant of each oscillator's amplitude envelope")
+    gain: float = _spec(1.0, lo=0.0, hi=8.0, doc="output gain on the resynthesised amplitudes")
+    wav: str = _spec("", path=True, doc="sim: the WAV written; '' = marimba-resynth.wav in the run's out_dir")
+    realtime: bool = _spec(True, doc="sim: the WAV writer plays like a card (drops, underruns); "
+                                     "false = every sample written, write waits for room")
+
+
+@dataclass(frozen=True)
 class MicConfig:
     """[mic]: pyaudio device by name substring or index; sim plays WAV files."""
 
@@ -214,6 +234,7 @@ class Config:
     app: AppConfig = AppConfig()
     sound: SoundConfig = SoundConfig()
     marimba: MarimbaConfig = MarimbaConfig()
+    audio_out: AudioOutConfig = AudioOutConfig()
     mic: MicConfig = MicConfig()
     camera: CameraConfig = CameraConfig()
     leds: LedsConfig = LedsConfig()
@@ -225,7 +246,8 @@ class Config:
     source: str = "<defaults>"
 
 
-_SECTION_TYPES = {"app": AppConfig, "sound": SoundConfig, "marimba": MarimbaConfig, "mic": MicConfig,
+_SECTION_TYPES = {"app": AppConfig, "sound": SoundConfig, "marimba": MarimbaConfig, "audio_out": AudioOutConfig,
+                  "mic": MicConfig,
                   "camera": CameraConfig, "leds": LedsConfig, "display": DisplayConfig, "synth": SynthConfig, "teach": TeachConfig}
 
 

@@ -1,4 +1,4 @@
-"""Hardware backends, one module per kind: mic, camera, leds, display, synth.
+"""Hardware backends, one module per kind: mic, camera, leds, display, synth, audio_out.
 
 Each module has ``open_<kind>(backend, cfg, ...)`` taking the kind's frozen
 config section (``device.config``) and returning the interface from ``base``,
@@ -10,11 +10,12 @@ the edge (``device.runtime.builder``), and logged on the "saysee.hardware" logge
 
 from __future__ import annotations
 
-from device.hardware.base import AudioChunk, Camera, Device, Display, Frame, Leds, Mic, Scene, Synth
+from device.hardware.base import AudioChunk, AudioOut, Camera, Device, Display, Frame, Leds, Mic, Scene, Synth
 from device.hardware.select import HardwareError, Probe
 
 __all__ = [
     "AudioChunk",
+    "AudioOut",
     "Camera",
     "Device",
     "Display",
@@ -28,4 +29,4 @@ __all__ = [
     "Synth",
 ]
 
-KINDS = ("mic", "camera", "leds", "display", "synth")
+KINDS = ("mic", "camera", "leds", "display", "synth", "audio_out")

@@ -1,6 +1,6 @@
 """The small interfaces every hardware backend implements.
 
-Each kind (mic, camera, LEDs, display, synth) has a real backend and a simulated
+Each kind (mic, camera, LEDs, display, synth, audio out) has a real backend and a simulated
 one; ``device.hardware.<kind>.open_<kind>(cfg)`` picks one once, at the edge
 (``backend = "auto" | "real" | "sim"``), logging which and why, and the rest of
 the code only sees these interfaces. All are context managers with an
@@ -159,6 +159,29 @@ class Display(Device):
 
     @abc.abstractmethod
     def show(self, scene: Scene) -> None: ...
+
+
+class AudioOut(Device):
+    """A speaker: mono blocks of float (-1..1) or int16 samples at ``sample_rate``; never blocks the writer.
+
+    ``write`` queues the block for the backend's own consumer (the sound card's
+    callback, or the sim's WAV writer) in a bounded queue: when it is full the
+    *oldest* queued audio is dropped and counted in ``dropped_samples``; a
+    consumer that finds the queue empty plays silence and counts ``underruns``.
+    ``write`` after ``close()`` raises ``AudioOutClosedError`` (device.hardware.audio_out).
+    """
+
+    name = "audio_out"
+    sample_rate: int  # set by each backend to the rate the card (or WAV) opened at
+    underruns: int = 0  # periods the consumer had to pad with silence
+    dropped_samples: int = 0  # queued samples dropped because the consumer fell behind
+
+    @abc.abstractmethod
+    def start(self) -> None: ...
+
+    @abc.abstractmethod
+    def write(self, block: np.ndarray) -> int:
+        """Queue one mono block; returns how many samples were queued."""
 
 
 class Synth(Device):

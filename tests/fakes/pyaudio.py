@@ -13,11 +13,23 @@ N periods while the stream still reports itself active -- a USB mic pulled out
 or a wedged driver, as PortAudio's ALSA backend shows it: no error, no callback,
 no more audio. ``stream.stalled`` (an Event) is set when that happens.
 As in PortAudio, a callback returning paComplete or paAbort ends the stream.
+
+Output streams (``open(output=True, stream_callback=...)``) work the same way
+the other way round, as PyAudio's C callback does: the callback gets
+``in_data=None`` and returns ``(bytes, flag)``; fewer bytes than
+``frame_count`` frames are padded with zeros *and end the stream*
+(paComplete), an invalid flag aborts it. ``stream.pull(frames)`` is one
+callback made by the test (a sound card asking for a period); a live device
+pulls every period by itself, and ``stall_after`` makes it stop pulling (a
+consumer that stopped). Everything played is in ``stream.played`` (int16,
+(frames, channels)). Devices take output formats from ``output_rates`` and
+``output_channels`` (``()``: input only, ``maxOutputChannels`` 0).
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import types
 from dataclasses import dataclass
 
@@ -26,6 +38,7 @@ import numpy as np
 paInt16 = 8
 paContinue, paComplete, paAbort = 0, 1, 2
 paInputUnderflow, paInputOverflow = 0x1, 0x2
+paOutputUnderflow, paOutputOverflow, paPrimingOutput = 0x4, 0x8, 0x10
 
 
 @dataclass
@@ -41,13 +54,15 @@ class FakeDevice:
     live: bool = False  # start_stream() starts a PortAudio-like callback thread playing ``source``
     source: np.ndarray | None = None  # int16 frames (frames,) or (frames, channels), looped; None = silence
     stall_after: int | None = None  # live: deliver this many periods, then nothing more (stream stays active)
+    output_channels: tuple = (1, 2)  # channel counts accepted for int16 output; () = an input-only device
+    output_rates: tuple | None = None  # rates accepted for output; None = the same as ``rates``
 
     def info(self, index: int) -> dict:
         return {
             "index": index,
             "name": self.name,
             "maxInputChannels": self.max_input_channels if self.max_input_channels is not None else max(self.channels),
-            "maxOutputChannels": 2,
+            "maxOutputChannels": max(self.output_channels, default=0),
             "defaultSampleRate": float(self.default_rate or self.rates[-1]),
         }
 
@@ -63,6 +78,7 @@ class FakeStream:
         self.stop_calls = 0
         self.periods_delivered = 0  # callbacks made by the live thread
         self.stalled = threading.Event()
+        self.played: list[np.ndarray] = []  # output: what each callback gave, int16 (frames, channels)
         self._halt = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -97,8 +113,45 @@ class FakeStream:
         if thread is not None and thread is not threading.current_thread():
             thread.join(5)
 
+    @property
+    def is_output(self) -> bool:
+        return bool(self.kwargs.get("output"))
+
+    @property
+    def played_samples(self) -> np.ndarray:
+        """Everything the output callback gave, int16 (frames, channels)."""
+        if not self.played:
+            return np.zeros((0, self.channels), np.int16)
+        return np.concatenate(self.played)
+
+    def pull(self, frames: int, status_flags: int = 0) -> int:
+        """One output callback for ``frames`` frames, handled as PyAudio's C code does; returns the flag."""
+        assert self.is_output, "pull() is for output streams"
+        assert self.active, "pulled from a stream that was not started"
+        frame_bytes = 2 * self.channels
+        now = time.monotonic()
+        time_info = {"input_buffer_adc_time": 0.0, "current_time": now,
+                     "output_buffer_dac_time": now + frames / self.rate}
+        data, flag = self.kwargs["stream_callback"](None, frames, time_info, status_flags)
+        data = b"" if data is None else bytes(data)
+        if flag not in (paContinue, paComplete, paAbort):
+            flag = paAbort  # PyAudio: "Invalid PaStreamCallbackResult from callback"
+        else:
+            wanted = frames * frame_bytes
+            out = data[:wanted]
+            if len(out) < wanted:  # too few frames: zeros to the card and the stream completes
+                out += bytes(wanted - len(out))
+                flag = paComplete
+            self.played.append(np.frombuffer(out, "<i2").reshape(-1, self.channels).copy())
+        if flag != paContinue:
+            self.active = False
+        return flag
+
     def _play(self) -> None:
         period = int(self.kwargs.get("frames_per_buffer") or 1024)
+        if self.is_output:
+            self._play_output(period)
+            return
         source = self.device.source
         if source is None:
             source = np.zeros(period, np.int16)
@@ -121,6 +174,18 @@ class FakeStream:
                 return
             self._halt.wait(period / self.rate)
 
+    def _play_output(self, period: int) -> None:
+        while not self._halt.is_set():
+            if self.device.stall_after is not None and self.periods_delivered >= self.device.stall_after:
+                self.stalled.set()
+                self._halt.wait()  # the card stopped asking; only stop/close ends this
+                return
+            flag = self.pull(period)
+            self.periods_delivered += 1
+            if flag != paContinue:
+                return
+            self._halt.wait(period / self.rate)
+
     def is_active(self) -> bool:
         return self.active
 
@@ -134,10 +199,12 @@ class FakeStream:
         return self.kwargs["stream_callback"](a.astype("<i2").tobytes(), len(a), {}, status_flags)
 
 
-def make_module(*devices: FakeDevice, default_index: int | None = 0) -> types.ModuleType:
+def make_module(*devices: FakeDevice, default_index: int | None = 0,
+                default_output_index: int | None = 0) -> types.ModuleType:
     mod = types.ModuleType("pyaudio")
     mod.__file__ = __file__
-    for name in ("paInt16", "paContinue", "paComplete", "paAbort", "paInputUnderflow", "paInputOverflow"):
+    for name in ("paInt16", "paContinue", "paComplete", "paAbort", "paInputUnderflow", "paInputOverflow",
+                 "paOutputUnderflow", "paOutputOverflow", "paPrimingOutput"):
         setattr(mod, name, globals()[name])
     mod.devices = list(devices)
     mod.streams = []  # every stream opened, oldest first
@@ -161,22 +228,49 @@ def make_module(*devices: FakeDevice, default_index: int | None = 0) -> types.Mo
                 raise OSError(-9996, "No Default Input Device Available")
             return mod.devices[default_index].info(default_index)
 
-        def is_format_supported(self, rate, input_device=None, input_channels=None, input_format=None, **_):
-            dev = mod.devices[input_device]
-            if input_format != paInt16:
-                raise ValueError("Sample format not supported", -9994)
-            if input_channels not in dev.channels:
-                raise ValueError("Invalid number of channels", -9998)
-            if int(rate) not in dev.rates:
-                raise ValueError("Invalid sample rate", -9997)
+        def get_default_output_device_info(self) -> dict:
+            if default_output_index is None or default_output_index >= len(mod.devices):
+                raise OSError(-9996, "No Default Output Device Available")
+            return mod.devices[default_output_index].info(default_output_index)
+
+        def is_format_supported(self, rate, input_device=None, input_channels=None, input_format=None,
+                                output_device=None, output_channels=None, output_format=None):
+            if input_device is None and output_device is None:
+                raise ValueError("must specify stream format for input, output, or both", -9999)
+            if input_device is not None:
+                dev = mod.devices[input_device]
+                if input_format != paInt16:
+                    raise ValueError("Sample format not supported", -9994)
+                if input_channels not in dev.channels:
+                    raise ValueError("Invalid number of channels", -9998)
+                if int(rate) not in dev.rates:
+                    raise ValueError("Invalid sample rate", -9997)
+            if output_device is not None:
+                dev = mod.devices[output_device]
+                if output_format != paInt16:
+                    raise ValueError("Sample format not supported", -9994)
+                if output_channels not in dev.output_channels:
+                    raise ValueError("Invalid number of channels", -9998)
+                if int(rate) not in (dev.output_rates if dev.output_rates is not None else dev.rates):
+                    raise ValueError("Invalid sample rate", -9997)
             return True
 
-        def open(self, *, format, channels, rate, input=False, input_device_index=None, **kwargs):
-            dev = mod.devices[input_device_index]
-            if dev.busy:
-                raise OSError(-9985, "Device unavailable")
-            self.is_format_supported(rate, input_device_index, channels, format)
-            stream = FakeStream(dev, dict(kwargs, channels=channels, rate=rate, format=format))
+        def open(self, *, format, channels, rate, input=False, output=False, input_device_index=None,
+                 output_device_index=None, **kwargs):
+            if not input and not output:
+                raise ValueError("Must specify an input or output stream.")
+            if output:
+                index = output_device_index if output_device_index is not None else default_output_index
+                dev = mod.devices[index]
+                if dev.busy:
+                    raise OSError(-9985, "Device unavailable")
+                self.is_format_supported(rate, output_device=index, output_channels=channels, output_format=format)
+            else:
+                dev = mod.devices[input_device_index]
+                if dev.busy:
+                    raise OSError(-9985, "Device unavailable")
+                self.is_format_supported(rate, input_device_index, channels, format)
+            stream = FakeStream(dev, dict(kwargs, channels=channels, rate=rate, format=format, output=output))
             if kwargs.get("start", True):
                 stream.start_stream()
             mod.streams.append(stream)
