@@ -16,7 +16,7 @@ import pytest
 
 from device.runtime.app import App, Devices
 from device.runtime.run import install_signal_handlers
-from device.config import PROJECT_ROOT, config_from_dict, load_config
+from device.config import PROJECT_ROOT, LedsConfig, config_from_dict, load_config
 from device.frontend import LogMelParams
 from device.hardware.leds import GpioLeds, RecordingLeds
 from device.hardware.mic import PlaylistMic
@@ -129,7 +129,7 @@ def test_serial_port_lost_and_back_mid_run(tmp_path):
 
 def test_sigterm_stops_within_two_seconds_and_releases_gpio(tmp_path, fake_gpio):
     cfg = tone_config(tmp_path)
-    leds = GpioLeds(pins=[17, 27, 22], gpio_module="RPi.GPIO")
+    leds = GpioLeds(LedsConfig(pins=(17, 27, 22), gpio_module="RPi.GPIO"))
     mic = PlaylistMic(playlist=[beeps(30.0)], realtime=True)
     app = App(cfg, Devices(mic=mic, leds=leds), sound_model=ToneModel())
     old = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)

@@ -554,11 +554,13 @@ def probe(cfg: MicConfig | None = None, *, device: int | str | None = None) -> l
     return [("real", usable, why), ("sim", True, "WAV playlist (stdlib wave)")]
 
 
-def open_mic(backend: str | None = None, cfg: MicConfig | None = None) -> Mic:
+def open_mic(backend: str | None = None, cfg: MicConfig | None = None, *, sample_rate: int | None = None) -> Mic:
     """Open the microphone described by ``cfg`` (a ``[mic]`` section; default: all defaults).
 
     ``backend`` (default ``cfg.backend``): "auto" | "real" (PyAudio) | "sim" (the
     WAV playlist); "auto" takes PyAudio when an input device is there now.
+    ``sample_rate`` (not a config key: the box always listens at the front end's
+    rate) lets a recorder ask for more, e.g. 48 kHz marimba audio.
     Call ``start()`` before reading.
     """
     cfg = cfg if cfg is not None else _DEFAULTS
@@ -566,6 +568,7 @@ def open_mic(backend: str | None = None, cfg: MicConfig | None = None) -> Mic:
     sim_why = f"WAV playlist of {len(items)} item(s)" if items else "empty WAV playlist"
     choice = choose_backend("mic", cfg.backend if backend is None else backend,
                             lambda: _probe_real(cfg.device or None), sim_why=sim_why)
+    runtime = {} if sample_rate is None else {"sample_rate": int(sample_rate)}
     if choice == "real":
-        return PyAudioMic.from_config(cfg)
-    return PlaylistMic.from_config(cfg)
+        return PyAudioMic.from_config(cfg, **runtime)
+    return PlaylistMic.from_config(cfg, **runtime)

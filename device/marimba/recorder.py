@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -132,20 +132,25 @@ def _positive_finite(text: str) -> float:
     return value
 
 
-def _open(kind: str, backend: str, options: Mapping[str, Any]) -> Any:
-    import importlib
+def _open_camera(args: argparse.Namespace) -> Any:
+    from device.config import config_from_dict
+    from device.hardware.camera import open_camera
 
-    from device.errors import ConfigError
+    section: dict[str, Any] = {k: v for k, v in (("device", args.device), ("fps", args.fps)) if v is not None}
+    if args.size:
+        section["width"], section["height"] = args.size
+    # The command-line options go through the same validation as a config file's [camera].
+    cfg = config_from_dict({"camera": section}, "record-marimba options").camera
+    return open_camera(args.camera, cfg, source=args.source)
 
-    module = importlib.import_module(f"device.hardware.{kind}")
-    opener = getattr(module, f"open_{kind}")
-    try:
-        return opener(backend=backend, **options)
-    except ConfigError:
-        if "sample_rate" not in options:
-            raise
-        # A backend without a rate setting: record at its own rate (training resamples).
-        return opener(backend=backend, **{k: v for k, v in options.items() if k != "sample_rate"})
+
+def _open_mic(args: argparse.Namespace) -> Any:
+    from device.config import config_from_dict
+    from device.hardware.mic import open_mic
+
+    section = {k: v for k, v in (("device", args.mic_device), ("playlist", args.playlist)) if v is not None}
+    cfg = config_from_dict({"mic": section}, "record-marimba options").mic
+    return open_mic(args.mic, cfg, sample_rate=args.sample_rate)
 
 
 def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) -> int:
@@ -164,9 +169,6 @@ def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) 
     p.add_argument("--sample-rate", type=int, default=48000, help="audio rate asked of the mic")
     args = p.parse_args(argv)
     check_new_folder(args.out)  # before opening any device
-    cam_opts = {k: v for k, v in (("device", args.device), ("size", args.size), ("fps", args.fps),
-                                  ("source", args.source)) if v is not None}
-    mic_opts = {k: v for k, v in (("device", args.mic_device), ("playlist", args.playlist)) if v is not None}
     stop = threading.Event()
     stop.reason = None  # type: ignore[attr-defined]
 
@@ -179,10 +181,10 @@ def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         if camera is None:
-            camera = _open("camera", args.camera, cam_opts)
+            camera = _open_camera(args)
             own.append(camera)
         if mic is None:
-            mic = _open("mic", args.mic, {**mic_opts, "sample_rate": args.sample_rate})
+            mic = _open_mic(args)
             own.append(mic)
         if not stop.is_set():
             record(camera, mic, args.seconds, args.out, log=print, stop=stop)

@@ -328,15 +328,14 @@ def _open_indicators(cfg, log):
     try:
         from device.hardware.leds import open_leds
 
-        leds = open_leds(cfg.leds.backend, pins=list(cfg.leds.pins), common_anode=cfg.leds.common_anode,
-                         frequency=cfg.leds.pwm_hz)
+        leds = open_leds(None, cfg.leds)
     except Exception as e:  # noqa: BLE001
         log(f"record-sound: warning: no LED ({e})")
     try:
         from device.hardware.display import open_display
+        from device.screen.render import Renderer
 
-        display = open_display(cfg.display.backend, size=(cfg.display.width, cfg.display.height),
-                               fullscreen=cfg.display.fullscreen, out_dir=cfg.display.out_dir or None)
+        display = open_display(None, cfg.display, renderer=Renderer, out_dir=cfg.display.out_dir or None)
     except Exception as e:  # noqa: BLE001
         log(f"record-sound: warning: no display ({e})")
     return leds, display
