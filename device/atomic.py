@@ -2,7 +2,7 @@
 
 One helper for every file the project must never leave half-written (status,
 models, metadata, taught sounds): a pulled plug leaves the old file or the new
-one, never a mix. ``systemd/deploy.py`` keeps its own stdlib-only copy because
+one, never a mix. ``systemd/box_release.py`` keeps its own stdlib-only copy because
 it runs on hosts where this package is not installed.
 """
 
