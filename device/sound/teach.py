@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import sys
 import tempfile
@@ -345,9 +346,9 @@ def record(cfg: Config, n: int, label: str, out: Path, sim: Sequence[str], log: 
     from device.sound.recorder import _open_indicators, record_takes
 
     m = cfg.mic
-    mic = open_mic("sim" if sim else m.backend, device=m.device or None, playlist=list(sim) or list(m.playlist),
-                   realtime=m.realtime if not sim else False, chunk_size=m.chunk,
-                   buffer_seconds=max(m.buffer_seconds, 5.0))
+    if sim:  # a WAV playlist as the mic, read as fast as the takes are taken
+        m = dataclasses.replace(m, backend="sim", playlist=tuple(sim), realtime=False)
+    mic = open_mic(m.backend, dataclasses.replace(m, buffer_seconds=max(m.buffer_seconds, 5.0)))
     leds, display = (None, None) if sim else _open_indicators(cfg, log)
     try:
         result = record_takes(mic, label, cfg.teach.take_s, n, out, countdown=cfg.teach.countdown_s,

@@ -1,0 +1,159 @@
+"""The taught-sound store: atomic, crash-safe, recomputed after a model update."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.frontend import LogMelParams
+from device.sound import taught as taught_mod
+from device.sound.taught import CLASS_FILE, TaughtError, TaughtStore
+from device.sound.teach import embedder, load_taught
+from device.wavfile import read_wav
+from taught_helpers import StandInModel, tone
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
+
+
+def _add(store, label, model, freqs=(300, 305, 310), **kw):
+    takes = [tone(f, 0.5) for f in freqs]
+    proto, embs = embedder(model, LogMelParams(), -45.0)(takes)
+    return store.add(label, takes, 16000, proto, embs, model.embedding_version, **kw)
+
+
+def test_add_and_load_round_trip(tmp_path):
+    m = StandInModel()
+    store = TaughtStore(tmp_path / "taught")
+    pic = tmp_path / "cow.png"
+    pic.write_bytes(PNG)
+    c = _add(store, "moo", m, mapping={"colour": "#8844ff", "note": 60}, picture=pic)
+    (loaded,) = store.load()
+    assert loaded.label == "moo" and loaded.takes == ("take-1.wav", "take-2.wav", "take-3.wav")
+    assert loaded.embedding_version == "standin-1"
+    assert np.allclose(loaded.prototype, c.prototype, atol=1e-6) and loaded.take_embeddings.shape == (3, 32)
+    audio, rate = read_wav(loaded.folder / "take-2.wav")
+    assert rate == 16000 and np.array_equal(audio, tone(305, 0.5))
+    mapping = loaded.class_mapping()
+    assert mapping.note == 60 and mapping.colour == pytest.approx((0x88 / 255, 0x44 / 255, 1.0))
+    assert mapping.picture == str(loaded.folder / "picture.png") and Path(mapping.picture).read_bytes() == PNG
+    assert [p.name for p in store.root.iterdir()] == ["moo"]  # nothing hidden left behind
+
+
+def test_a_failure_between_writes_leaves_what_was_taught_and_nothing_new(tmp_path, monkeypatch):
+    m = StandInModel()
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", m)
+    before = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    real = taught_mod.write_atomic
+
+    def fail_on_class_file(path, data, **kw):
+        if Path(path).name == CLASS_FILE:
+            raise OSError(28, "No space left on device")
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(taught_mod, "write_atomic", fail_on_class_file)
+    with pytest.raises(TaughtError, match="meow.*No space left"):
+        _add(store, "meow", m, freqs=(700, 710, 690))
+    with pytest.raises(TaughtError, match="No space left"):
+        _add(store, "moo", m, freqs=(700, 710, 690), replace=True)  # a replacement that fails keeps the old
+    after = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert after == before and store.labels() == ["moo"]
+
+
+def test_killed_mid_enrolment_loses_nothing_already_taught(tmp_path):
+    m = StandInModel()
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", m)
+    before = (tmp_path / "moo" / CLASS_FILE).read_bytes()
+    # A second process is SIGKILLed the moment it writes the new class's class.json: takes written,
+    # class not yet renamed into place (the worst moment of a power cut).
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(ROOT / 'tests')!r})
+        from pathlib import Path
+        from device.sound import taught
+        from device.sound.taught import TaughtStore
+        from taught_helpers import StandInModel, tone
+        real = taught.write_atomic
+        def killer(path, data, **kw):
+            if Path(path).name == "class.json":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(path, data, **kw)
+        taught.write_atomic = killer
+        TaughtStore({str(tmp_path)!r}).add("meow", [tone(700, 0.5)] * 3, 16000, None, None, "v")
+    """)
+    r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, timeout=60)
+    assert r.returncode == -signal.SIGKILL
+    assert any(p.name.startswith(".staging-") for p in tmp_path.iterdir())  # it died mid-write
+    assert store.labels() == ["moo"] and (tmp_path / "moo" / CLASS_FILE).read_bytes() == before
+    assert len(store.read_takes(store.get("moo"))) == 3
+
+
+def test_a_replacement_cut_between_its_two_renames_gets_the_old_class_back(tmp_path):
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", StandInModel())
+    os.rename(tmp_path / "moo", tmp_path / ".old-moo.0123abcd")  # the old one moved away, the new never arrived
+    assert store.labels() == ["moo"] and store.get("moo").takes
+
+
+def test_stale_staging_folders_are_removed_fresh_ones_kept(tmp_path):
+    store = TaughtStore(tmp_path)
+    stale, fresh = tmp_path / ".staging-old", tmp_path / ".staging-new"
+    stale.mkdir(), fresh.mkdir()
+    os.utime(stale, (0, 0))
+    store.load()
+    assert not stale.exists() and fresh.exists()
+
+
+def test_model_version_change_recomputes_prototypes_from_the_takes(tmp_path):
+    old, new = StandInModel(version="v1", seed=1), StandInModel(version="v2", seed=2)
+    store = TaughtStore(tmp_path)
+    c1 = _add(store, "moo", old)
+    (c2,) = load_taught(store, new, LogMelParams(), -45.0)
+    assert c2.embedding_version == "v2"
+    expected, _ = embedder(new, LogMelParams(), -45.0)([tone(f, 0.5) for f in (300, 305, 310)])
+    assert np.allclose(c2.prototype, expected, atol=1e-5) and not np.allclose(c2.prototype, c1.prototype, atol=0.1)
+    saved = json.loads((tmp_path / "moo" / CLASS_FILE).read_text())
+    assert saved["embedding_version"] == "v2" and np.allclose(saved["prototype"], expected, atol=1e-5)
+    calls = new.calls
+    load_taught(store, new, LogMelParams(), -45.0)  # same version now: nothing recomputed
+    assert new.calls == calls
+    assert load_taught(store, StandInModel(embedding=False), LogMelParams(), -45.0) == []
+
+
+def test_rename_update_forget(tmp_path):
+    store = TaughtStore(tmp_path)
+    _add(store, "sound 1", StandInModel(), mapping={"colour": "#ff0000"})
+    c = store.rename("sound 1", "moo")
+    assert store.labels() == ["moo"] and c.folder == tmp_path / "moo" and store.get("moo").label == "moo"
+    store.update("moo", mapping={"note": 62, "colour": None})
+    assert store.get("moo").mapping == {"note": 62}
+    store.forget("moo")
+    assert store.labels() == [] and list(tmp_path.iterdir()) == []
+    with pytest.raises(TaughtError, match="no taught sound called 'moo'"):
+        store.forget("moo")
+
+
+@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "x" * 65, "bad\nname"])
+def test_unsafe_names_are_refused(tmp_path, name):
+    with pytest.raises(TaughtError, match="name uses letters"):
+        TaughtStore(tmp_path).add(name, [tone(300)], 16000, None, None, None)
+
+
+def test_a_damaged_class_is_reported_and_skipped(tmp_path):
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", StandInModel())
+    (tmp_path / "meow").mkdir()
+    (tmp_path / "meow" / CLASS_FILE).write_text("{not json")
+    problems = []
+    assert [c.label for c in store.load(on_error=problems.append)] == ["moo"]
+    assert len(problems) == 1 and "meow" in problems[0] and "damaged" in problems[0]

@@ -1,0 +1,182 @@
+"""`python -m device teach / taught / forget` and `classify --taught`: the CLI round trip and every refusal."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.__main__ import main
+from device.sound import classify as classify_mod
+from device.sound import teach as teach_mod
+from device.wavfile import write_wav
+from taught_helpers import StandInModel, join, noise, silence, tone
+
+ROOT = Path(__file__).resolve().parent.parent
+OPEN_SET = {"min_confidence": 0.5, "taught_max_distance": 0.15, "max_centre_distance": 0.15}
+DOG = 110 * 1.5 ** 3  # the stand-in's dog_bark reference sound
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """Every CLI command loads the stand-in two-output model; no config file is read."""
+    model = StandInModel(open_set=OPEN_SET)
+    monkeypatch.setenv("SAYSEE_CONFIG", "/nonexistent/saysee.toml")
+    monkeypatch.setattr(teach_mod, "load_model", lambda path, num_threads=1: model)
+    monkeypatch.setattr(classify_mod, "Model", lambda path, expected_frontend=None: model)
+    return model
+
+
+def wav(tmp_path, name, audio, rate=16000):
+    return str(write_wav(tmp_path / name, audio, rate))
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_teach_then_classify_prints_the_taught_label(tmp_path, capsys, standin):
+    taught = str(tmp_path / "taught")
+    files = [wav(tmp_path, f"moo{i}.wav", join(silence(0.2), tone(f, 0.6), silence(0.2)))
+             for i, f in enumerate((296, 300, 304))]
+    rc, out, err = run(capsys, "teach", "moo", *files, "--taught", taught, "--note", "60")
+    assert rc == 0, err
+    assert "taught 'moo' from 3 take(s)" in out
+    test = wav(tmp_path, "test.wav", join(silence(0.5), tone(302, 1.5), silence(0.5)))
+    rc, out, err = run(capsys, "classify", test, "--taught", taught)
+    assert rc == 0, err
+    tops = [line.split()[1] for line in out.splitlines()[1:]]
+    assert tops[:2] == ["moo", "moo"]
+    other = wav(tmp_path, "other.wav", tone(1500, 2.0, vibrato=0.2))  # 1.00 gun_shot to the softmax, far from it
+    rc, out, _ = run(capsys, "classify", other, "--taught", taught)
+    assert [line.split()[1] for line in out.splitlines()[1:]] == ["unknown", "unknown"]
+    rc, out, _ = run(capsys, "taught", "--taught", taught)
+    assert out.startswith("moo: 3 takes") and "note 60" in out
+
+
+def test_one_file_with_three_takes_is_split_at_the_silences(tmp_path, capsys, standin):
+    f = wav(tmp_path, "moos.wav", join(silence(0.3), tone(300, 0.5), silence(0.8), tone(304, 0.4),
+                                       silence(0.8), tone(298, 0.6), silence(0.3)))
+    rc, out, err = run(capsys, "teach", "moo", f, "--taught", str(tmp_path / "t"))
+    assert rc == 0, err and "from 3 take(s)" in out
+    takes = sorted((tmp_path / "t" / "moo").glob("take-*.wav"))
+    assert len(takes) == 3
+    lengths = [wave.open(str(p)).getnframes() / 16000 for p in takes]
+    assert lengths == pytest.approx([0.6, 0.5, 0.7], abs=0.03)  # each take plus 0.05 s either side
+
+
+def _clipped():
+    x = tone(300, 0.6, amp=1.0).astype(np.int32) * 3
+    return np.clip(x, -32768, 32767).astype(np.int16)
+
+
+@pytest.mark.parametrize("make, rate, words", [
+    (lambda: silence(1.0), 16000, "silent"),
+    (lambda: tone(300, 0.6, amp=0.002), 16000, "below the -45 dBFS gate"),
+    (lambda: tone(300, 0.05), 16000, "only 0.05 s long"),
+    (_clipped, 16000, "clipped"),
+    (lambda: tone(300, 0.6)[::2], 8000, "recorded at 8000 Hz"),
+])
+def test_bad_takes_get_one_line_naming_the_file(tmp_path, capsys, standin, make, rate, words):
+    good = [wav(tmp_path, f"g{i}.wav", tone(300 + i, 0.5)) for i in range(2)]
+    bad = wav(tmp_path, "bad take.wav", make(), rate)
+    rc, out, err = run(capsys, "teach", "moo", *good, bad, "--taught", str(tmp_path / "t"))
+    assert rc == 2
+    assert err.count("\n") == 1 and "bad take.wav" in err and words in err, err
+    assert not (tmp_path / "t").exists() or not list((tmp_path / "t").iterdir())
+
+
+def test_a_take_unlike_the_others_is_refused_unless_forced(tmp_path, capsys, standin):
+    files = [wav(tmp_path, "a.wav", tone(300, 0.6)), wav(tmp_path, "b.wav", tone(304, 0.6)),
+             wav(tmp_path, "odd.wav", tone(700, 0.6, vibrato=0.05))]
+    rc, out, err = run(capsys, "teach", "moo", *files, "--taught", str(tmp_path / "t"))
+    assert rc == 2 and "take 3 (" in out and "odd.wav) does not sound like the others" in out
+    assert "not taught" in err and "--force" in err and not (tmp_path / "t" / "moo").exists()
+    rc, out, err = run(capsys, "teach", "moo", *files, "--taught", str(tmp_path / "t"), "--force")
+    assert rc == 0 and (tmp_path / "t" / "moo" / "class.json").is_file()
+
+
+def test_a_sound_the_box_knows_is_refused_builtin_and_taught(tmp_path, capsys, standin):
+    t = str(tmp_path / "t")
+    dog = [wav(tmp_path, f"d{i}.wav", tone(DOG * (1 + 0.01 * i), 0.6)) for i in range(3)]
+    rc, out, err = run(capsys, "teach", "woof", *dog, "--taught", t)
+    assert rc == 2 and "this sounds like dog_bark" in err
+    moo = [wav(tmp_path, f"m{i}.wav", tone(300 + 4 * i, 0.6)) for i in range(3)]
+    assert run(capsys, "teach", "moo", *moo, "--taught", t)[0] == 0
+    again = [wav(tmp_path, f"n{i}.wav", tone(302 + 3 * i, 0.5)) for i in range(3)]
+    rc, out, err = run(capsys, "teach", "cow", *again, "--taught", t)
+    assert rc == 2 and "this sounds like moo" in err
+    rc, out, err = run(capsys, "teach", "moo", *again, "--taught", t)
+    assert rc == 2 and "'moo' is taught already; --force replaces it" in err
+    rc, out, err = run(capsys, "teach", "dog_bark", *again, "--taught", t, "--force")
+    assert rc == 2 and "built-in class name" in err
+
+
+def test_rename_picture_and_forget_through_the_cli(tmp_path, capsys, standin):
+    t = str(tmp_path / "t")
+    files = [wav(tmp_path, f"m{i}.wav", tone(300 + 4 * i, 0.6)) for i in range(3)]
+    assert run(capsys, "teach", "sound 1", *files, "--taught", t)[0] == 0
+    pic = tmp_path / "cow.png"
+    pic.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 8)
+    rc, out, err = run(capsys, "taught", "sound 1", "--rename", "moo", "--picture", str(pic), "--taught", t)
+    assert rc == 0, err
+    assert out.startswith("moo: 3 takes") and "picture" in out
+    rc, out, _ = run(capsys, "forget", "moo", "--taught", t)
+    assert rc == 0 and run(capsys, "taught", "--taught", t)[1].startswith("no taught sounds")
+    rc, _, err = run(capsys, "forget", "moo", "--taught", t)
+    assert rc == 2 and err.count("\n") == 1 and "no taught sound called 'moo'" in err
+
+
+def test_record_takes_from_the_sim_mic(tmp_path, capsys, standin, monkeypatch):
+    playlist = wav(tmp_path, "mic.wav", join(*(part for f in (300, 303, 297, 301) for part in
+                                               (silence(0.6), tone(f, 0.6), silence(0.3)))))
+    # countdown 0.5 s + take 1.0 s: each take window holds one 0.6 s tone
+    cfg = tmp_path / "box.toml"
+    cfg.write_text(f'[teach]\ntake_s = 1.0\ncountdown_s = 0.5\ndir = "{tmp_path / "t"}"\n')
+    rc, out, err = run(capsys, "teach", "moo", "--record", "3", "--sim", playlist, "--config", str(cfg))
+    assert rc == 0, err
+    assert out.count("get ready") == 3 and "taught 'moo' from 3 take(s)" in out
+    assert len(list((tmp_path / "t" / "moo").glob("take-*.wav"))) == 3
+
+
+def test_the_committed_single_output_model_refuses_to_teach(tmp_path):
+    meta = json.loads((ROOT / "models" / "sound.json").read_text())
+    if "embedding" in meta.get("outputs", []):
+        pytest.skip("the committed model has an embedding output")
+    write_wav(tmp_path / "a.wav", tone(300, 0.6), 16000)
+    env = dict(os.environ, SAYSEE_CONFIG=str(tmp_path / "none.toml"))
+    r = subprocess.run([sys.executable, "-m", "device", "teach", "moo", str(tmp_path / "a.wav"),
+                        "--taught", str(tmp_path / "t")], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == \
+        "saysee: error: models/sound.tflite has no embedding output: run make models"
+    assert not (tmp_path / "t").exists()
+
+
+def test_cli_round_trip_in_subprocesses_with_the_real_two_output_model(tmp_path):
+    meta = json.loads((ROOT / "models" / "sound.json").read_text())
+    if "embedding" not in meta.get("outputs", []):
+        pytest.skip("the committed model has no embedding output yet (make models)")
+    files = []
+    for i, f in enumerate((300, 304, 296)):
+        files.append(str(write_wav(tmp_path / f"moo{i}.wav", join(silence(0.2), tone(f, 0.6, vibrato=0.02),
+                                                                   silence(0.2)), 16000)))
+    env = dict(os.environ, SAYSEE_CONFIG=str(tmp_path / "none.toml"))
+    t = str(tmp_path / "t")
+    r = subprocess.run([sys.executable, "-m", "device", "teach", "moo", *files, "--taught", t, "--force"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    test = write_wav(tmp_path / "test.wav", join(silence(0.3), tone(302, 1.2, vibrato=0.02), silence(0.3)), 16000)
+    r = subprocess.run([sys.executable, "-m", "device", "classify", str(test), "--taught", t],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[1].split()[1] == "moo"
