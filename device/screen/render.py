@@ -29,6 +29,7 @@ import numpy as np
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import pygame  # noqa: E402
 
+from device.config import DisplayConfig  # noqa: E402
 from device.frontend import DIATONIC_C4_F6  # noqa: E402
 from device.hardware.base import Scene  # noqa: E402
 from device.screen.palette import note_colour  # noqa: E402
@@ -37,7 +38,8 @@ from device.screen.pictures import arc_band, draw_picture, rgb255, tint  # noqa:
 
 log = logging.getLogger("saysee.display")
 
-DEFAULT_SIZE = (800, 480)  # the official Raspberry Pi touchscreen
+# The [display] section's default (the official Raspberry Pi touchscreen): one source.
+DEFAULT_SIZE = (DisplayConfig().width, DisplayConfig().height)
 # Natural-log mel power from device.frontend: digital silence is ln(1e-6) = -13.8,
 # a full-scale tone peaks near +6. A fixed range keeps a quiet room dark and
 # old columns from changing colour when a loud sound arrives.
