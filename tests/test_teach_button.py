@@ -1,0 +1,169 @@
+"""The teach button: hold it, make the sound 3 times (sim mic), the box learns "sound 1".
+
+The GPIO fake here mimics RPi.GPIO's input side as the real library behaves:
+setup() before a numbering mode, or input() on a pin never set up, raise
+RuntimeError with the library's messages; a pull-up input reads HIGH until
+the button (to ground) is pressed.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from device.config import TeachConfig
+from device.hardware.mic import PlaylistMic
+from device.screen.palette import class_colour
+from device.sound.taught import TaughtStore, colour_hex
+from device.sound.teach_button import ButtonTeacher, Prompt, TeachButton, TeachSession
+from taught_helpers import StandInModel, join, silence, tone
+
+OPEN_SET = {"min_confidence": 0.5, "taught_max_distance": 0.15, "max_centre_distance": 0.15}
+DOG = 110 * 1.5 ** 3
+
+
+def fake_gpio(pressed_between=(0.0, 0.0), clock=None):
+    """An RPi.GPIO-like module; the button (active low) is down while clock() is in ``pressed_between``."""
+    g = types.SimpleNamespace(BCM=11, BOARD=10, IN=1, OUT=0, LOW=0, HIGH=1, PUD_OFF=20, PUD_DOWN=21, PUD_UP=22)
+    state = {"mode": None, "inputs": {}, "cleaned": []}
+
+    def setmode(mode):
+        if state["mode"] is not None and state["mode"] != mode:
+            raise ValueError("A different mode has already been set!")
+        state["mode"] = mode
+
+    def setup(pin, direction, pull_up_down=g.PUD_OFF, initial=-1):
+        if state["mode"] is None:
+            raise RuntimeError("Please set pin numbering mode using GPIO.setmode(GPIO.BOARD) or GPIO.setmode(GPIO.BCM)")
+        if direction == g.IN:
+            state["inputs"][pin] = pull_up_down
+
+    def input_(pin):
+        if pin not in state["inputs"]:
+            raise RuntimeError("You must setup() the GPIO channel first")
+        lo, hi = pressed_between
+        down = lo <= clock() < hi
+        if state["inputs"][pin] == g.PUD_UP:
+            return g.LOW if down else g.HIGH
+        return g.HIGH if down else g.LOW
+
+    g.setmode, g.getmode, g.setup, g.input = setmode, lambda: state["mode"], setup, input_
+    g.cleanup = lambda pin=None: state["cleaned"].append(pin)
+    g.state = state
+    return g
+
+
+class StreamClock:
+    """Time = audio fed so far (the button is polled once per mic chunk)."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def drive(teacher, mic, clock):
+    mic.start()
+    teaching = []
+    while True:
+        chunk = mic.read(timeout=1.0)
+        if chunk is None:
+            if mic.is_finished:
+                break
+            continue
+        clock.t = (chunk.start + len(chunk.samples)) / 16000
+        teaching.append(teacher.step(chunk.samples))
+    mic.close()
+    return teaching
+
+
+def setup_teacher(tmp_path, audio, pressed=(0.2, 1.6), **teach_kw):
+    clock = StreamClock()
+    gpio = fake_gpio(pressed, clock)
+    model = StandInModel(open_set=OPEN_SET)
+    teach = TeachConfig(button_pin=5, hold_s=1.0, **teach_kw)
+    shown: list[Prompt] = []
+    taught = []
+    teacher = ButtonTeacher(TeachButton(gpio, 5, teach.hold_s, clock), TaughtStore(tmp_path / "t"), model, teach,
+                            show=shown.append, on_taught=taught.append)
+    mic = PlaylistMic([(audio, 16000)], realtime=False, chunk_size=800)
+    return teacher, mic, clock, shown, taught, gpio
+
+
+def three_takes(freqs=(300, 304, 297)):
+    parts = [silence(1.8)]  # the button is held during this
+    for f in freqs:
+        parts += [tone(f, 0.6), silence(1.0)]
+    return join(*parts)
+
+
+def test_hold_the_button_make_the_sound_three_times_and_it_is_learned(tmp_path):
+    teacher, mic, clock, shown, taught, gpio = setup_teacher(tmp_path, three_takes())
+    drive(teacher, mic, clock)
+    texts = [p.text for p in shown]
+    assert texts[0] == "Make the sound! 1/3"
+    assert texts.count("Make the sound! 2/3") == 1 and texts.count("Make the sound! 3/3") == 1
+    assert texts[-1] == "Learned sound 1!" and shown[-1].colour == class_colour("sound 1")
+    (c,) = taught
+    assert c.label == "sound 1" and len(c.takes) == 3 and c.mapping["colour"] == colour_hex(class_colour("sound 1"))
+    store = TaughtStore(tmp_path / "t")
+    assert store.labels() == ["sound 1"]
+    lengths = [len(a) / 16000 for a in store.read_takes(store.get("sound 1"))]
+    assert all(0.6 <= s <= 0.85 for s in lengths), lengths  # each take: the tone plus pre-roll and a short tail
+    assert gpio.state["inputs"] == {5: gpio.PUD_UP}
+
+
+def test_the_next_sound_is_sound_2(tmp_path):
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, three_takes())
+    drive(teacher, mic, clock)
+    teacher2, mic2, clock2, shown2, taught2, _ = setup_teacher(tmp_path, three_takes((700, 705, 695)))
+    drive(teacher2, mic2, clock2)
+    assert [c.label for c in taught2] == ["sound 2"]
+    assert TaughtStore(tmp_path / "t").labels() == ["sound 1", "sound 2"]
+
+
+def test_a_short_press_does_nothing_and_the_audio_goes_to_the_pipeline(tmp_path):
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, three_takes(), pressed=(0.2, 0.9))
+    teaching = drive(teacher, mic, clock)
+    assert not any(teaching) and shown == [] and taught == []
+
+
+def test_a_sound_the_box_knows_is_not_learned_and_the_screen_says_so(tmp_path):
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, three_takes((DOG, DOG * 1.01, DOG * 0.99)))
+    drive(teacher, mic, clock)
+    assert taught == [] and shown[-1].text == "That sounds like dog_bark!"
+    assert TaughtStore(tmp_path / "t").labels() == []
+
+
+def test_no_sound_gives_up_after_wait_s(tmp_path):
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, silence(6.0), wait_s=3.0)
+    teaching = drive(teacher, mic, clock)
+    assert shown[-1].text.startswith("No sound heard") and taught == []
+    assert teaching[-1] is False  # back to listening
+
+
+def test_too_short_takes_are_asked_again():
+    s = TeachSession(TeachConfig(takes=2, min_take_s=0.15))
+    s.feed(join(silence(0.3), tone(300, 0.08), silence(1.0), tone(300, 0.5), silence(1.0),
+                tone(300, 0.5), silence(1.0)))
+    texts = [p.text for p in s.prompts]
+    assert "Too short! Make the sound again." in texts and s.state == "done" and len(s.takes) == 2
+
+
+def test_input_before_setup_raises_like_the_library():
+    g = fake_gpio()
+    with pytest.raises(RuntimeError, match="setup"):
+        g.input(5)
+    TeachButton(g, 5, 1.0, clock=lambda: 0.0)  # sets BCM itself when no mode is set
+    assert g.getmode() == g.BCM
+
+
+def test_button_and_leds_share_the_numbering_mode():
+    g = fake_gpio()
+    g.setmode(g.BCM)  # the LEDs set it first
+    b = TeachButton(g, 6, 0.5, clock=lambda: 0.0)
+    b.close()
+    b.close()
+    assert g.state["cleaned"] == [6]
