@@ -27,7 +27,8 @@ from typing import Any, Callable
 from device.atomic import write_atomic
 from device.config import Config
 from device.frontend import LogMelParams
-from device.hardware.base import Camera, Display, Leds, Mic, Synth
+from device.hardware.audio_out import AudioOutClosedError
+from device.hardware.base import AudioOut, Camera, Display, Leds, Mic, Synth
 from device.hardware.synth import SynthClosedError
 from device.runtime.responder import Action, Midi, Responder, SetLed, ShowScene
 from device.sound.labels import UNKNOWN
@@ -83,10 +84,11 @@ class Devices:
     leds: Leds | None = None
     display: Display | None = None
     synth: Synth | None = None
+    audio_out: AudioOut | None = None
 
     def close(self) -> None:
-        # Outputs first so the LED goes dark and the synth gets note-offs before inputs stop.
-        for dev in (self.leds, self.synth, self.display, self.camera, self.mic):
+        # Outputs first so the LED goes dark, the synth gets note-offs and the speaker stops before inputs stop.
+        for dev in (self.leds, self.synth, self.audio_out, self.display, self.camera, self.mic):
             if dev is None:
                 continue
             try:
@@ -113,7 +115,8 @@ class App:
     def __init__(self, cfg: Config, devices: Devices, sound_model: Any | None = None,
                  marimba: Any | None = None, notifier: Any | None = None,
                  on_event: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic,
-                 responder: Responder | None = None, stall_after_s: float = STALL_AFTER_S):
+                 responder: Responder | None = None, stall_after_s: float = STALL_AFTER_S,
+                 resynth: Any | None = None):
         self.cfg = cfg
         self.dev = devices
         self.clock = clock
@@ -141,6 +144,15 @@ class App:
                                      max_latency_s=s.max_latency_s if realtime else None)
             self.sound = SoundPipeline(sound_model.predict, sound_model.labels, LogMelParams(), settings, clock)
         self.marimba = marimba
+        # Camera -> sound ([audio_out] mode = "resynth"): the marimba levels played on the box's speaker.
+        self.resynth = resynth
+        if (resynth is None and marimba is not None and devices.audio_out is not None
+                and cfg.audio_out.mode == "resynth"):
+            from device.marimba.resynth import Resynth
+
+            self.resynth = Resynth.from_spec(marimba.spec, devices.audio_out.sample_rate,
+                                             fps=getattr(devices.camera, "fps", None),
+                                             smoothing_s=cfg.audio_out.smoothing_s, gain=cfg.audio_out.gain)
         self.responder = responder or Responder(cfg, labels=getattr(sound_model, "labels", ()),
                                                 notes=getattr(marimba, "notes", ()))
 
@@ -238,8 +250,22 @@ class App:
         self._progress.pop("mic", None)  # a finished source is not a stalled one
         self.dispatch(self.responder.due())
 
+    def _play_levels(self) -> None:
+        """The marimba model's newest levels -> one block of audio on the speaker (once per frame)."""
+        try:
+            self.dev.audio_out.write(self.resynth.step_levels(self.marimba.levels))
+        except AudioOutClosedError:
+            if not self.stop_event.is_set():  # closed by shutdown while this frame finished: nowhere to play
+                raise
+        except Exception as e:  # a bad block must not end a box that runs for weeks
+            self.counters.errors += 1
+            log.exception("audio out error: %s", e)
+
     def _marimba_worker(self) -> None:
         cam = self.dev.camera
+        playing = self.resynth is not None and self.dev.audio_out is not None
+        if playing:
+            self.dev.audio_out.start()
         cam.start()
         while not self.stop_event.is_set():
             frame = cam.read(timeout=0.2)
@@ -256,6 +282,8 @@ class App:
                 self.counters.errors += 1
                 log.exception("marimba pipeline error: %s", e)
                 continue
+            if playing:  # sound first: it is the most latency-sensitive output
+                self._play_levels()
             if self.first_inference_at is None and self.marimba.windows:
                 self.first_inference_at = self.clock()
             for ev in events:
@@ -302,9 +330,13 @@ class App:
                 "reconnects": getattr(synth, "reconnects", 0),
                 **({f"sound_{k}": v for k, v in self.sound.counters.items()} if self.sound else {}),
                 **({"marimba_windows": self.marimba.windows} if self.marimba is not None else {}),
+                **({"audio_out_underruns": self.dev.audio_out.underruns,
+                    "audio_out_dropped_samples": self.dev.audio_out.dropped_samples}
+                   if self.dev.audio_out is not None else {}),
             },
             "backends": {k: getattr(getattr(self.dev, k), "backend", None)
-                         for k in ("mic", "camera", "leds", "display", "synth") if getattr(self.dev, k) is not None},
+                         for k in ("mic", "camera", "leds", "display", "synth", "audio_out")
+                         if getattr(self.dev, k) is not None},
             "synth_connected": bool(synth is not None and synth.is_connected),
         }
 

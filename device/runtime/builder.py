@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,8 @@ from device.model import Model
 
 log = logging.getLogger("saysee")
 
+RESYNTH_WAV = "marimba-resynth.wav"  # the sim audio out's file in a run's out_dir
+
 
 def _backend(configured: str, sim: bool) -> str:
     return "sim" if sim else configured
@@ -22,6 +25,7 @@ def _backend(configured: str, sim: bool) -> str:
 
 def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = None) -> Devices:
     """Open every backend the enabled modes need; on failure close what was opened."""
+    from device.hardware.audio_out import open_audio_out
     from device.hardware.camera import open_camera
     from device.hardware.display import open_display
     from device.hardware.leds import open_leds
@@ -50,6 +54,15 @@ def open_devices(cfg: Config, sim: bool = False, out_dir: str | Path | None = No
         dev.synth = open_synth(_backend(s.backend, sim), s,
                                wav_path=(out / "synth.wav") if out else None,
                                log_path=(out / "synth.log") if out else None)
+        a = cfg.audio_out
+        if a.mode == "resynth" and "marimba" in modes:
+            # In sim the resynthesis lands beside the synth's WAV, so the two can be compared.
+            wav = (out / RESYNTH_WAV) if out else (a.wav or None)
+            if not cfg.camera.realtime and _backend(cfg.camera.backend, sim) == "sim":
+                # An unpaced video makes blocks faster than real time: a card-paced WAV would
+                # drop most of them, so the sim writes every block (batch) instead.
+                a = dataclasses.replace(a, realtime=False)
+            dev.audio_out = open_audio_out(_backend(a.backend, sim), a, path=wav)
     except BaseException:
         dev.close()
         raise
@@ -80,9 +93,16 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
     from device.runtime.notify import Notifier, Watchdog
 
     sound, marimba = load_models(cfg)
+    decision, taught = None, []
+    if sound is not None:
+        from device.sound.teach import open_set_model
+
+        # The pipeline decides built-in | taught ([teach] dir) | unknown; the responder maps the taught ones.
+        decision, taught = open_set_model(cfg, sound)
     devices = open_devices(cfg, sim=sim, out_dir=out_dir)
     watchdog = Watchdog(Notifier(), on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
-    responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else ())
-    app = App(cfg, devices, sound_model=sound, marimba=marimba, notifier=watchdog, on_event=on_event,
+    responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else (),
+                          taught={c.label: c.class_mapping() for c in taught})
+    app = App(cfg, devices, sound_model=decision, marimba=marimba, notifier=watchdog, on_event=on_event,
               responder=responder)
     return app, watchdog.stop
