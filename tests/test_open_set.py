@@ -126,3 +126,26 @@ def test_committed_model_without_embedding_decides_unknown_by_confidence():
     d = model.decide(x)
     assert d.label == (UNKNOWN if probs.max() < 0.999 else real.labels[int(np.argmax(probs))])
     assert OpenSetModel(real, build_decider(real, TeachConfig(min_confidence=0.0))).decide(x).kind == "builtin"
+
+
+def test_device_decision_equals_the_one_training_calibrates_and_measures():
+    ee = pytest.importorskip("training.embedding_eval")
+    rng = np.random.default_rng(3)
+    n_cls, dim, n = 5, 16, 400
+    centres = ee.unit(rng.normal(size=(n_cls, dim)))
+    protos = ee.unit(rng.normal(size=(3, dim)))
+    # Windows near centres, near prototypes and nowhere, with sure and unsure probabilities.
+    anchors = np.concatenate([centres, protos, ee.unit(rng.normal(size=(4, dim)))])
+    emb = ee.unit(anchors[rng.integers(0, len(anchors), n)] + rng.normal(0, 0.35, (n, dim)))
+    probs = rng.dirichlet(np.full(n_cls, 0.3), n)
+    os_ = ee.OpenSet(min_confidence=0.6, max_centre_distance=0.35, class_centres=centres, taught_max_distance=0.3)
+    labels = [f"c{i}" for i in range(n_cls)]
+    params = OpenSetParams(0.6, 0.35, 0.3, {k: c for k, c in zip(labels, centres)})
+    decider = OpenSetDecider(labels, params, {f"t{j}": p for j, p in enumerate(protos)})
+    want = ee.decide(probs, emb, os_, protos)
+    names = labels + decider.taught
+    got = [decider.decide(p, e).label for p, e in zip(probs, emb)]
+    assert got == [UNKNOWN if w == ee.UNKNOWN else names[w] for w in want]
+    assert {"unknown", "c0", "t0"} <= set(got)  # every branch was exercised
+    scores = np.stack([OpenSetDecider(labels, params).scores(p, e) for p, e in zip(probs, emb)])
+    assert np.allclose(scores, ee.open_set_scores(probs, emb, os_), atol=1e-6)

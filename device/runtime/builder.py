@@ -93,9 +93,16 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
     from device.runtime.notify import Notifier, Watchdog
 
     sound, marimba = load_models(cfg)
+    decision, taught = None, []
+    if sound is not None:
+        from device.sound.teach import open_set_model
+
+        # The pipeline decides built-in | taught ([teach] dir) | unknown; the responder maps the taught ones.
+        decision, taught = open_set_model(cfg, sound)
     devices = open_devices(cfg, sim=sim, out_dir=out_dir)
     watchdog = Watchdog(Notifier(), on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
-    responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else ())
-    app = App(cfg, devices, sound_model=sound, marimba=marimba, notifier=watchdog, on_event=on_event,
+    responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else (),
+                          taught={c.label: c.class_mapping() for c in taught})
+    app = App(cfg, devices, sound_model=decision, marimba=marimba, notifier=watchdog, on_event=on_event,
               responder=responder)
     return app, watchdog.stop

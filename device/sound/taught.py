@@ -291,7 +291,11 @@ class TaughtStore:
             if embed is None or (c.embedding_version == version and c.prototype is not None):
                 out.append(c)
                 continue
-            proto, embs = embed(self.read_takes(c))
+            try:
+                proto, embs = embed(self.read_takes(c))
+            except SaySeeError as e:  # one damaged take must not keep the box (or the other sounds) from starting
+                log.warning("taught sound %s: not used, its takes can't be read (%s)", c.label, e)
+                continue
             fresh = _replace(c, prototype=np.asarray(proto, np.float32),
                              take_embeddings=np.asarray(embs, np.float32), embedding_version=version)
             try:

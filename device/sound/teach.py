@@ -36,7 +36,7 @@ from device.config import PROJECT_ROOT, Config, TeachConfig, parse_colour
 from device.errors import ConfigError, InputFileError, ModelError, SaySeeError
 from device.frontend import LogMelParams, to_float, window_features
 from device.sound.labels import UNKNOWN
-from device.sound.open_set import OpenSetDecider, OpenSetParams, cosine_distance, infer, normalise
+from device.sound.open_set import OpenSetDecider, OpenSetModel, OpenSetParams, cosine_distance, infer, normalise
 from device.sound.taught import TaughtClass, TaughtError, TaughtStore, colour_hex
 from device.wavfile import read_wav, wav_info
 
@@ -199,6 +199,17 @@ def build_decider(model: Any, teach: TeachConfig, classes: Sequence[TaughtClass]
     """The open-set decision for ``model`` with these taught classes."""
     protos = {c.label: c.prototype for c in classes if c.prototype is not None}
     return OpenSetDecider(model.labels, open_set_params(model, teach), protos)
+
+
+def open_set_model(cfg: Config, model: Any) -> tuple[OpenSetModel, list[TaughtClass]]:
+    """What the builder runs: ``model`` seen through the open-set decision with the box's taught sounds
+    (config ``[teach] dir``, prototypes recomputed after a model update), and those sounds for the Responder."""
+    classes = load_taught(TaughtStore(cfg.teach.dir), model, LogMelParams(), cfg.sound.silence_dbfs)
+    if classes:
+        import logging
+
+        logging.getLogger("saysee").info("taught sounds: %s", ", ".join(c.label for c in classes))
+    return OpenSetModel(model, build_decider(model, cfg.teach, classes)), classes
 
 
 # ------------------------------------------------------------------ enrolment
