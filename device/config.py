@@ -61,16 +61,17 @@ class SoundConfig:
                           doc="onset: decide early on a sure sound onset, confirm as the window fills; "
                               "window: the earlier design (smoothed 1 s windows every 0.25 s)")
     hop_s: float | None = _spec(None, lo=0.01, hi=1.0, doc="seconds between decisions, a multiple of 0.01; "
-                                                         "unset = DECISION_HOP_S of the chosen design")
+                                                         "unset = the design's own (DESIGN_DEFAULTS)")
     threshold_on: float = _spec(0.6, lo=0.0, hi=1.0)
     threshold_off: float = _spec(0.3, lo=0.0, hi=1.0)
     smoothing: float = _spec(0.7, lo=0.01, hi=1.0, doc="weight of the newest 0.25 s in the running average")
     silence_dbfs: float = _spec(-45.0, lo=-120.0, hi=0.0)
-    min_sound_s: float = _spec(0.15, lo=0.0, hi=1.0,
-                               doc="audio above the gate a window needs before the smoothed decision may use it")
+    min_sound_s: float | None = _spec(None, lo=0.0, hi=1.0,
+                                      doc="audio above the gate a window needs before the running average may "
+                                          "use it; unset = the design's own (DESIGN_DEFAULTS)")
     clear_after_s: float = _spec(0.5, lo=0.0, hi=10.0, doc="quiet this long clears the class")
-    early_threshold: float = _spec(0.95, lo=0.0, hi=1.0, doc="onset: model probability that decides early")
-    early_min_sound_s: float = _spec(0.08, lo=0.0, hi=1.0, doc="onset: audio above the gate an early decision needs")
+    early_threshold: float = _spec(0.8, lo=0.0, hi=1.0, doc="onset: model probability that decides early")
+    early_min_sound_s: float = _spec(0.05, lo=0.0, hi=1.0, doc="onset: audio above the gate an early decision needs")
     early_exclude: tuple[str, ...] = _spec(("gun_shot",), doc="onset: classes never decided early")
     max_latency_s: float | None = _spec(0.75, lo=0.0, hi=10.0, doc="None: never skip (unpaced sim runs)")
     gate_while_synth: bool = True
@@ -78,11 +79,16 @@ class SoundConfig:
 
     @property
     def decision_hop_s(self) -> float:
-        return self.hop_s if self.hop_s is not None else DECISION_HOP_S[self.decision]
+        return self.hop_s if self.hop_s is not None else DESIGN_DEFAULTS[self.decision]["hop_s"]
+
+    @property
+    def decision_min_sound_s(self) -> float:
+        return self.min_sound_s if self.min_sound_s is not None else DESIGN_DEFAULTS[self.decision]["min_sound_s"]
 
 
-# Each design's own hop, used when [sound] hop_s is unset.
-DECISION_HOP_S = {"onset": 0.05, "window": 0.25}
+# Each decision design's own values of the [sound] keys left unset: "window" keeps the earlier
+# design exactly; "onset" was tuned on held-out playlists (bench.e2e.build_playlist, seeds 5001-5012).
+DESIGN_DEFAULTS = {"onset": {"hop_s": 0.05, "min_sound_s": 0.1}, "window": {"hop_s": 0.25, "min_sound_s": 0.15}}
 
 
 @dataclass(frozen=True)

@@ -123,8 +123,10 @@ def test_sound_settings_are_the_sound_config_section():
                                       "early_exclude": ["high"]}})
     assert SoundSettings is SoundConfig  # one source of every default
     pipe = SoundPipeline(band_predict, LABELS, P, cfg.sound)
-    assert (pipe.onset, pipe.hop_s, pipe._clear_hops) == (False, 0.25, 4)
-    assert SoundPipeline(band_predict, LABELS, P, SoundConfig()).hop_s == 0.05
+    assert (pipe.onset, pipe.hop_s, pipe._clear_hops, pipe.min_sound_s) == (False, 0.25, 4, 0.3)
+    # Keys left unset take the design's own values: "window" is the earlier design exactly.
+    assert (SoundPipeline(band_predict, LABELS, P, WINDOW).hop_s, WINDOW.decision_min_sound_s) == (0.25, 0.15)
+    assert (SoundPipeline(band_predict, LABELS, P, SoundConfig()).hop_s, ONSET.decision_min_sound_s) == (0.05, 0.1)
 
 
 def test_min_sound_from_config_delays_the_decision():
@@ -164,7 +166,7 @@ def test_early_decision_within_two_hops_of_a_sure_onset():
     assert onset[0].label == "high" and onset[0].early
     assert 2.0 + ONSET.early_min_sound_s <= onset[0].t <= 2.0 + ONSET.early_min_sound_s + 2 * ONSET.decision_hop_s
     # The earlier design waits for min_sound_s and its 0.25 s hop grid.
-    assert window[0].label == "high" and not window[0].early and window[0].t >= 2.0 + WINDOW.min_sound_s
+    assert window[0].label == "high" and not window[0].early and window[0].t >= 2.0 + WINDOW.decision_min_sound_s
     assert onset[0].t < window[0].t
 
 
@@ -188,7 +190,7 @@ def test_excluded_class_waits_for_min_sound():
     settings = dataclasses.replace(ONSET, early_exclude=("high",))
     events = run(SoundPipeline(sure_predict, LABELS, P, settings),
                  np.concatenate([silence(2.0), tone(3000, 1.0), silence(1.0)]))
-    assert events[0].label == "high" and events[0].t >= 2.0 + settings.min_sound_s
+    assert events[0].label == "high" and events[0].t >= 2.0 + settings.decision_min_sound_s
 
 
 @DESIGNS

@@ -6,19 +6,22 @@ Its settings are the config's [sound] section (``SoundConfig``), the one source
 of every default.
 
 Two decision designs share the streaming front end and the silence gate
-(``[sound] decision``):
+(``[sound] decision``; keys left unset take the design's own values,
+``device.config.DESIGN_DEFAULTS``):
 
 - ``window``: a 1 s window every 0.25 s; a class becomes current when the
   smoothed probability passes ``threshold_on`` and a window holds at least
-  ``min_sound_s`` of sound above the gate. Waits for the next hop, the sound
-  and the average to climb: about 0.3 s from onset to picture.
-- ``onset`` (default): the same window every 0.05 s. A new sound is decided
-  *early*, from a window holding only ``early_min_sound_s`` of it, when the
-  model is sure (``early_threshold``) of a class that is not in
-  ``early_exclude`` (every sudden onset looks like a gun shot for its first
-  tenth of a second); the running average restarts at each new sound and
-  confirms or corrects the early decision as the window fills (a correction
-  is a ``replaced`` ClassCleared followed by the new class).
+  ``min_sound_s`` (0.15 s) of sound above the gate. Waits for the next hop,
+  the sound and the average to climb: about 0.3 s from onset to picture.
+- ``onset`` (default): the same window every 0.05 s. For the first
+  ``SETTLE_S`` of a new sound a class is decided *early*, from a window holding
+  only ``early_min_sound_s`` of it, when the model is sure of it
+  (``early_threshold``); classes in ``early_exclude`` wait for ``min_sound_s``
+  (every sudden onset looks like a gun shot at first). The running average
+  restarts at each new sound and then confirms or corrects the early decision
+  as the window fills: a correction is a ``replaced`` ClassCleared followed by
+  the new class (the bench counts it as a flicker). Needs a model trained on
+  onset slivers (crops holding 0.04 s of the event and more).
 
 Both keep the protections: nothing is classified unless the newest hop is
 louder than the gate (silence, reverb tails), nothing is decided on less
@@ -44,8 +47,8 @@ SoundSettings = SoundConfig
 
 # [sound] smoothing is the weight of the newest SMOOTHING_REF_S of audio, whatever the hop.
 SMOOTHING_REF_S = 0.25
-# onset: the first SETTLE_S of full windows of a sound decide only when sure (early_threshold).
-SETTLE_S = 0.25
+# onset: until a sound's running average holds SETTLE_S of full windows, decisions need early_threshold.
+SETTLE_S = SMOOTHING_REF_S
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class ClassDetected:
     confidence: float
     t: float  # stream time (s) of the end of the deciding window
     probabilities: dict[str, float] = field(default_factory=dict, compare=False, repr=False)
-    early: bool = False  # decided on a sure onset, before the window held min_sound_s
+    early: bool = False  # decided by the onset design's early rule (sure, before the average settled)
 
     def __str__(self) -> str:
         return (f"ClassDetected label={self.label} confidence={self.confidence:.2f} t={self.t:.2f}s"
@@ -113,8 +116,8 @@ class SoundPipeline:
         # Per-hop weights that keep the configured time constants whatever the hop.
         self._alpha = 1.0 - (1.0 - settings.smoothing) ** (self.hop_s / SMOOTHING_REF_S)
         self._clear_hops = max(1, int(round(settings.clear_after_s / self.hop_s)))
-        self._min_classify_s = min(settings.min_sound_s, settings.early_min_sound_s) if self.onset \
-            else settings.min_sound_s
+        self.min_sound_s = settings.decision_min_sound_s
+        self._min_classify_s = min(self.min_sound_s, settings.early_min_sound_s) if self.onset else self.min_sound_s
         self._no_early = {self.labels.index(x) for x in settings.early_exclude if x in self.labels}
         self._raw = np.zeros(0, dtype=np.float32)  # recent audio, for the silence gate
         self._raw_end = 0  # global sample index just past self._raw
@@ -185,7 +188,7 @@ class SoundPipeline:
             self._silent_hops = 0
             probs = np.asarray(self.predict(feats), dtype=np.float32)
             self.counters["inferences"] += 1
-            full = sound_s >= s.min_sound_s
+            full = sound_s >= self.min_sound_s
             if full:
                 if self.onset and self._averaged_s == 0.0:
                     # A new sound: average from its first full window, not from the silence before it.
