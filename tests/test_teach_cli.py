@@ -180,3 +180,34 @@ def test_cli_round_trip_in_subprocesses_with_the_real_two_output_model(tmp_path)
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[1].split()[1] == "moo"
+
+
+def test_run_hears_a_taught_sound_and_an_unknown_one(tmp_path, capsys, standin, monkeypatch):
+    """teach through the CLI, then the box (build_app on the sim backends) shows the taught sound and 'unknown'."""
+    import dataclasses
+
+    from device.config import PROJECT_ROOT, load_config
+    from device.runtime import builder
+    from device.sound.pipeline import ClassDetected
+
+    t = tmp_path / "t"
+    files = [wav(tmp_path, f"m{i}.wav", tone(300 + 4 * i, 0.6)) for i in range(3)]
+    assert run(capsys, "teach", "moo", *files, "--taught", str(t), "--colour", "#8844ff")[0] == 0
+    playlist = wav(tmp_path, "mic.wav", join(silence(0.5), tone(302, 1.0), silence(1.5),
+                                             tone(1500, 1.0, vibrato=0.2), silence(1.5)))
+    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
+    cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
+                              mic=dataclasses.replace(cfg.mic, playlist=(playlist,), realtime=False),
+                              teach=dataclasses.replace(cfg.teach, dir=str(t)))
+    monkeypatch.setattr(builder, "load_models", lambda cfg: (standin, None))
+    events = []
+    app, cleanup = builder.build_app(cfg, sim=True, out_dir=tmp_path / "out", on_event=events.append)
+    try:
+        app.run()
+    finally:
+        cleanup()
+    assert [e.label for e in events if isinstance(e, ClassDetected)] == ["moo", "unknown"]
+    leds = [s for s in app.dev.leds.timeline() if s.brightness > 0]
+    # Lit only in the taught colour: 'unknown' keeps the LED dark.
+    assert leds and all(s.rgb == pytest.approx((0x88 / 255, 0x44 / 255, 1.0)) for s in leds)
+    assert json.loads((tmp_path / "status.json").read_text())["counters"]["unknown"] == 1
