@@ -149,3 +149,19 @@ def test_device_decision_equals_the_one_training_calibrates_and_measures():
     assert {"unknown", "c0", "t0"} <= set(got)  # every branch was exercised
     scores = np.stack([OpenSetDecider(labels, params).scores(p, e) for p, e in zip(probs, emb)])
     assert np.allclose(scores, ee.open_set_scores(probs, emb, os_), atol=1e-6)
+
+
+def test_unknown_is_never_decided_early_only_by_the_running_average():
+    settings = SoundConfig(max_latency_s=None, decision="onset")
+    always_unknown = lambda feats: np.array([0.0, 1.0], np.float32)  # noqa: E731 - sure it is nothing known
+    always_a = lambda feats: np.array([1.0, 0.0], np.float32)  # noqa: E731
+    audio = join(silence(0.5), tone(1500, 1.0), silence(1.0))
+    found = {}
+    for name, predict in (("unknown", always_unknown), ("a", always_a)):
+        pipe = SoundPipeline(predict, ["a", UNKNOWN], LogMelParams(), settings)
+        events = [e for i in range(0, len(audio), 800) for e in pipe.step(audio[i : i + 800], i)]
+        found[name] = [e for e in events if isinstance(e, ClassDetected)]
+    (a,) = found["a"]
+    (unknown,) = found["unknown"]
+    assert a.early and not unknown.early and unknown.label == UNKNOWN
+    assert unknown.t > a.t

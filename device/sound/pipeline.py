@@ -23,6 +23,11 @@ Two decision designs share the streaming front end and the silence gate
   the new class (the bench counts it as a flicker). Needs a model trained on
   onset slivers (crops holding 0.04 s of the event and more).
 
+The labels need not be the model's: run through ``device.sound.open_set.OpenSetModel``
+(as the builder does), ``predict`` scores built-in classes, taught sounds and
+``unknown``, so ClassDetected.label may be any of them. ``unknown`` is never
+decided early.
+
 Both keep the protections: nothing is classified unless the newest hop is
 louder than the gate (silence, reverb tails), nothing is decided on less
 sound than the minimums above, and hysteresis (``threshold_on`` /
@@ -41,6 +46,7 @@ import numpy as np
 from device.config import SoundConfig
 from device.errors import ConfigError
 from device.frontend import LogMelParams, StreamingLogMel, dbfs
+from device.sound.labels import UNKNOWN
 
 # The pipeline's settings are the [sound] section itself: one default for every field.
 SoundSettings = SoundConfig
@@ -227,6 +233,9 @@ class SoundPipeline:
         best = int(np.argmax(probs))
         conf = float(probs[best])
         if conf < self.settings.early_threshold or (best in self._no_early and not full):
+            return []
+        if self.labels[best] == UNKNOWN:
+            # The first sliver of any sound is far from every class: "unknown" waits for the running average.
             return []
         self.current = self.labels[best]
         self.counters["early"] += 1
