@@ -16,6 +16,8 @@ from device.sound.pipeline import ClassDetected, SoundPipeline
 from device.sound.teach import build_decider, embed_take
 from taught_helpers import StandInModel, join, noise, silence, tone
 
+pytestmark = pytest.mark.device_venv
+
 LABELS = ["a", "b", "c"]
 E = np.eye(4, dtype=np.float32)
 

@@ -20,6 +20,8 @@ from device.sound.teach import embedder, load_taught
 from device.wavfile import read_wav
 from taught_helpers import StandInModel, tone
 
+pytestmark = pytest.mark.device_venv
+
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 

@@ -19,6 +19,8 @@ from device.sound.taught import TaughtStore, colour_hex
 from device.sound.teach_button import ButtonTeacher, Prompt, TeachButton, TeachSession
 from taught_helpers import StandInModel, join, silence, tone
 
+pytestmark = pytest.mark.device_venv
+
 OPEN_SET = {"min_confidence": 0.5, "taught_max_distance": 0.15, "max_centre_distance": 0.15}
 DOG = 110 * 1.5 ** 3
 

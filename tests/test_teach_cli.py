@@ -18,6 +18,8 @@ from device.sound import teach as teach_mod
 from device.wavfile import write_wav
 from taught_helpers import StandInModel, join, noise, silence, tone
 
+pytestmark = pytest.mark.device_venv
+
 ROOT = Path(__file__).resolve().parent.parent
 OPEN_SET = {"min_confidence": 0.5, "taught_max_distance": 0.15, "max_centre_distance": 0.15}
 DOG = 110 * 1.5 ** 3  # the stand-in's dog_bark reference sound

@@ -35,6 +35,7 @@ import numpy as np
 from device.config import PROJECT_ROOT, Config, TeachConfig, parse_colour
 from device.errors import ConfigError, InputFileError, ModelError, SaySeeError
 from device.frontend import LogMelParams, to_float, window_features
+from device.resample import Resampler
 from device.sound.labels import UNKNOWN
 from device.sound.open_set import OpenSetDecider, OpenSetModel, OpenSetParams, cosine_distance, infer, normalise
 from device.sound.taught import TaughtClass, TaughtError, TaughtStore, colour_hex
@@ -113,8 +114,6 @@ def split_takes(audio: np.ndarray, source: str, params: LogMelParams, teach: Tea
 def read_takes(path: str | os.PathLike, params: LogMelParams, teach: TeachConfig,
                silence_dbfs: float) -> list[Take]:
     """Check one WAV file as teaching material and split it into takes (InputFileError naming it)."""
-    from device.sound.classify import load_audio
-
     rate, _, frames = wav_info(path)
     if rate < params.sample_rate:
         raise InputFileError(f"{path}: recorded at {rate} Hz, below the model's {params.sample_rate} Hz "
@@ -129,7 +128,8 @@ def read_takes(path: str | os.PathLike, params: LogMelParams, teach: TeachConfig
     if clipped > teach.max_clipped:
         raise InputFileError(f"{path}: clipped ({100 * clipped:.1f}% of samples at full scale); "
                              "record it quieter or further from the mic")
-    audio = load_audio(path, params.sample_rate)
+    resampler = Resampler(rate, params.sample_rate, zero_phase=True)  # as classify and the sim mic do
+    audio = np.concatenate([resampler.process(to_float(raw)), resampler.flush()])
     as_int = np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
     return split_takes(as_int, str(path), params, teach, silence_dbfs)
 
