@@ -5,7 +5,9 @@ onsets in sounds.json) is the microphone; LEDs are recorded, the display writes
 PNG frames, the synth is the virtual synth on a pseudo-terminal (written to
 through pyserial) rendering a WAV. Marimba phase (when the marimba model
 exists): a synthetic marimba video is the camera and the notes go to the same
-kind of virtual synth. Everything lands in one output folder, with a summary.
+kind of virtual synth, while the model's note levels are resynthesised
+(``[audio_out] mode = "resynth"``) into marimba-resynth.wav beside its
+synth.wav. Everything lands in one output folder, with a summary.
 
 This driver lives outside ``device/`` because it renders the marimba video and
 scores both phases with workstation code (``training``); the box never needs it.
@@ -25,6 +27,7 @@ from typing import Any
 
 from device.config import PROJECT_ROOT, check_files, load_config
 from device.errors import InputFileError
+from device.runtime.builder import RESYNTH_WAV
 from training.cli import run_cli
 from training.scoring import ONSET_TOLERANCE_S, SOUND_TOLERANCE_S, load_truth, score_detections
 
@@ -87,7 +90,7 @@ def _write_outputs(out: Path, events: list[Any], devices, phase: str) -> dict[st
         gif = animated_gif(frames, out / f"{phase}.gif", fps=4)
         if gif:
             files["animation"] = str(gif)
-    for name in ("synth.wav", "synth.log", "status.json"):
+    for name in ("synth.wav", RESYNTH_WAV, "synth.log", "status.json"):
         if (out / name).exists():
             files[name] = str(out / name)
     return files

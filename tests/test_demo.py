@@ -48,6 +48,14 @@ def test_demo_command_writes_its_outputs_and_scores(tmp_path):
         marimba = summary["marimba"]
         assert marimba["score"]["f1"] >= 0.8 and marimba["notes"] > 0
         assert Path(marimba["files"]["synth.wav"]).stat().st_size > 0
+        # The camera's notes resynthesised beside it: one 1600-sample block per video frame, none dropped.
+        resynth = Path(marimba["files"]["marimba-resynth.wav"])
+        assert resynth.parent == Path(marimba["files"]["synth.wav"]).parent
+        assert marimba["status"]["counters"]["audio_out_dropped_samples"] == 0
+        from device.wavfile import wav_info
+
+        # As long as the video's own audio: every frame's block reached the WAV.
+        assert wav_info(resynth)[::2] == wav_info(out / "marimba-input" / "audio.wav")[::2]
     assert str(out) in r.stdout
 
 

@@ -23,6 +23,7 @@ def test_a_stereo_only_card_gets_the_mono_block_on_both_channels(fake_pyaudio):
     out = open_audio_out("real", AudioOutConfig(block=256))
     out.start()
     out.write(np.arange(256, dtype=np.int16))
+    out.write(np.arange(256, 512, dtype=np.int16))  # a block plus a period queued: the card starts
     pa.streams[-1].pull(256)
     out.close()
     played = pa.streams[-1].played_samples
@@ -97,14 +98,16 @@ def test_a_live_card_plays_what_is_written_period_by_period(fake_pyaudio):
     pa = fake_pyaudio(FakeDevice("card", rates=(16000,), live=True))
     out = open_audio_out("real", AudioOutConfig(sample_rate=16000, block=160, buffer_s=1.0))
     tone = (1000 * np.sin(np.arange(1600) / 5)).astype(np.int16)
-    out.write(tone)
+    out.write(tone[:800])
+    out.write(tone[800:])  # the card starts once a block plus a period is queued
     out.start()
     deadline = time.monotonic() + 5
     while out.queued and time.monotonic() < deadline:
         time.sleep(0.01)
     out.close()
     played = pa.streams[-1].played_samples[:, 0]
-    np.testing.assert_array_equal(played[:1600], tone)
+    start = int(np.flatnonzero(played)[0]) - 1  # after the priming silence; the tone starts at sin(0) = 0
+    np.testing.assert_array_equal(played[start : start + 1600], tone)
 
 
 def test_bad_blocks_are_refused_before_anything_is_queued(tmp_path):
@@ -124,14 +127,16 @@ def test_a_realtime_sim_paces_like_a_card_and_pads_with_silence(tmp_path):
     out = WavAudioOut(tmp_path / "x.wav", sample_rate=16000, frames_per_buffer=160, realtime=True)
     out.start()
     out.write(np.full(400, 500, np.int16))
+    out.write(np.full(400, 500, np.int16))
     deadline = time.monotonic() + 5
     while out.underruns == 0 and time.monotonic() < deadline:
         time.sleep(0.005)
     out.close()
     wav = read_wav(tmp_path / "x.wav")[0]
     assert len(wav) % 160 == 0  # whole periods, as a card plays them
-    np.testing.assert_array_equal(wav[:400], np.full(400, 500))
-    assert not wav[400:].any() and out.underruns >= 1
+    sound = np.flatnonzero(wav)
+    assert len(sound) == 800 and sound[-1] - sound[0] == 799 and (wav[sound] == 500).all()
+    assert not wav[sound[-1] + 1:].any() and out.underruns >= 1
 
 
 def test_the_audio_out_section_is_typed(tmp_path):
@@ -143,3 +148,27 @@ def test_the_audio_out_section_is_typed(tmp_path):
         config_from_dict({"audio_out": {"mode": "loud"}}, tmp_path / "c.toml")
     with pytest.raises(ConfigError, match=r"\[audio_out\] sample_rate"):
         config_from_dict({"audio_out": {"sample_rate": 12345}}, tmp_path / "c.toml")
+
+
+def test_frame_sized_blocks_play_without_gaps_on_a_card_that_runs_a_little_ahead(fake_pyaudio):
+    # The marimba worker writes 1600 samples per frame; the card asks for 512 at a time and
+    # asks again as soon as it has played what was written. The jitter buffer (silence until a
+    # block plus a period is queued) keeps the blocks from being chopped by silence.
+    pa = fake_pyaudio(FakeDevice("card", rates=(48000,)))
+    out = open_audio_out("real", AudioOutConfig(block=512, buffer_s=0.5))
+    out.start()
+    stream = pa.streams[-1]
+    audio = (np.arange(16000) % 1000 + 1).astype(np.int16)  # never zero: silence is padding
+    written = pulled = 0
+    for i in range(0, len(audio), 1600):
+        out.write(audio[i : i + 1600])
+        written += 1600
+        while pulled < written:
+            stream.pull(512)
+            pulled += 512
+    out.close()
+    played = stream.played_samples[:, 0]
+    sound = np.flatnonzero(played)
+    assert sound[-1] - sound[0] + 1 == len(sound)  # one piece: no silence inside
+    np.testing.assert_array_equal(played[sound], audio[: len(sound)])
+    assert out.underruns == 0 and out.dropped_samples == 0

@@ -7,7 +7,12 @@ callback thread (real) or a writer thread that paces itself like a card and
 writes a WAV (sim). A full queue drops the *oldest* audio (``dropped_samples``:
 new notes matter more than old ones, and the delay stays bounded by
 ``buffer_s``); a consumer that finds too little queued plays silence for the
-rest of its period and counts an ``underrun``. Like the mic's batch mode, the
+rest of its period and counts an ``underrun``. The writer delivers in bursts
+(one camera frame's block at a time) and the card takes small periods, so a
+card-paced consumer works as a jitter buffer: at the start and after each
+underrun it plays silence until the largest block written so far plus one
+period is queued, instead of chopping every block with silence whenever a
+frame comes a little late. Like the mic's batch mode, the
 sim's ``realtime=False`` is the one exception: its ``write`` waits for room and
 every sample reaches the WAV (tests, the demo, offline runs).
 
@@ -154,6 +159,8 @@ class _QueuedAudioOut(AudioOut):
         self._lock = threading.Lock()  # close() never interleaves with a write half-way through
         self.underruns = 0
         self.samples_written = 0  # accepted by write()
+        self._largest_write = 0
+        self._priming = True  # card-paced consumers wait for a cushion first (see the module docstring)
         self.samples_played = 0  # handed to the consumer (silence padding excluded)
 
     @property
@@ -172,6 +179,7 @@ class _QueuedAudioOut(AudioOut):
         that is not 1-D (or (n, 1)) or holds NaN/inf, ``TypeError`` for other dtypes.
         """
         x = _as_mono_int16(block)
+        self._largest_write = max(self._largest_write, len(x))
         with self._lock:
             if self.is_closed:
                 raise AudioOutClosedError(f"audio_out: write() on a closed {self.backend} audio output")
@@ -185,11 +193,21 @@ class _QueuedAudioOut(AudioOut):
         return len(x)
 
     def _pull(self, n: int, pad: bool) -> np.ndarray:
-        """The consumer's side: ``n`` samples (silence-padded and counted as an underrun if ``pad``)."""
+        """The consumer's side: up to ``n`` samples; ``pad`` (a card-paced consumer): exactly ``n``.
+
+        A padded period is counted as an underrun and makes the consumer prime again:
+        silence until the largest block written plus ``n`` samples are queued.
+        """
+        if pad and self._priming:
+            cushion = min(self._largest_write + n, self._queue.capacity)
+            if not self._largest_write or self._queue.available < cushion:
+                return np.zeros(n, np.int16)
+            self._priming = False
         _, x = self._queue.take(n)
         self.samples_played += len(x)
         if pad and len(x) < n:
             self.underruns += 1
+            self._priming = True
             x = np.concatenate([x, np.zeros(n - len(x), np.int16)])
         return x
 

@@ -167,7 +167,8 @@ class AudioOut(Device):
     ``write`` queues the block for the backend's own consumer (the sound card's
     callback, or the sim's WAV writer) in a bounded queue: when it is full the
     *oldest* queued audio is dropped and counted in ``dropped_samples``; a
-    consumer that finds the queue empty plays silence and counts ``underruns``.
+    consumer that finds the queue empty plays silence and counts ``underruns``
+    (a card-paced one then waits for a cushion of one block plus one period).
     ``write`` after ``close()`` raises ``AudioOutClosedError`` (device.hardware.audio_out).
     """
 
