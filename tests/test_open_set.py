@@ -167,3 +167,50 @@ def test_unknown_is_never_decided_early_only_by_the_running_average():
     (unknown,) = found["unknown"]
     assert a.early and not unknown.early and unknown.label == UNKNOWN
     assert unknown.t > a.t
+
+
+FIXTURE = Path(__file__).resolve().parent / "data" / "two_output.tflite"
+
+
+def _fixture_with(tmp_path, **changes):
+    import json
+
+    meta = json.loads(FIXTURE.with_suffix(".json").read_text())
+    meta.update(changes)
+    path = tmp_path / "meta.json"
+    path.write_text(json.dumps(meta))
+    return path
+
+
+def test_a_two_output_model_gives_probabilities_and_a_unit_embedding_from_one_invoke():
+    from device.model import Model
+
+    m = Model(FIXTURE, expected_frontend=LogMelParams())
+    assert (m.has_embedding, m.embedding_dim, m.embedding_version) == (True, 16, "test-fixture-1")
+    x = np.random.default_rng(1).normal(-6, 3, m.input_shape).astype(np.float32)
+    probs, emb = m.infer(x)
+    assert probs.shape == (10,) and np.allclose(probs, m.predict(x)) and abs(probs.sum() - 1) < 0.05
+    assert emb.shape == (16,) and np.linalg.norm(emb) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_outputs_are_found_by_name_not_by_position(tmp_path):
+    from device.model import Model
+
+    swapped = _fixture_with(tmp_path, output_names={"probabilities": "embedding", "embedding": "probabilities"})
+    with pytest.raises(ModelError, match="10 labels, but the model two_output.tflite has 16 outputs"):
+        Model(FIXTURE, expected_frontend=LogMelParams(), metadata_path=swapped)
+    # Names the model lacks: the listed order is used when it accounts for every output...
+    renamed = _fixture_with(tmp_path, output_names={"probabilities": "p:0", "embedding": "e:0"})
+    assert Model(FIXTURE, expected_frontend=LogMelParams(), metadata_path=renamed).embedding_dim == 16
+    # ...and refused, naming the tensors, when it does not.
+    partial = _fixture_with(tmp_path, outputs=["probabilities"], output_names={"probabilities": "p:0"})
+    with pytest.raises(ModelError, match="'probabilities'.*not among the model's outputs"):
+        Model(FIXTURE, expected_frontend=LogMelParams(), metadata_path=partial)
+
+
+def test_an_embedding_dim_that_disagrees_with_the_model_is_refused(tmp_path):
+    from device.model import Model
+
+    wrong = _fixture_with(tmp_path, embedding={"dim": 64, "version": "x", "metric": "cosine"})
+    with pytest.raises(ModelError, match="embedding dim 64, but the model's embedding output has 16 values"):
+        Model(FIXTURE, expected_frontend=LogMelParams(), metadata_path=wrong)

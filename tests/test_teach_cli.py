@@ -213,3 +213,29 @@ def test_run_hears_a_taught_sound_and_an_unknown_one(tmp_path, capsys, standin, 
     # Lit only in the taught colour: 'unknown' keeps the LED dark.
     assert leds and all(s.rgb == pytest.approx((0x88 / 255, 0x44 / 255, 1.0)) for s in leds)
     assert json.loads((tmp_path / "status.json").read_text())["counters"]["unknown"] == 1
+
+
+FIXTURE = ROOT / "tests" / "data" / "two_output.tflite"  # tiny untrained int8 model, named outputs
+
+
+def test_cli_round_trip_in_subprocesses_through_a_real_two_output_tflite(tmp_path):
+    """teach then classify as two processes, through the TFLite runtime: named outputs, int8, the embedding."""
+    files = [str(write_wav(tmp_path / f"moo{i}.wav", join(silence(0.2), tone(f, 0.6, amp=a), silence(0.2)), 16000))
+             for i, (f, a) in enumerate(((300, 0.3), (304, 0.2), (297, 0.4)))]
+    env = dict(os.environ, SAYSEE_CONFIG=str(tmp_path / "none.toml"))
+    t = str(tmp_path / "t")
+
+    def device(*argv):
+        return subprocess.run([sys.executable, "-m", "device", *argv, "--model", str(FIXTURE)],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+
+    r = device("teach", "moo", *files, "--taught", t)
+    assert r.returncode == 0, r.stderr
+    saved = json.loads((tmp_path / "t" / "moo" / "class.json").read_text())
+    assert saved["embedding_version"] == "test-fixture-1" and len(saved["prototype"]) == 16
+    test = write_wav(tmp_path / "test.wav", join(silence(0.3), tone(302, 1.2), silence(0.3),
+                                                 tone(1500, 1.4, vibrato=0.2)), 16000)
+    r = device("classify", str(test), "--taught", t)
+    assert r.returncode == 0, r.stderr
+    tops = [line.split()[1] for line in r.stdout.splitlines()[1:]]
+    assert tops == ["moo", "unknown", "unknown"], r.stdout
