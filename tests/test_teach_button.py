@@ -169,3 +169,27 @@ def test_button_and_leds_share_the_numbering_mode():
     b.close()
     b.close()
     assert g.state["cleaned"] == [6]
+
+
+def test_a_sound_learned_while_running_is_heard_by_the_next_pipeline(tmp_path):
+    from device.config import Config, SoundConfig
+    from device.frontend import LogMelParams
+    from device.runtime.responder import Responder, SetLed
+    from device.sound.open_set import OpenSetModel
+    from device.sound.pipeline import ClassDetected, SoundPipeline
+    from device.sound.teach import build_decider
+    from device.sound.teach_button import add_taught
+
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, three_takes())
+    decision = OpenSetModel(teacher.model, build_decider(teacher.model, teacher.teach))
+    responder = Responder(Config(), labels=teacher.model.labels)
+    teacher.on_taught = lambda c: add_taught(decision, responder, c)
+    drive(teacher, mic, clock)
+    assert decision.labels[-2:] == ["sound 1", "unknown"]
+    pipe = SoundPipeline(decision.predict, decision.labels, LogMelParams(), SoundConfig(max_latency_s=None))
+    audio = join(silence(0.5), tone(301, 1.0), silence(1.0))
+    events = [e for i in range(0, len(audio), 800) for e in pipe.step(audio[i : i + 800], i)]
+    (heard,) = [e for e in events if isinstance(e, ClassDetected)]
+    assert heard.label == "sound 1"
+    (led,) = [a for a in responder.on_event(heard) if isinstance(a, SetLed)]
+    assert led.colour == pytest.approx(class_colour("sound 1"), abs=1 / 255)

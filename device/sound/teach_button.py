@@ -232,6 +232,16 @@ class ButtonTeacher:
         self.on_taught(c)
 
 
+def add_taught(decision: Any, responder: Any, c: TaughtClass) -> None:
+    """Make a class taught while the box runs count at once: ``decision`` (an OpenSetModel) gets its
+    prototype, ``responder`` its mapping. The sound pipeline's labels grow by one, so the caller
+    builds a new ``SoundPipeline(decision.predict, decision.labels, ...)`` for the next chunk."""
+    protos = dict(decision.decider.prototypes)
+    protos[c.label] = c.prototype
+    decision.decider = decision.decider.with_prototypes(protos)
+    responder.add_class(c.label, c.class_mapping())
+
+
 def open_button(teach: TeachConfig, gpio_module: str = "", clock: Callable[[], float] = time.monotonic) -> TeachButton | None:
     """The configured button, or None when ``[teach] button_pin`` is unset."""
     if teach.button_pin is None:
