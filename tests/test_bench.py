@@ -120,6 +120,35 @@ def test_bench_playlist_is_every_class_at_every_level_on_held_out_seeds():
     assert build_playlist(3)[1] == truth[:3]
 
 
+def test_tuning_replay_gives_the_pipelines_own_events():
+    # bench.tune_sound scores each window once and replays the pipeline from the table: same events
+    # as the pipeline calling the model itself, in both designs.
+    from bench.tune_sound import replay, window_scores
+    from device.config import SoundConfig
+    from device.frontend import LogMelParams
+    from device.sound.pipeline import SoundPipeline
+
+    p, sr = LogMelParams(), 16000
+    t = np.arange(sr) / sr
+    audio = np.concatenate([np.zeros(sr), 0.3 * np.sin(2 * np.pi * 400 * t), np.zeros(sr),
+                            0.3 * np.sin(2 * np.pi * 3000 * t), np.zeros(sr)])
+    pcm = (audio * 32767).astype(np.int16)
+
+    def predict(feats):  # low band vs high band, softly
+        e = np.array([feats[:, :20, 0].mean(), feats[:, 40:, 0].mean()])
+        z = np.exp(e - e.max())
+        return z / z.sum()
+
+    scores = window_scores(predict, pcm, p)
+    for design in ("onset", "window"):
+        settings = SoundConfig(decision=design, max_latency_s=None)
+        rows, _ = replay(scores, ["low", "high"], pcm, settings, 1600, p)
+        pipe = SoundPipeline(predict, ["low", "high"], p, settings)
+        direct = [e for i in range(0, len(pcm), 1600) for e in pipe.step(pcm[i : i + 1600], i)]
+        assert [(r["type"], r["label"], r["t"]) for r in rows] == [(type(e).__name__, e.label, e.t) for e in direct]
+        assert [r["label"] for r in rows if r["type"] == "ClassDetected"] == ["low", "high"]
+
+
 def test_sound_per_hop_estimate_scales_with_the_hop():
     est = sound_per_hop(18.6e6, {"onset": 0.05, "window": 0.25})
     assert est["onset"]["macs_per_hop"] == pytest.approx(18.6e6 + 5 * frontend_macs_per_frame())

@@ -1,0 +1,143 @@
+"""Choose the sound decision settings on held-out playlists, never on the bench's own.
+
+    python -m bench.tune_sound [--models DIR] [--config FILE] [--seeds 5001-5012] [--chunk 1600]
+                               [--set early_threshold=0.7,0.8,0.9] [--set min_sound_s=0.1,0.15] ...
+
+Builds playlists with ``bench.e2e.build_playlist`` on seeds the bench does not
+play (default 5001-5012: 120 clips), scores every window on the front end's
+10 ms grid once with the box's model (through the open-set decision, as the
+builder runs it), then replays the real ``SoundPipeline`` over the audio for
+each combination of ``--set`` values, in simulated time: no threads, no
+waiting. Each decision is stamped with the end of the mic chunk that carried
+it (``--chunk`` samples, the box's [mic] chunk), so the latency is what the
+e2e bench measures less the few milliseconds of processing and sinks.
+Printed per combination and design: correct-class rate, p50 / p95 onset ->
+ClassDetected, flickers, detections in silence, early decisions
+(``bench.e2e.decision_quality``, the bench's own definitions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from device.config import PROJECT_ROOT, load_config
+from device.frontend import LogMelParams, StreamingLogMel, log_mel
+
+from .e2e import build_playlist, decision_quality
+
+TUNING_SEEDS = tuple(range(5001, 5013))
+
+
+class _Window(np.ndarray):
+    """Features of one window, tagged with the index of its first STFT frame."""
+
+    frame: int
+
+
+class _TaggingLogMel(StreamingLogMel):
+    """The streaming front end, tagging each window so the replay can look its scores up."""
+
+    def push(self, chunk: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        out = []
+        for end, feats in super().push(chunk):
+            w = feats.view(_Window)
+            w.frame = (end - self.params.samples_per_window) // self.params.hop_length
+            out.append((end, w))
+        return out
+
+
+def window_scores(predict, audio: np.ndarray, params: LogMelParams) -> np.ndarray:
+    """Scores of the window starting at every STFT frame: shape (windows, labels)."""
+    rows = log_mel(audio, params)
+    n = params.frames_per_window
+    return np.stack([np.asarray(predict(rows[j : j + n, :, None]), dtype=np.float32)
+                     for j in range(len(rows) - n + 1)])
+
+
+def replay(scores: np.ndarray, labels: list[str], audio: np.ndarray, settings: Any, chunk: int,
+           params: LogMelParams) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Event rows (as the e2e bench records them, ``wall`` = chunk end in stream seconds) and counters."""
+    from device.sound.pipeline import SoundPipeline
+
+    pipe = SoundPipeline(lambda w: scores[w.frame], labels, params, settings)
+    pipe.frontend = _TaggingLogMel(pipe.stream_params)
+    rows = []
+    for i in range(0, len(audio), chunk):
+        for e in pipe.step(audio[i : i + chunk], i):
+            row = {"type": type(e).__name__, "wall": min(i + chunk, len(audio)) / params.sample_rate,
+                   **{f.name: getattr(e, f.name) for f in dataclasses.fields(e) if f.name != "probabilities"}}
+            rows.append(row)
+    return rows, dict(pipe.counters)
+
+
+def summarise(truth: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from training import scoring
+
+    q = decision_quality(truth, rows)
+    lat = [hit["wall"] - clip["onset"] for clip, hit in scoring.match_detections(
+        truth, [r for r in rows if r["type"] == "ClassDetected"])]
+    q["p50_ms"] = float(np.percentile(lat, 50) * 1e3) if lat else float("nan")
+    q["p95_ms"] = float(np.percentile(lat, 95) * 1e3) if lat else float("nan")
+    return q
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.tune_sound", description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default=str(PROJECT_ROOT / "models"), help="folder holding sound.tflite")
+    ap.add_argument("--config", default=str(PROJECT_ROOT / "config" / "demo.toml"),
+                    help="config whose [sound] and [teach] sections are the starting point")
+    ap.add_argument("--seeds", default=f"{TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]}", help="playlist seeds, a-b")
+    ap.add_argument("--chunk", type=int, default=1600, help="mic chunk in samples")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                    help="[sound] key and the values to try (repeatable)")
+    args = ap.parse_args(argv)
+    lo, _, hi = args.seeds.partition("-")
+    args.seed_list = tuple(range(int(lo), int(hi or lo) + 1))
+    if set(args.seed_list) & {4101, 4102, 4103, 4104, 4105, 4106}:
+        ap.error("those seeds are the bench playlist's: choose settings on other clips")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from device.model import Model
+    from device.sound.teach import open_set_model
+
+    args = parse_args(argv)
+    cfg = load_config(args.config)
+    params = LogMelParams()
+    model = Model(Path(args.models) / "sound.tflite", expected_frontend=params)
+    decision, _ = open_set_model(cfg, model)
+    audio, truth = build_playlist(10 * len(args.seed_list), seeds=args.seed_list)
+    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+    print(f"tune_sound: {len(truth)} clips ({len(pcm) / 16000:.0f} s) on seeds {args.seeds}, "
+          f"model {model.path}", flush=True)
+    scores = window_scores(decision.predict, pcm, params)
+    grid = {}
+    for item in args.set:
+        key, _, values = item.partition("=")
+        if not hasattr(cfg.sound, key) or key == "decision":
+            raise SystemExit(f"tune_sound: --set {item}: not a tunable [sound] key")
+        kind = type(getattr(cfg.sound, key)) if getattr(cfg.sound, key) is not None else float
+        grid[key] = [kind(v) if kind in (int, float) else v for v in values.split(",")]
+    print("| design | " + " | ".join(grid) + " | correct | p50 ms | p95 ms | flickers | in silence | early |")
+    print("|---|" + "---|" * len(grid) + "---:|---:|---:|---:|---:|---:|")
+    for design in ("onset", "window"):
+        for values in itertools.product(*grid.values()) if grid else [()]:
+            settings = dataclasses.replace(cfg.sound, decision=design, max_latency_s=None, **dict(zip(grid, values)))
+            rows, _ = replay(scores, list(decision.labels), pcm, settings, args.chunk, params)
+            q = summarise(truth, rows)
+            print(f"| {design} | " + " | ".join(str(v) for v in values) + (" | " if values else "")
+                  + f"{q['correct']}/{q['clips']} | {q['p50_ms']:.0f} | {q['p95_ms']:.0f} | "
+                  f"{q['flickers']}/{q['detections']} | {q['in_silence']} | {q['early']} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
