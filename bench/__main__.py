@@ -26,6 +26,9 @@ from . import report
 from .machine import load_average, machine_info
 
 
+SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "models")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=None, help="repeats per timing (default 5; --quick: 2)")
@@ -37,11 +40,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--clips", type=int, default=None,
                     help="held-out clips in each sound e2e run (default 60, at most 60; --quick: 3)")
     ap.add_argument("--marimba-seconds", type=float, default=20.0, help="length of the marimba e2e run")
+    ap.add_argument("--only", default="", metavar="SECTION[,SECTION]",
+                    help=f"run only these sections ({', '.join(SECTIONS)}); the rest are listed as skipped")
     args = ap.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)
     args.clips = args.clips or (3 if args.quick else 60)
     # Seconds each timing repeat lasts at least (see bench.stats.measure).
     args.min_time = 0.02 if args.quick else 0.2
+    args.only = {x for x in args.only.split(",") if x}
+    if args.only - set(SECTIONS):
+        ap.error(f"--only: unknown section(s) {', '.join(sorted(args.only - set(SECTIONS)))}")
     if args.repeats < 1 or not 1 <= args.clips <= 60:
         ap.error("--repeats must be positive and --clips between 1 and 60")
     return args
@@ -50,7 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 class Run:
     """Collects figures, notes and the reasons for anything not measured, section by section."""
 
-    def __init__(self) -> None:
+    def __init__(self, only: set[str] = frozenset()) -> None:
+        self.only = only
         self.figures: dict[str, Any] = {}
         self.notes: dict[str, Any] = {}
         self.unavailable: dict[str, str] = {}
@@ -58,6 +67,9 @@ class Run:
 
     def section(self, name: str, fn: Callable[[], tuple]) -> None:
         """Run one section; a failure is recorded (and fails the run) without losing the others."""
+        if self.only and name not in self.only:
+            self.unavailable[name] = "skipped (--only)"
+            return
         t0 = time.monotonic()
         print(f"bench: {name} ...", flush=True)
         try:
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     models, reports = Path(args.models), Path(args.reports)
     work = Path(tempfile.mkdtemp(prefix="saysee-bench-"))
-    run = Run()
+    run = Run(args.only)
     machine = machine_info()
 
     from .frontend import bench_frontend

@@ -149,6 +149,17 @@ def test_tuning_replay_gives_the_pipelines_own_events():
         assert [r["label"] for r in rows if r["type"] == "ClassDetected"] == ["low", "high"]
 
 
+def test_only_runs_the_named_sections_and_lists_the_rest():
+    from bench.__main__ import Run, parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "e2e_sound,nope"])
+    run, called = Run(parse_args(["--only", "e2e_sound"]).only), []
+    run.section("frontend", lambda: called.append("frontend"))
+    run.section("e2e_sound", lambda: (called.append("e2e_sound"), ({}, {}))[1])
+    assert called == ["e2e_sound"] and run.unavailable == {"frontend": "skipped (--only)"}
+
+
 def test_sound_per_hop_estimate_scales_with_the_hop():
     est = sound_per_hop(18.6e6, {"onset": 0.05, "window": 0.25})
     assert est["onset"]["macs_per_hop"] == pytest.approx(18.6e6 + 5 * frontend_macs_per_frame())
