@@ -14,7 +14,7 @@ from device.sound.labels import UNKNOWN
 from device.sound.open_set import OpenSetDecider, OpenSetModel, OpenSetParams, normalise
 from device.sound.pipeline import ClassDetected, SoundPipeline
 from device.sound.teach import build_decider, embed_take
-from taught_helpers import StandInModel, join, noise, silence, tone
+from taught_helpers import StandInModel, join, silence, tone
 
 pytestmark = pytest.mark.device_venv
 

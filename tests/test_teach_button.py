@@ -8,6 +8,7 @@ the button (to ground) is pressed.
 
 from __future__ import annotations
 
+import sys
 import types
 
 import pytest
@@ -193,3 +194,19 @@ def test_a_sound_learned_while_running_is_heard_by_the_next_pipeline(tmp_path):
     assert heard.label == "sound 1"
     (led,) = [a for a in responder.on_event(heard) if isinstance(a, SetLed)]
     assert led.colour == pytest.approx(class_colour("sound 1"), abs=1 / 255)
+
+
+def test_open_button_from_config(monkeypatch, tmp_path):
+    from device.sound.teach_button import open_button
+
+    assert open_button(TeachConfig()) is None  # no [teach] button_pin: no button
+    gpio = fake_gpio((0.0, 10.0), clock=lambda: 1.0)
+    module = types.ModuleType("RPi.GPIO")
+    module.__dict__.update(vars(gpio))
+    package = types.ModuleType("RPi")
+    package.GPIO = module
+    monkeypatch.setitem(sys.modules, "RPi", package)
+    monkeypatch.setitem(sys.modules, "RPi.GPIO", module)
+    monkeypatch.setenv("LG_WD", str(tmp_path))
+    button = open_button(TeachConfig(button_pin=26, hold_s=0.5), gpio_module="RPi.GPIO", clock=lambda: 1.0)
+    assert button.pin == 26 and button.is_pressed and gpio.state["inputs"] == {26: gpio.PUD_UP}

@@ -16,7 +16,7 @@ from device.__main__ import main
 from device.sound import classify as classify_mod
 from device.sound import teach as teach_mod
 from device.wavfile import write_wav
-from taught_helpers import StandInModel, join, noise, silence, tone
+from taught_helpers import StandInModel, join, silence, tone
 
 pytestmark = pytest.mark.device_venv
 

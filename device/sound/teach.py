@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import dataclasses
 import os
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,18 +31,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from device.config import PROJECT_ROOT, Config, TeachConfig, parse_colour
+from device.config import PROJECT_ROOT, Config, SoundConfig, TeachConfig, parse_colour
 from device.errors import ConfigError, InputFileError, ModelError, SaySeeError
 from device.frontend import LogMelParams, to_float, window_features
 from device.resample import Resampler
 from device.sound.labels import UNKNOWN
 from device.sound.open_set import OpenSetDecider, OpenSetModel, OpenSetParams, cosine_distance, infer, normalise
-from device.sound.taught import TaughtClass, TaughtError, TaughtStore, colour_hex
+from device.sound.taught import TaughtClass, TaughtStore, colour_hex
 from device.wavfile import read_wav, wav_info
 
 FULL_SCALE = 32766  # an int16 sample at or beyond this magnitude sits on the rail: clipped
 MAX_FILE_S = 120.0  # takes are seconds long; a longer file is a mistake, not a take
 MARGIN_S = 0.05  # kept around each take's sound so its onset and tail stay in
+SILENCE_DBFS = SoundConfig().silence_dbfs  # the gate's one default: [sound] silence_dbfs
 
 
 class TeachRefused(SaySeeError):
@@ -248,7 +248,7 @@ def enrolment_problems(decider: OpenSetDecider, takes: Sequence[Take], embs: np.
 
 
 def enrol(store: TaughtStore, model: Any, label: str, takes: Sequence[Take], *, teach: TeachConfig,
-          params: LogMelParams = LogMelParams(), silence_dbfs: float = -45.0,
+          params: LogMelParams = LogMelParams(), silence_dbfs: float = SILENCE_DBFS,
           mapping: dict[str, Any] | None = None, picture: str | None = None, force: bool = False,
           log: Callable[[str], None] = print) -> TaughtClass:
     """Check and store one taught class; TeachRefused (after printing the warnings) unless ``force``."""

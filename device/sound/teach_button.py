@@ -29,7 +29,7 @@ from device.config import TeachConfig
 from device.errors import SaySeeError
 from device.frontend import LogMelParams
 from device.sound.taught import TaughtClass, TaughtStore, colour_hex
-from device.sound.teach import FULL_SCALE, Take, enrol, next_generated_name
+from device.sound.teach import FULL_SCALE, SILENCE_DBFS, Take, enrol, next_generated_name
 
 log = logging.getLogger("saysee")
 
@@ -88,7 +88,7 @@ class TeachSession:
 
     teach: TeachConfig
     params: LogMelParams = LogMelParams()
-    silence_dbfs: float = -45.0
+    silence_dbfs: float = SILENCE_DBFS
     takes: list[np.ndarray] = field(default_factory=list)
     state: str = "waiting"  # waiting | capturing | done | failed
     prompts: list[Prompt] = field(default_factory=list)
@@ -176,7 +176,7 @@ class ButtonTeacher:
 
     def __init__(self, button: TeachButton, store: TaughtStore, model: Any, teach: TeachConfig,
                  show: Callable[[Prompt], None], on_taught: Callable[[TaughtClass], None] = lambda c: None,
-                 params: LogMelParams = LogMelParams(), silence_dbfs: float = -45.0):
+                 params: LogMelParams = LogMelParams(), silence_dbfs: float = SILENCE_DBFS):
         self.button, self.store, self.model, self.teach = button, store, model, teach
         self.show, self.on_taught = show, on_taught
         self.params, self.silence_dbfs = params, silence_dbfs
