@@ -26,7 +26,7 @@ from . import report
 from .machine import load_average, machine_info
 
 
-SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "models")
+SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -114,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         run.unavailable["e2e_marimba"] = "skipped in --quick"
     else:
         run.section("e2e_marimba", lambda: bench_marimba_e2e(marimba_model, args.marimba_seconds, work))
+
+    # Camera -> sound (issue 13 §3): resynthesis cost, frame -> audio latency, spectrum vs the true audio.
+    from .resynth import bench_resynth
+
+    if marimba_model.is_file():
+        run.section("resynth", lambda: bench_resynth(marimba_model, args.quick, args.repeats, args.min_time,
+                                                     args.marimba_seconds, work))
+    else:
+        run.unavailable["resynth"] = f"not available: {report.shown(marimba_model)} missing"
 
     from .models import bench_models
 
