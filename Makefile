@@ -15,7 +15,7 @@ HOST ?=
 HOSTS ?= $(HOST)
 CONFIG ?= config/default.toml
 
-.PHONY: venv device-venv test-tools demo test test-device train-sound train-marimba export models bench deploy check clean
+.PHONY: venv device-venv test-tools demo test test-device test-arm64 train-sound train-marimba export models bench deploy check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,15 +55,33 @@ test: $(STAMP) $(DEVICE_STAMP) test-tools
 test-device: $(DEVICE_STAMP)
 	SAYSEE_TFLITE_RUNTIME=tflite_runtime $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m device_venv
 
-train-sound: $(STAMP)
+# The device side on arm64 Debian Bookworm (the Pi OS base) under qemu-user-static: a cached
+# mmdebstrap root, the project's wheel + aarch64 wheels installed offline, the device-side tests,
+# check, classify and a 10 s run --sim inside it. Root; installs its own tools with apt.
+test-arm64:
+	PYTHON=$(PYTHON) bash tools/arm64/test-arm64.sh
+
+# espeak-ng renders the spoken words the sound embedding trains on; training only, the device never needs it.
+# Installed with apt when running as root; otherwise training stops with one line saying what to install.
+train-tools:
+	@command -v espeak-ng >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing espeak-ng (sound training only)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null 2>&1 || \
+	    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends espeak-ng >/dev/null; }; \
+	  else echo "note: espeak-ng missing (apt-get install espeak-ng); sound training needs it"; fi; }
+
+train-sound: $(STAMP) train-tools
 	$(BIN)/python -m training.train_sound --format $(FORMAT) $(if $(DATA),--data $(DATA)) --out $(REPORTS)/sound
 
 train-marimba: $(STAMP)
 	$(BIN)/python -m training.train_marimba $(if $(DATA),--data $(DATA)) --out $(REPORTS)/marimba
 
 # Train on the synthetic defaults and refresh the committed models/*.tflite + *.json.
-models: $(STAMP)
+models: $(STAMP) train-tools
 	$(BIN)/python -m training.train_sound --format synthetic --out $(REPORTS)/sound --export models/sound.tflite
+	$(BIN)/python -m training.embedding_eval --model models/sound.tflite --out $(REPORTS)/sound
 	$(BIN)/python -m training.train_marimba --out $(REPORTS)/marimba --export models/marimba.tflite
 
 export: models
