@@ -172,3 +172,22 @@ def test_frame_sized_blocks_play_without_gaps_on_a_card_that_runs_a_little_ahead
     assert sound[-1] - sound[0] + 1 == len(sound)  # one piece: no silence inside
     np.testing.assert_array_equal(played[sound], audio[: len(sound)])
     assert out.underruns == 0 and out.dropped_samples == 0
+
+
+def test_after_an_underrun_the_card_resumes_on_the_newest_cushion_not_on_stale_audio(fake_pyaudio):
+    pa = fake_pyaudio(FakeDevice("card", rates=(48000,)))
+    out = open_audio_out("real", AudioOutConfig(block=512, buffer_s=0.5))
+    out.start()
+    stream = pa.streams[-1]
+    out.write(np.full(1600, 1, np.int16))
+    out.write(np.full(1600, 2, np.int16))
+    for _ in range(7):  # 3584 samples asked for, 3200 there: the last period underruns
+        stream.pull(512)
+    assert out.underruns == 1 and out.dropped_samples == 0
+    for value in (3, 4, 5):  # frames come late, all at once: 4800 queued, the cushion is 1600 + 512
+        out.write(np.full(1600, value, np.int16))
+    stream.pull(512)
+    out.close()
+    assert out.dropped_samples == 4800 - 2112  # the stale part went, counted
+    resumed = stream.played_samples[-512:, 0]
+    np.testing.assert_array_equal(resumed, np.full(512, 4, np.int16))  # 2112 before the end: inside block 4

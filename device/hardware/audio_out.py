@@ -124,6 +124,15 @@ class SampleQueue:
         self._write = new_write
         self._cond.notify_all()
 
+    def discard(self, k: int) -> int:
+        """Drop up to ``k`` of the oldest samples (counted in ``dropped``); returns how many."""
+        with self._cond:
+            k = max(0, min(int(k), self._write - self._read))
+            self._read += k
+            self.dropped += k
+            self._cond.notify_all()
+        return k
+
     def take(self, n: int, timeout: float | None = 0.0) -> tuple[int, np.ndarray]:
         """Up to ``n`` samples; waits up to ``timeout`` for at least one (0: not at all)."""
         with self._cond:
@@ -161,6 +170,7 @@ class _QueuedAudioOut(AudioOut):
         self.samples_written = 0  # accepted by write()
         self._largest_write = 0
         self._priming = True  # card-paced consumers wait for a cushion first (see the module docstring)
+        self._resuming = False  # priming again after an underrun (not the first start)
         self.samples_played = 0  # handed to the consumer (silence padding excluded)
 
     @property
@@ -196,18 +206,23 @@ class _QueuedAudioOut(AudioOut):
         """The consumer's side: up to ``n`` samples; ``pad`` (a card-paced consumer): exactly ``n``.
 
         A padded period is counted as an underrun and makes the consumer prime again:
-        silence until the largest block written plus ``n`` samples are queued.
+        silence until the largest block written plus ``n`` samples are queued. On
+        resuming after an underrun only that cushion is kept: the oldest audio beyond it
+        is late already and is dropped (counted), so each underrun does not add its wait
+        to the delay for the rest of the run.
         """
         if pad and self._priming:
             cushion = min(self._largest_write + n, self._queue.capacity)
             if not self._largest_write or self._queue.available < cushion:
                 return np.zeros(n, np.int16)
-            self._priming = False
+            if self._resuming:
+                self._queue.discard(self._queue.available - cushion)
+            self._priming = self._resuming = False
         _, x = self._queue.take(n)
         self.samples_played += len(x)
         if pad and len(x) < n:
             self.underruns += 1
-            self._priming = True
+            self._priming = self._resuming = True
             x = np.concatenate([x, np.zeros(n - len(x), np.int16)])
         return x
 
