@@ -10,6 +10,7 @@ from training.embedding_eval import (
     class_centres,
     decide,
     few_shot,
+    open_set_scores,
     stream_detections,
     unit,
 )
@@ -83,8 +84,26 @@ def test_stream_counts_one_detection_per_sound_and_none_in_silence():
     probs = np.array([[0.9, 0.05, 0.05]] * 6 + [[0.3, 0.3, 0.4]] * 2 + [[0.9, 0.05, 0.05]] * 3)
     emb = np.tile(np.eye(1, D)[0], (len(probs), 1))
     loud = np.array([True] * 6 + [False] * 2 + [True] * 3)
-    events = stream_detections(probs, emb, loud, _open_set())
+    events = stream_detections(open_set_scores(probs, emb, _open_set()), loud)
     assert [c for _, c in events] == [0, 0]  # silence in between ends the first, the second is new
+    # Sure but far from every centre: the device shows "unknown" (column 3), never class 0.
     far = np.tile(np.eye(1, D, 5)[0], (len(probs), 1))
-    assert stream_detections(probs, far, loud, _open_set()) == []
-    assert len(stream_detections(probs, far, loud, None)) == 2  # without the open set: the old behaviour
+    assert [c for _, c in stream_detections(open_set_scores(probs, far, _open_set()), loud)] == [3, 3]
+    # Without the open set: today's closed-set behaviour, class 0 twice.
+    assert [c for _, c in stream_detections(open_set_scores(probs, far, None), loud)] == [0, 0]
+
+
+def test_a_louder_rival_replaces_the_current_class_only_past_threshold_on():
+    probs = np.array([[0.9, 0.1]] * 4 + [[0.45, 0.55]] * 2 + [[0.05, 0.95]] * 4)
+    scores = np.concatenate([probs, np.zeros((len(probs), 1))], axis=1)
+    events = stream_detections(scores, np.ones(len(probs), bool))
+    assert [c for _, c in events] == [0, 1] and events[1][0] >= 6
+
+
+def test_open_set_dict_round_trips_by_label():
+    os_ = _open_set()
+    labels = ["a", "b", "c"]
+    d = os_.to_dict("test", labels)
+    assert list(d["class_centres"]) == labels
+    back = OpenSet.from_dict(d, labels)
+    assert np.allclose(back.class_centres, os_.class_centres) and back.min_confidence == os_.min_confidence

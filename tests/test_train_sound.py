@@ -63,6 +63,15 @@ def test_quick_training_writes_report_and_a_loadable_int8_model(tmp_path):
     probs, emb = TwoOutputModel(tmp_path / "m" / "sound.tflite").predict(x)
     assert np.allclose(model.predict(x[0]), probs[0])
     assert np.linalg.norm(emb[0]) == pytest.approx(1.0, abs=0.05)
+    assert set(open_set["class_centres"]) == set(meta["labels"])
+    # --recalibrate recomputes only the open-set block; the model file and everything else stay.
+    before = (tmp_path / "m" / "sound.tflite").read_bytes()
+    assert main(["--quick", "--recalibrate", str(tmp_path / "m" / "sound.tflite")]) == 0
+    again = json.loads((tmp_path / "m" / "sound.json").read_text())
+    assert (tmp_path / "m" / "sound.tflite").read_bytes() == before
+    assert again["embedding"] == meta["embedding"] and again["labels"] == meta["labels"]
+    assert again["open_set"]["calibration"].startswith("int8 outputs")
+    assert again["training_data"]["open_set_calibration"]["negative_sources"]["music"] > 0
 
 
 @pytest.mark.device_venv

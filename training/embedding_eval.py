@@ -81,16 +81,21 @@ class OpenSet:
     class_centres: np.ndarray  # (classes, dim), unit rows
     taught_max_distance: float
 
-    def to_dict(self, calibration: str) -> dict:
+    def to_dict(self, calibration: str, labels: Sequence[str] | None = None) -> dict:
+        """The metadata block; ``class_centres`` maps each label to its unit centre (D floats)
+        (a plain list of rows when no labels are given)."""
+        rows = [[round(float(v), 5) for v in row] for row in self.class_centres]
         return {"min_confidence": round(float(self.min_confidence), 4),
                 "max_centre_distance": round(float(self.max_centre_distance), 4),
-                "class_centres": [[round(float(v), 5) for v in row] for row in self.class_centres],
+                "class_centres": dict(zip(labels, rows)) if labels is not None else rows,
                 "taught_max_distance": round(float(self.taught_max_distance), 4),
                 "calibration": calibration}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "OpenSet":
-        return cls(float(d["min_confidence"]), float(d["max_centre_distance"]), unit(np.asarray(d["class_centres"])),
+    def from_dict(cls, d: dict, labels: Sequence[str]) -> "OpenSet":
+        centres = d["class_centres"]
+        rows = [centres[label] for label in labels] if isinstance(centres, dict) else centres
+        return cls(float(d["min_confidence"]), float(d["max_centre_distance"]), unit(np.asarray(rows)),
                    float(d["taught_max_distance"]))
 
 
@@ -149,6 +154,48 @@ def calibrate(pos_probs, pos_emb, pos_y, neg_probs, neg_emb, centres, taught_sam
     return OpenSet(c, d, centres, taught), info
 
 
+def calibrate_clips(clips: Sequence[tuple[np.ndarray, np.ndarray, int]], neg_probs: np.ndarray, neg_emb: np.ndarray,
+                    centres: np.ndarray, taught_same, taught_other, first_windows: int = 3,
+                    target: float = 1.0) -> tuple[OpenSet, dict]:
+    """Thresholds from whole sounds rather than single windows: the fewest negative windows accepted while
+    ``target`` of the built-in clips (of those the closed-set model gets right early) still have a window
+    accepted as their class among their first ``first_windows`` windows (0.75 s at the 0.25 s hop: the
+    device's detection promise).
+
+    ``clips``: (probabilities, embeddings, label) per clip, windows in time order from the event's start.
+    One accepted window is enough for the device's running average to reach the class, so per-window
+    thresholds can be much stricter than a per-window recall target would allow.
+    """
+    nb = neg_probs.argmax(axis=1)
+    nconf, ndist = neg_probs.max(axis=1), 1.0 - np.sum(unit(neg_emb) * centres[nb], axis=1)
+    firsts = []
+    for p, e, y in clips:
+        p, e = p[:first_windows], unit(e[:first_windows])
+        firsts.append((p[:, y], np.where(p.argmax(axis=1) == y, 1.0 - e @ centres[y], np.inf)))
+    # Clips the closed-set model already misses early are out of the open set's reach: the target is
+    # the share of the others that must survive it.
+    firsts = [(conf, dist) for conf, dist in firsts if np.any(np.isfinite(dist))]
+    all_conf = np.concatenate([c for c, _ in firsts])
+    need = int(np.ceil(target * len(firsts)))
+    best = None
+    for c in np.unique(np.round(np.quantile(all_conf, np.linspace(0.0, 0.9, 46)), 4)):
+        # Per clip: the smallest centre distance among its early windows that pass the confidence threshold.
+        per_clip = np.sort([float(np.min(np.where(conf >= c, dist, np.inf))) for conf, dist in firsts])
+        d = float(per_clip[need - 1]) if need <= len(per_clip) else np.inf
+        if not np.isfinite(d):
+            continue
+        far = float(np.mean((nconf >= c) & (ndist <= d)))
+        if best is None or far < best[2] - 1e-12 or (abs(far - best[2]) <= 1e-12 and d > best[1]):
+            best = (float(c), d, far)
+    c, d, far = best if best is not None else (0.5, 2.0, 1.0)
+    taught = float(np.quantile(taught_same, 0.95)) if len(taught_same) else 0.3
+    info = {"target_clips": target, "first_windows": first_windows, "negatives_accepted": far,
+            "clips_right_early_closed_set": len(firsts),
+            "taught_same_p95": taught, "taught_other_below": float(np.mean(np.asarray(taught_other) <= taught))
+            if len(taught_other) else None}
+    return OpenSet(c, d, centres, taught), info
+
+
 # ------------------------------------------------------------------ few-shot
 
 
@@ -196,28 +243,63 @@ def prototype_distances(emb: np.ndarray, groups: Sequence[str], rng: np.random.G
 # ------------------------------------------------------------------ streams
 
 
-def stream_detections(probs: np.ndarray, emb: np.ndarray, loud: np.ndarray, open_set: OpenSet | None,
-                      threshold_on: float = 0.6, threshold_off: float = 0.3, smoothing: float = 0.7) -> list[tuple[int, int]]:
-    """(window index, class) of each built-in detection the device would show on a stream of hop-spaced windows.
+def open_set_scores(probs: np.ndarray, emb: np.ndarray, open_set: OpenSet | None) -> np.ndarray:
+    """Per window, one score per built-in label plus ``unknown`` (last column), as the device's
+    open-set model feeds its pipeline: an accepted window keeps the model's probabilities, a
+    rejected one puts its confidence on ``unknown`` only (1 when sure but far from the centre,
+    1 - p when merely unsure). ``open_set=None``: today's closed-set scores, never unknown."""
+    probs = np.atleast_2d(probs)
+    out = np.zeros((len(probs), probs.shape[1] + 1), dtype=np.float64)
+    if open_set is None:
+        out[:, :-1] = probs
+        return out
+    dec = decide(probs, emb, open_set)
+    conf = probs.max(axis=1)
+    ok = dec != UNKNOWN
+    out[ok, :-1] = probs[ok]
+    out[~ok, -1] = np.where(conf[~ok] >= open_set.min_confidence, 1.0, 1.0 - conf[~ok])
+    return out
 
-    The device's smoothing and hysteresis (config [sound]) with the open-set
-    check on each window: a class becomes current only when its smoothed
-    probability passes ``threshold_on`` and the window itself is accepted.
+
+def stream_detections(scores: np.ndarray, loud: np.ndarray, threshold_on: float = 0.6, threshold_off: float = 0.3,
+                      smoothing: float = 0.7) -> list[tuple[int, int]]:
+    """(window index, column) of each detection on a stream of hop-spaced windows.
+
+    The device pipeline's running average and hysteresis (config [sound]
+    threshold_on / threshold_off / smoothing, SoundPipeline._decide): a label
+    becomes current when its smoothed score passes ``threshold_on`` and beats
+    the current one; silence (the gate) resets everything.
     """
     avg, current, events = None, None, []
-    accepted = decide(probs, emb, open_set) if open_set is not None else probs.argmax(axis=1)
-    for i in range(len(probs)):
+    for i in range(len(scores)):
         if not loud[i]:
             avg, current = None, None
             continue
-        avg = probs[i] if avg is None else smoothing * probs[i] + (1 - smoothing) * avg
+        avg = scores[i] if avg is None else smoothing * scores[i] + (1 - smoothing) * avg
         c = int(avg.argmax())
-        if current is not None and avg[current] < threshold_off:
-            current = None
-        if avg[c] >= threshold_on and c != current and accepted[i] == c:
+        if current is not None:
+            if c != current and avg[c] >= threshold_on and avg[c] > avg[current]:
+                current = None
+            elif avg[current] < threshold_off:
+                current = None
+        if current is None and avg[c] >= threshold_on:
             current = c
             events.append((i, c))
     return events
+
+
+def device_scores(meta: dict, labels: Sequence[str], probs: np.ndarray, emb: np.ndarray,
+                  open_set: OpenSet) -> tuple[np.ndarray, str]:
+    """Scores from the device's own open-set module when it is there (and checked against ours), else ours."""
+    mine = open_set_scores(probs, emb, open_set)
+    try:
+        from device.sound.open_set import OpenSetDecider, OpenSetParams
+    except ImportError:
+        return mine, "numpy re-implementation (training.embedding_eval.decide)"
+    decider = OpenSetDecider(labels, OpenSetParams.from_metadata(meta))
+    theirs = np.stack([decider.scores(p, e) for p, e in zip(probs, unit(emb))])
+    agree = float(np.mean(theirs.argmax(axis=1) == mine.argmax(axis=1)))
+    return theirs, f"device.sound.open_set.OpenSetDecider (agrees with training.embedding_eval.decide on {100 * agree:.1f}% of windows)"
 
 
 def stream_windows(audio: np.ndarray, params: LogMelParams) -> tuple[np.ndarray, np.ndarray]:
@@ -301,7 +383,7 @@ def heldout_sets(params: LogMelParams, rng: np.random.Generator, takes: int = 8,
 
 
 def evaluate(model_path: str | os.PathLike, out: str | os.PathLike, minutes: float = 10.0, seed: int = 0,
-             quick: bool = False, progress: bool = True) -> dict:
+             quick: bool = False, progress: bool = True, baseline: str | os.PathLike | None = None) -> dict:
     from training.datasets import load_dataset
     from training.datasets.negatives import negatives_stream
     from training.sound_windows import clip_windows
@@ -315,7 +397,7 @@ def evaluate(model_path: str | os.PathLike, out: str | os.PathLike, minutes: flo
     labels = list(meta.get("labels", []))
     if "open_set" not in meta:
         raise ModelError(f"{model_path}: metadata has no 'open_set' (train with the embedding: make models)")
-    open_set = OpenSet.from_dict(meta["open_set"])
+    open_set = OpenSet.from_dict(meta["open_set"], labels)
     rng = np.random.default_rng([seed, 11])
     report: dict = {"model": str(model_path), "embedding": meta.get("embedding"), "open_set": {
         k: v for k, v in meta["open_set"].items() if k != "class_centres"}}
@@ -379,20 +461,32 @@ def evaluate(model_path: str | os.PathLike, out: str | os.PathLike, minutes: flo
     feats, loud = stream_windows(audio, params)
     sp, se = model.predict(feats)
     hours = len(audio) / params.sample_rate / 3600
-    det_open = stream_detections(sp, se, loud, open_set)
-    det_plain = stream_detections(sp, se, loud, None)
+    scores, how = device_scores(meta, labels, sp, se, open_set)
+    det_open = stream_detections(scores, loud)
+    det_plain = stream_detections(open_set_scores(sp, se, None), loud)
+    builtin = [(i, c) for i, c in det_open if c < len(labels)]
     by_kind: dict = {}
     for i, c in det_open:
         t = i * params.hop_seconds
         kind = next((k for k, a, b in events if a <= t + 1.0 and t <= b), "quiet")
-        by_kind.setdefault(kind, {}).setdefault(labels[c], 0)
-        by_kind[kind][labels[c]] += 1
+        name = labels[c] if c < len(labels) else "unknown"
+        by_kind.setdefault(kind, {}).setdefault(name, 0)
+        by_kind[kind][name] += 1
     report["false_triggers"] = {
         "stream_minutes": round(len(audio) / params.sample_rate / 60, 2), "busy_fraction": 0.7,
         "windows": int(len(feats)), "loud_windows": int(loud.sum()),
-        "per_hour": len(det_open) / hours, "count": len(det_open),
+        "per_hour": len(builtin) / hours, "count": len(builtin),
+        "unknown_cards_per_hour": (len(det_open) - len(builtin)) / hours,
         "per_hour_without_open_set": len(det_plain) / hours, "by_kind": by_kind,
-        "decision": "numpy re-implementation (training.embedding_eval.decide) + device smoothing/hysteresis"}
+        "decision": how + "; device smoothing/hysteresis (threshold_on 0.6, off 0.3, smoothing 0.7)"}
+    if baseline is not None:
+        from device.model import Model
+
+        old = Model(baseline, expected_frontend=params)
+        old_probs = old.predict_many(feats)
+        report["false_triggers"]["baseline"] = {
+            "model": str(baseline), "sha256": old.metadata.get("model_sha256"),
+            "per_hour": len(stream_detections(open_set_scores(old_probs, old_probs, None), loud)) / hours}
 
     # Embedding map: built-in test windows, some held-out groups, negatives.
     sel_names = [labels[y] for y in by]
@@ -419,11 +513,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="reports/sound")
     p.add_argument("--minutes", type=float, default=10.0, help="length of the negatives stream")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--baseline", default=None, help="also count false triggers of this (closed-set) model")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
 
     def work():
-        r = evaluate(args.model, args.out, args.minutes, args.seed, args.quick)
+        r = evaluate(args.model, args.out, args.minutes, args.seed, args.quick, baseline=args.baseline)
         print(json.dumps({k: r[k] for k in ("few_shot_5way_3shot", "open_set", "false_triggers")}, indent=1))
 
     return run_cli(PROG, work)
