@@ -172,10 +172,15 @@ device_tests() {
     # The source tree (tests import it), on the runtime the box uses, less what
     # can't run under the emulator (emulator-limits.txt says why for each).
     local deselect=() id
-    while read -r id; do deselect+=(--deselect "$id"); done \
-        < <(sed 's/#.*//; s/[[:space:]]*$//; /^[[:space:]]*$/d' "$CHECK/emulator-limits.txt")
-    cd "$SRC" && SAYSEE_TFLITE_RUNTIME=ai_edge_litert "$PY" -m pytest -q -p no:cacheprovider -m device_venv \
-        -rf "${deselect[@]}"
+    if "$PY" -c 'import os, pty, serial; serial.Serial(os.ttyname(pty.openpty()[1]), 31250).close()' 2>/dev/null; then
+        echo "note: 31250 baud opens here; running the tests emulator-limits.txt lists too"
+    else
+        while read -r id; do deselect+=(--deselect "$id"); done \
+            < <(sed 's/#.*//; s/[[:space:]]*$//; /^[[:space:]]*$/d' "$CHECK/emulator-limits.txt")
+        echo "31250 baud can't be set under this emulator: $((${#deselect[@]} / 2)) ids of emulator-limits.txt deselected"
+    fi
+    cd "$SRC" && SAYSEE_TFLITE_RUNTIME=ai_edge_litert "$PY" -m pytest -q -p no:cacheprovider \
+        -m 'device_venv and not hardware' -rf "${deselect[@]}"
 }
 step "device-side tests (pytest -m device_venv) on ai_edge_litert" device_tests
 
@@ -202,8 +207,18 @@ status_file = "$out/status.json"
 model = "/opt/saysee/current/models/sound.tflite"
 [mic]
 playlist = ["/opt/saysee/current/assets/demo/sounds.wav"]
+[synth]
+baud = 115200   # a USB-serial synth's rate: qemu-user can't set 31250 (emulator-limits.txt)
 EOF
-    cd / && timeout 120 "$PY" -m device run --sim --seconds 10 --config "$out/sim.toml" --out "$out/out" || return 1
+    local rc
+    cd / && timeout 120 "$PY" -m device run --sim --seconds 10 --config "$out/sim.toml" --out "$out/out" \
+        2> "$out/stderr.log"
+    rc=$?
+    cat "$out/stderr.log"
+    ((rc == 0)) || return $rc
+    # The virtual synth on its pty, through pyserial (the status file is written after it closed).
+    grep -q "synth: connected" "$out/stderr.log" \
+        || { echo "the virtual synth never connected (no 'synth: connected' in the log)"; return 1; }
     "$PY" - "$out/status.json" <<'EOF'
 import json, sys
 path = sys.argv[1]
