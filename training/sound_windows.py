@@ -18,15 +18,20 @@ def event_span(clip, params: LogMelParams) -> tuple[float, float]:
     return start, max(end, start + 1e-3)
 
 
+ONSET_SLIVER_S = (0.04, 0.3)  # onset crops: the window ends this long after the event's onset
+
+
 def training_windows(clips: Sequence, labels: Sequence[str], params: LogMelParams, rng: np.random.Generator,
                      crops_per_clip: int = 3, augment: Callable | None = None,
                      spec_augment: Callable | None = None, progress: bool = True,
-                     min_event_s: float = 0.15) -> tuple[np.ndarray, np.ndarray]:
+                     min_event_s: float = 0.05, onset_crops_per_clip: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Random 1 s crops that overlap each clip's event, optionally augmented.
 
-    Crops hold at least ``min_event_s`` of the event (the device's min_sound_s)
-    at either edge of the window, so the model sees events entering and leaving
-    the window exactly as it will live, including the first short sliver.
+    Crops hold at least ``min_event_s`` of the event at either edge of the
+    window, so the model sees events entering and leaving the window exactly as
+    it will live, including the first short sliver. ``onset_crops_per_clip``
+    more crops end ONSET_SLIVER_S after the onset: the windows the box's onset
+    design decides on (``[sound] decision = "onset"``, early_min_sound_s).
     """
     index = {name: i for i, name in enumerate(labels)}
     n, sr = params.samples_per_window, params.sample_rate
@@ -39,10 +44,11 @@ def training_windows(clips: Sequence, labels: Sequence[str], params: LogMelParam
     for clip in it:
         start_s, end_s = event_span(clip, params)
         hi_limit = max(len(clip.audio) - n, 0) / sr
-        for _ in range(crops_per_clip):
-            lo = start_s - (params.window_seconds - min_event_s)
-            hi = max(end_s - min_event_s, start_s)
-            s = int(np.clip(rng.uniform(lo, hi), 0.0, hi_limit) * sr)
+        starts = [rng.uniform(start_s - (params.window_seconds - min_event_s), max(end_s - min_event_s, start_s))
+                  for _ in range(crops_per_clip)]
+        starts += [start_s + rng.uniform(*ONSET_SLIVER_S) - params.window_seconds for _ in range(onset_crops_per_clip)]
+        for start in starts:
+            s = int(np.clip(start, 0.0, hi_limit) * sr)
             x = clip.audio[s : s + n]
             if augment is not None:
                 x = augment(x, rng)
