@@ -32,7 +32,7 @@ from device.hardware.base import AudioOut, Camera, Display, Leds, Mic, Synth
 from device.hardware.synth import SynthClosedError
 from device.runtime.responder import Action, Midi, Responder, SetLed, ShowScene
 from device.sound.labels import UNKNOWN
-from device.sound.pipeline import SoundPipeline, SoundSettings
+from device.sound.pipeline import SoundPipeline
 
 log = logging.getLogger("saysee")
 
@@ -137,11 +137,9 @@ class App:
         self._lock = threading.Lock()  # both workers dispatch to the same LED and synth
         self.sound: SoundPipeline | None = None
         if sound_model is not None:
-            s = cfg.sound
             realtime = bool(getattr(devices.mic, "realtime", True))
-            settings = SoundSettings(threshold_on=s.threshold_on, threshold_off=s.threshold_off,
-                                     smoothing=s.smoothing, silence_dbfs=s.silence_dbfs,
-                                     max_latency_s=s.max_latency_s if realtime else None)
+            # The [sound] section is the pipeline's settings; an unpaced sim source is never "late".
+            settings = cfg.sound if realtime else dataclasses.replace(cfg.sound, max_latency_s=None)
             self.sound = SoundPipeline(sound_model.predict, sound_model.labels, LogMelParams(), settings, clock)
         self.marimba = marimba
         # Camera -> sound ([audio_out] mode = "resynth"): the marimba levels played on the box's speaker.
