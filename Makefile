@@ -15,7 +15,7 @@ HOST ?=
 HOSTS ?= $(HOST)
 CONFIG ?= config/default.toml
 
-.PHONY: venv device-venv test-tools demo test test-device test-arm64 train-sound train-marimba export models bench deploy check clean
+.PHONY: venv device-venv test-tools demo test test-device test-arm64 train-tools train-sound train-marimba export models bench deploy check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
