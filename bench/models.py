@@ -39,7 +39,9 @@ class ModelSpec:
 def _build_sound(meta: dict):
     from training.sound_model import build_sound_model
 
-    return build_sound_model(tuple(meta["input_shape"]), len(meta["labels"]))
+    # The committed model's own shape: two heads when its metadata names an embedding, else the classifier.
+    dim = (meta.get("embedding") or {}).get("dim") if "embedding" in (meta.get("outputs") or ()) else None
+    return build_sound_model(tuple(meta["input_shape"]), len(meta["labels"]), embedding_dim=dim)
 
 
 def _sound_input(meta: dict) -> np.ndarray:
@@ -108,6 +110,10 @@ def bench_model(spec: ModelSpec, repeats: int, min_time: float, workdir: Path) -
     keras_model, peer = _keras_peer(spec, meta)
     with contextlib.redirect_stdout(io.StringIO()):  # Keras prints the whole export signature
         float_path = convert_float(keras_model, workdir / f"{spec.kind}_float32.tflite")
+        if len(meta.get("outputs") or ()) > 1:  # the same output order and tensor names as the int8 model
+            from export.outputs import name_outputs
+
+            name_outputs(float_path, [meta["output_names"][role] for role in meta["outputs"]])
     # Same loader, same metadata: only the interpreter's arithmetic differs.
     f32 = Model(float_path, num_threads=1, metadata_path=meta_path)
     batch = x[None]
