@@ -86,7 +86,7 @@ else
         rm -rf --one-file-system "$old"
     done
     rm -rf --one-file-system "$ROOT.tmp"
-    say "building the arm64 Bookworm root (once per package list; ~15 min on 2 cores): ${PKGS[*]}"
+    say "building the arm64 Bookworm root (once per package list; 4-7 min on 2 cores): ${PKGS[*]}"
     start=$SECONDS
     mmdebstrap --mode=root --variant=apt --arch=arm64 --format=directory \
         --aptopt='APT::Install-Recommends "false"' \
