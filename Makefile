@@ -53,7 +53,7 @@ test: $(STAMP) $(DEVICE_STAMP) test-tools
 	$(MAKE) --no-print-directory test-device
 
 test-device: $(DEVICE_STAMP)
-	SAYSEE_TFLITE_RUNTIME=tflite_runtime $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m device_venv
+	SAYSEE_TFLITE_RUNTIME=tflite_runtime $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m 'device_venv and not hardware'
 
 # The device side on arm64 Debian Bookworm (the Pi OS base) under qemu-user-static: a cached
 # mmdebstrap root, the project's wheel + aarch64 wheels installed offline, the device-side tests,
