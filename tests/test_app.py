@@ -273,3 +273,42 @@ def test_a_worker_that_dies_ends_the_run_with_a_failure_exit_code(tmp_path, fake
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "failed" and status["failed_worker"] == "sound"
     assert app.status_dict()["uptime_s"] < 5  # ended by the failure, not by the 10 s limit
+
+
+def test_teach_button_on_the_running_box_learns_a_sound_and_then_recognises_it(tmp_path):
+    """Hold the button, make the sound three times: the running box shows prompts, learns 'sound 1'
+    (stored on disk), then hears it and lights its palette colour; no restart."""
+    from device.runtime.responder import Responder
+    from device.screen.palette import class_colour
+    from device.sound.open_set import OpenSetModel
+    from device.sound.taught import TaughtStore
+    from device.sound.teach import build_decider
+    from device.sound.teach_button import TeachButton
+    from taught_helpers import StandInModel, join, silence, tone
+    from test_teach_button import OPEN_SET, fake_gpio
+
+    cfg = config_from_dict({"app": {"status_file": str(tmp_path / "status.json"), "status_interval_s": 0.1},
+                            "teach": {"dir": str(tmp_path / "taught"), "button_pin": 5, "hold_s": 0.5}},
+                           tmp_path / "box.toml")
+    model = StandInModel(open_set=OPEN_SET)
+    decision = OpenSetModel(model, build_decider(model, cfg.teach))
+    audio = join(silence(1.8), *[join(tone(f, 0.6), silence(1.0)) for f in (300, 304, 297)],
+                 silence(1.0), tone(301, 1.0), silence(1.5))
+    mic = PlaylistMic(playlist=[audio], realtime=True, chunk_size=800)
+    leds = RecordingLeds()
+    t0 = time.monotonic()
+    button = TeachButton(fake_gpio((t0 + 0.2, t0 + 1.6), clock=time.monotonic), 5, cfg.teach.hold_s)
+    shown = []
+    app = App(cfg, Devices(mic=mic, leds=leds), sound_model=decision, teach_button=button,
+              responder=Responder(cfg, labels=model.labels), on_event=shown.append)
+    prompts = []
+    app._scene_slot.put = lambda scene: prompts.append(scene.status) if scene.mode == "prompt" else None
+    assert app.run(seconds=30) == 0
+    assert prompts[0] == "Make the sound! 1/3" and "Learned sound 1!" in prompts, prompts
+    assert TaughtStore(cfg.teach.dir).labels() == ["sound 1"]
+    heard = [e.label for e in shown if isinstance(e, ClassDetected)]
+    assert heard == ["sound 1"], heard  # the takes themselves were not classified
+    lit = [s.rgb for s in leds.timeline() if s.brightness > 0]
+    assert lit[-1] == pytest.approx(class_colour("sound 1"), abs=1 / 255)  # heard: its palette colour
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["taught"] == ["sound 1"] and status["teaching"] is False

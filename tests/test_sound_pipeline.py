@@ -201,3 +201,24 @@ def test_same_events_for_any_chunk_size_in_both_designs(settings, chunk):
     got = run(SoundPipeline(band_predict, LABELS, P, settings), audio, chunk=chunk)
     assert [e for e in got] == [e for e in ref]
     assert len([e for e in ref if isinstance(e, ClassDetected)]) == 2
+
+
+def test_a_gap_in_the_stream_restarts_the_windows_at_the_new_position():
+    """Audio that went elsewhere (a dropped mic buffer, a teach take) leaves a gap in the sample
+    index: the next sound is still heard, timed on the global clock, and no window straddles the gap."""
+    pipe = SoundPipeline(band_predict, LABELS, P)
+    before = silence(2.0)
+    for i in range(0, len(before), 1600):
+        assert pipe.step(before[i : i + 1600], i) == []
+    gap_end = 10 * SR  # 8 s of audio never reached this pipeline
+    after = np.concatenate([tone(3000, 1.5), silence(1.5)])
+    events = []
+    for i in range(0, len(after), 1600):
+        events += pipe.step(after[i : i + 1600], gap_end + i)
+    detected = [e for e in events if isinstance(e, ClassDetected)]
+    assert [e.label for e in detected] == ["high"]
+    # Global stream time, not time since the gap; the first window after a gap needs a full window of audio.
+    assert P.window_seconds <= detected[0].t - 10.0 <= P.window_seconds + 0.75
+    fresh = run(SoundPipeline(band_predict, LABELS, P), after)
+    assert [(e.label, round(e.t + 10.0, 3)) for e in fresh if isinstance(e, ClassDetected)] == \
+        [(e.label, round(e.t, 3)) for e in detected]  # as if the stream had started at the gap

@@ -128,6 +128,7 @@ class Scene:
     mode "sound": picture of the heard class (or the listening screen when
     ``label`` is None), probability bars, a scrolling log-mel spectrogram.
     mode "marimba": camera view with struck bars highlighted and a piano roll.
+    mode "prompt": one message (``status``) on a card of ``colour`` (the teach button's prompts).
     """
 
     mode: str = "sound"

@@ -116,6 +116,7 @@ class App:
                  marimba: Any | None = None, notifier: Any | None = None,
                  on_event: Callable[[Any], None] | None = None, clock: Callable[[], float] = time.monotonic,
                  responder: Responder | None = None, stall_after_s: float = STALL_AFTER_S,
+                 teach_button: Any | None = None,
                  resynth: Any | None = None):
         self.cfg = cfg
         self.dev = devices
@@ -140,6 +141,7 @@ class App:
             realtime = bool(getattr(devices.mic, "realtime", True))
             # The [sound] section is the pipeline's settings; an unpaced sim source is never "late".
             settings = cfg.sound if realtime else dataclasses.replace(cfg.sound, max_latency_s=None)
+            self._sound_settings = settings
             self.sound = SoundPipeline(sound_model.predict, sound_model.labels, LogMelParams(), settings, clock)
         self.marimba = marimba
         # Camera -> sound ([audio_out] mode = "resynth"): the marimba levels played on the box's speaker.
@@ -153,6 +155,17 @@ class App:
                                              smoothing_s=cfg.audio_out.smoothing_s, gain=cfg.audio_out.gain)
         self.responder = responder or Responder(cfg, labels=getattr(sound_model, "labels", ()),
                                                 notes=getattr(marimba, "notes", ()))
+        self.sound_model = sound_model
+        self.teach_button = teach_button
+        self.teacher = None
+        if teach_button is not None and self.sound is not None and hasattr(sound_model, "decider"):
+            from device.sound.taught import TaughtStore
+            from device.sound.teach_button import ButtonTeacher
+
+            # The button's takes come from the running mic; the worker hands them over instead of classifying.
+            self.teacher = ButtonTeacher(teach_button, TaughtStore(cfg.teach.dir), sound_model.model, cfg.teach,
+                                         show=self._show_prompt, on_taught=self._on_taught,
+                                         silence_dbfs=cfg.sound.silence_dbfs)
 
     # ------------------------------------------------------------ events -> actions -> devices
 
@@ -188,6 +201,19 @@ class App:
                     self._send_midi(a.message)
                 elif isinstance(a, ShowScene):
                     self._scene_slot.put(a.scene)
+
+    def _show_prompt(self, prompt: Any) -> None:
+        self.dispatch(self.responder.prompt(prompt.text, prompt.colour))
+
+    def _on_taught(self, taught: Any) -> None:
+        """A sound taught with the button counts at once: the decision, the responder and the pipeline know it."""
+        from device.sound.teach_button import add_taught
+
+        add_taught(self.sound_model, self.responder, taught)
+        # The label list grew by one: a fresh pipeline (runs on the sound worker, which owns it).
+        self.sound = SoundPipeline(self.sound_model.predict, self.sound_model.labels, LogMelParams(),
+                                   self._sound_settings, self.clock)
+        log.info("taught %s from the button (%d takes)", taught.label, self.cfg.teach.takes)
 
     def _send_midi(self, message: Any) -> None:
         if self.dev.synth is None:
@@ -230,6 +256,9 @@ class App:
             self._made_progress("mic")
             stream_t = (chunk.start + len(chunk.samples)) / p.params.sample_rate
             self.dispatch(self.responder.due(stream_t))
+            if self.teacher is not None and self.teacher.step(chunk.samples):
+                continue  # this audio is a take being taught, not something to recognise
+            p = self.sound  # teaching may have replaced the pipeline
             # Our own notes gate by stream time; in real time the synth also knows what it is playing
             # (e.g. marimba notes).
             gated = synth is not None and self.responder.is_gated(stream_t, realtime and synth.is_playing)
@@ -320,6 +349,8 @@ class App:
             "modes": list(self.cfg.app.modes),
             "last_event": self.last_event,
             "current_class": self.sound.current if self.sound else None,
+            "taught": sorted(getattr(getattr(self.sound_model, "decider", None), "prototypes", {}) or {}),
+            "teaching": bool(self.teacher is not None and self.teacher.active),
             "counters": {
                 **dataclasses.asdict(self.counters),
                 "overflows": getattr(mic, "overflows", 0),
@@ -409,5 +440,7 @@ class App:
         for t in self._threads:
             t.join(timeout=1.0)
         self.dev.close()
+        if self.teach_button is not None:
+            self.teach_button.close()
         self.state = "failed" if self.failed_worker else "stopped"
         self.write_status()

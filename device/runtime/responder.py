@@ -158,6 +158,10 @@ class Responder:
 
     # ------------------------------------------------------------ scenes
 
+    def prompt(self, text: str, colour: Colour, t: float = 0.0) -> list[Action]:
+        """A message card with the LED in its colour: the teach button's "make the sound now", "Got it!"."""
+        return [SetLed(colour, 1.0), ShowScene(Scene(mode="prompt", status=text, colour=colour, timestamp=t))]
+
     def sound_scene(self, sound: Any) -> ShowScene:
         """The "sound" screen for a ``SoundPipeline``'s state: the heard class's picture, or listening."""
         current, last = sound.current, sound.last

@@ -192,8 +192,11 @@ class Renderer:
             for note in notes:
                 L[f"note:{note}"] = self._note_rect(scene, note, notes, L["camera_image"])
             return L
+        if scene.mode == "prompt":
+            L["card"] = self._r(10, 10, 780, 434)
+            return L
         if scene.mode != "sound":
-            raise ValueError(f"Scene.mode must be 'sound' or 'marimba', not {scene.mode!r}")
+            raise ValueError(f"Scene.mode must be 'sound', 'marimba' or 'prompt', not {scene.mode!r}")
         L["frame"] = self._r(10, 10, 300, 332)
         side = round(256 * self._k)
         f = L["frame"]
@@ -302,6 +305,8 @@ class Renderer:
         surface.fill(BACKGROUND)
         if scene.mode == "marimba":
             self._draw_marimba(surface, scene, L)
+        elif scene.mode == "prompt":
+            self._draw_prompt(surface, scene, L)
         else:
             self._draw_sound(surface, scene, L)
         self._draw_status(surface, scene, L["status"])
@@ -336,6 +341,14 @@ class Renderer:
         self._draw_ear(s, (f.centerx + round(30 * self._k), f.y + round(120 * self._k)), level)
         self.text(s, "listening...", 40, INK, "center", (f.centerx, f.y + round(250 * self._k)), bold=True)
         self._draw_level(s, L["level"], level)
+
+    def _draw_prompt(self, s, scene: Scene, L) -> None:
+        """One big message on the whole card (teaching: "Make the sound now! (1 of 3)")."""
+        f = L["card"]
+        radius = round(18 * self._k)
+        pygame.draw.rect(s, tint(scene.colour, 0.6), f, border_radius=radius)
+        pygame.draw.rect(s, INK, f, max(2, round(3 * self._k)), border_radius=radius)
+        self.text(s, scene.status, 40, INK, "center", f.center, bold=True, max_width=f.w - round(32 * self._k))
 
     def _draw_teach_me(self, s, L, radius) -> None:
         """A clear sound the box does not know: ask to be taught instead of showing a wrong picture."""

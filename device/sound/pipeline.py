@@ -127,6 +127,7 @@ class SoundPipeline:
         self._no_early = {self.labels.index(x) for x in settings.early_exclude if x in self.labels}
         self._raw = np.zeros(0, dtype=np.float32)  # recent audio, for the silence gate
         self._raw_end = 0  # global sample index just past self._raw
+        self._origin = 0  # global sample index where the front end's stream began
         self._smoothed = np.zeros(len(self.labels), dtype=np.float32)
         self._averaged_s = 0.0  # seconds of full windows in the running average since the last silence
         self.current: str | None = None
@@ -161,10 +162,17 @@ class SoundPipeline:
         events: list[ClassDetected | ClassCleared] = []
         x = np.asarray(samples)
         x = x.astype(np.float32) / 32768.0 if x.dtype == np.int16 else x.astype(np.float32)
+        if start != self._raw_end:
+            # A gap in the stream (the mic dropped audio, or a teach take went elsewhere): no window
+            # may straddle it, so the front end starts afresh here and its sample count restarts.
+            self.frontend.reset()
+            self._raw = np.zeros(0, dtype=np.float32)
+            self._origin = start
         self._raw = np.concatenate([self._raw, x])[-(p.samples_per_window + len(x)) :]
         self._raw_end = start + len(x)
         windows = self.frontend.push(samples)
         for end, feats in windows:
+            end += self._origin  # the front end counts from where it (re)started
             t = end / p.sample_rate
             self.counters["windows"] += 1
             self.spectrogram = np.concatenate([self.spectrogram, feats[-p.frames_per_hop :, :, 0]])[-4 * p.frames_per_window :]
