@@ -103,6 +103,15 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
     watchdog = Watchdog(Notifier(), on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
     responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else (),
                           taught={c.label: c.class_mapping() for c in taught})
+    teach_button = None
+    if decision is not None and cfg.teach.button_pin is not None and not sim:
+        from device.sound.teach_button import open_button
+
+        try:
+            teach_button = open_button(cfg.teach, cfg.leds.gpio_module)
+        except BaseException:
+            devices.close()
+            raise
     app = App(cfg, devices, sound_model=decision, marimba=marimba, notifier=watchdog, on_event=on_event,
-              responder=responder)
+              responder=responder, teach_button=teach_button)
     return app, watchdog.stop
