@@ -32,7 +32,7 @@ from training.cli import run_cli
 from training.scoring import ONSET_TOLERANCE_S, SOUND_TOLERANCE_S, load_truth, score_detections
 
 DEMO_CONFIG = PROJECT_ROOT / "config" / "demo.toml"
-PHASES = ("sound", "marimba")
+PHASES = ("sound", "teach", "marimba")
 MARKER = ".saysee-demo"  # written first, so a run that crashed midway is still recognised as the demo's
 PRODUCTS = (*PHASES, "marimba-input", "summary.json", MARKER)  # everything the demo writes in --out
 
@@ -126,6 +126,33 @@ def run_phase(cfg, out: Path, phase: str) -> tuple[list[Any], dict[str, str], An
     return events, _write_outputs(out, events, app.dev, phase), app
 
 
+def teach_phase(cfg, out: Path) -> dict[str, Any] | None:
+    """Teach the box a sound from three takes, then play it and a sound it does not know."""
+    from demo import teach
+    from device.sound.pipeline import ClassDetected
+
+    if not teach.has_embedding(cfg.sound.model):
+        print(f"demo: skipping the teach phase: {cfg.sound.model} has no embedding output (run `make models`)")
+        return None
+    print("demo: teach phase ...", flush=True)
+    label, fourth, other, taught = teach.enrol_takes(cfg, out)
+    print(f"  taught '{label}' from 3 takes ({out / 'take-1.wav'} ...) into {out / 'taught'}")
+    wav, truth = teach.playlist(fourth, other, label, out)
+    cfg = dataclasses.replace(cfg, mic=dataclasses.replace(cfg.mic, playlist=(str(wav),)),
+                              teach=dataclasses.replace(cfg.teach, dir=str(out / "taught")))
+    events, files, app = run_phase(cfg, out / "run", "teach")
+    score = score_detections(truth, [e for e in events if isinstance(e, ClassDetected)])
+    print(f"  {'sound':18s} {'onset':>6s}  {'detected':18s} latency")
+    for r in score["rows"]:
+        lat = f"{1000 * r['latency_s']:.0f} ms" if r["hit"] else "-"
+        print(f"  {r['label']:18s} {r['onset']:6.2f}  {str(r['detected']):18s} {lat}")
+    print(f"  {score['hits']}/{score['clips']} as expected (the taught sound by its name, the other as "
+          f"'unknown': the teach-me card); {score['false_in_silence']} detections during silence")
+    for name, path in files.items():
+        print(f"  {name:14s} {path}")
+    return {"taught": label, "events": len(events), "files": files, "score": score, "status": app.status_dict()}
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m demo [--out D] [--only sound|marimba] ...``; problems print as one line, exit non-zero."""
     ap = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split("\n")[0])
@@ -151,9 +178,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             base, app=dataclasses.replace(base.app, modes=(phase,)),
             mic=dataclasses.replace(base.mic, realtime=args.realtime),
             camera=dataclasses.replace(base.camera, realtime=args.realtime))
-        model = cfg.sound.model if phase == "sound" else cfg.marimba.model
+        model = cfg.marimba.model if phase == "marimba" else cfg.sound.model
         if not Path(model).is_file():
             print(f"demo: skipping the {phase} phase: {model} not found (run `make models`)")
+            continue
+        if phase == "teach":
+            cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, modes=("sound",)))
+            result = teach_phase(cfg, out / "teach")
+            if result is not None:
+                summary[phase] = result
             continue
         reference = None
         if phase == "marimba" and not cfg.camera.video:

@@ -133,3 +133,40 @@ def test_sound_score_rows_hits_and_silence():
         ("siren", 0.5, True), ("siren", None, False), ("car_horn", None, False)]
     # Rows from JSON (the benchmark's) score the same as events.
     assert score_detections(truth, [vars(d) for d in det]) == s
+
+
+def test_teach_phase_sounds_come_from_two_unseen_families_and_the_playlist_truth_matches(tmp_path):
+    """The teach phase's taught sound and its 'unknown' one are held-out families, and the truth
+    written beside the playlist points at where the sounds really are."""
+    from demo import teach
+    from device.wavfile import read_wav
+    from training.datasets.sound_world import family_kind, test_families
+
+    label, takes, fourth, other = teach.sounds()
+    assert label == f"my {family_kind(test_families()[0])}" and len(takes) == 3
+    assert not np.allclose(takes[0], takes[1])  # three different takes, not one copied
+    wav, truth = teach.playlist(fourth, other, label, tmp_path)
+    audio, sr = read_wav(wav)
+    assert [t["label"] for t in truth] == [label, "unknown"]
+    for t in truth:
+        inside = audio[int(t["onset"] * sr) : int(t["offset"] * sr)]
+        before = audio[int((t["onset"] - 0.5) * sr) : int(t["onset"] * sr)]
+        assert np.abs(inside).max() > 0.05 and np.abs(before).max() == 0.0
+    assert json.loads(wav.with_suffix(".json").read_text())["events"] == truth
+
+
+def test_teach_phase_is_skipped_with_one_line_for_a_model_without_embedding(tmp_path, capsys):
+    from demo.driver import teach_phase
+    from device.config import load_config
+
+    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
+    if teach_has_embedding(cfg.sound.model):
+        pytest.skip("the committed sound model has an embedding: the phase runs in the demo test")
+    assert teach_phase(cfg, tmp_path / "teach") is None
+    assert "skipping the teach phase" in capsys.readouterr().out and not (tmp_path / "teach").exists()
+
+
+def teach_has_embedding(path):
+    from demo.teach import has_embedding
+
+    return has_embedding(path)
