@@ -45,6 +45,7 @@ import numpy as np
 from device.config import AudioOutConfig
 from device.errors import ConfigError
 from device.hardware.base import AudioOut
+from device.hardware.portaudio import OUTPUT, PYAUDIO_HINT, close_quietly, find_device, open_error_line, pick_format
 from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
 from device.wavfile import AtomicWavWriter, as_int16
 
@@ -52,10 +53,7 @@ log = logging.getLogger("saysee.hardware")
 
 __all__ = ["open_audio_out", "probe", "PyAudioOut", "WavAudioOut", "SampleQueue", "AudioOutClosedError"]
 
-PYAUDIO_HINT = "pip install pyaudio; it needs portaudio19-dev from apt"
 _PA_OUTPUT_UNDERFLOW = 0x4  # paOutputUnderflow, in case the module lacks the constant
-_PA_DEVICE_UNAVAILABLE = -9985
-_PA_INVALID_DEVICE = -9996
 _DEFAULTS = AudioOutConfig()  # the one source of every configurable default below
 
 
@@ -287,10 +285,10 @@ class PyAudioOut(_QueuedAudioOut):
         except Exception as e:  # noqa: BLE001 - PortAudio itself failed to initialise
             raise HardwareError(f"audio_out: PortAudio failed to start: {one_line(e)}") from None
         try:
-            info = _find_output_device(self._pa, device)
+            info = find_device(self._pa, device, OUTPUT)
             self.device_name = str(info.get("name", "?"))
             self.device_index = int(info["index"])
-            rate, self.channels = _pick_format(pyaudio, self._pa, info, int(sample_rate))
+            rate, self.channels = pick_format(pyaudio, self._pa, info, int(sample_rate), OUTPUT)
             super().__init__(rate, buffer_s)
             self.frames_per_buffer = int(frames_per_buffer)
             try:
@@ -305,7 +303,7 @@ class PyAudioOut(_QueuedAudioOut):
                     start=False,
                 )
             except OSError as e:
-                raise HardwareError(_open_error_line(self.device_name, e)) from None
+                raise HardwareError(open_error_line(self.device_name, e, OUTPUT)) from None
         except BaseException:
             self._pa.terminate()
             raise
@@ -342,86 +340,7 @@ class PyAudioOut(_QueuedAudioOut):
     def _close(self) -> None:
         self._queue.close()
         stream, self._stream = self._stream, None
-        if stream is not None:
-            for step in (stream.stop_stream, stream.close):
-                try:
-                    step()
-                except Exception:  # noqa: BLE001 - closing a dead stream must not fail shutdown
-                    pass
-        try:
-            self._pa.terminate()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-def _output_devices(pa) -> list[dict]:
-    out = []
-    for i in range(pa.get_device_count()):
-        info = dict(pa.get_device_info_by_index(i))
-        info.setdefault("index", i)
-        if int(info.get("maxOutputChannels", 0)) > 0:
-            out.append(info)
-    return out
-
-
-def _describe(infos: list[dict]) -> str:
-    return ", ".join(f"{d['index']} '{d.get('name', '?')}'" for d in infos) or "none"
-
-
-def _find_output_device(pa, device: int | str | None) -> dict:
-    outputs = _output_devices(pa)
-    if not outputs:
-        raise HardwareError("audio_out: no audio output device found (is the speaker/HAT or USB card there?)")
-    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "default")):
-        try:
-            info = dict(pa.get_default_output_device_info())
-            if int(info.get("maxOutputChannels", 0)) > 0:
-                return info
-        except (OSError, IOError):
-            pass  # no default output: take the first one
-        return outputs[0]
-    if isinstance(device, int) or (isinstance(device, str) and device.strip().isdigit()):
-        index = int(device)
-        for info in outputs:
-            if int(info["index"]) == index:
-                return info
-        raise HardwareError(f"audio_out: no output device with index {index}; outputs: {_describe(outputs)}")
-    needle = str(device).lower()
-    for info in outputs:
-        if needle in str(info.get("name", "")).lower():
-            return info
-    raise HardwareError(f"audio_out: no output device matching {device!r}; outputs: {_describe(outputs)}")
-
-
-def _pick_format(pyaudio, pa, info: dict, target: int) -> tuple[int, int]:
-    """(rate, channels) to open: the wanted rate if possible, else the card's own; mono, else stereo."""
-    native = int(round(float(info.get("defaultSampleRate", 0)))) or 48000
-    max_ch = max(1, int(info.get("maxOutputChannels", 1)))
-    rates = list(dict.fromkeys([target, native, 48000, 44100]))
-    # HDMI and many HATs (hw: devices) open only in stereo.
-    channels = list(dict.fromkeys([c for c in (1, 2, max_ch) if c <= max_ch]))
-    for rate in rates:
-        for ch in channels:
-            try:
-                if pa.is_format_supported(rate, output_device=int(info["index"]), output_channels=ch,
-                                          output_format=pyaudio.paInt16):
-                    return rate, ch
-            except ValueError:  # PyAudio's way of saying "not supported"
-                continue
-    raise HardwareError(
-        f"audio_out: '{info.get('name', '?')}' supports no int16 output at {', '.join(map(str, rates))} Hz "
-        f"with {', '.join(map(str, channels))} channel(s)")
-
-
-def _open_error_line(name: str, e: OSError) -> str:
-    codes = {a for a in e.args if isinstance(a, int)}
-    text = " ".join(str(a) for a in e.args).lower()
-    if _PA_DEVICE_UNAVAILABLE in codes or "busy" in text or "unavailable" in text:
-        return (f"audio_out: '{name}' is busy: another process (PulseAudio/PipeWire or a second service) "
-                "holds the sound card; stop it or pick its 'pulse'/'default' device")
-    if _PA_INVALID_DEVICE in codes:
-        return f"audio_out: '{name}' is not a valid output device any more (unplugged?)"
-    return f"audio_out: can't open '{name}': {one_line(e)}"
+        close_quietly(stream, self._pa)
 
 
 # --------------------------------------------------------------------- WAV (sim)
@@ -533,7 +452,7 @@ def _probe_real(device: int | str | None = None) -> tuple[bool, str]:
     except Exception as e:  # noqa: BLE001
         return False, f"PortAudio failed to start: {one_line(e)}"
     try:
-        info = _find_output_device(pa, device)
+        info = find_device(pa, device, OUTPUT)
     except HardwareError as e:
         return False, str(e).removeprefix("audio_out: ")
     except Exception as e:  # noqa: BLE001

@@ -40,16 +40,14 @@ from device.frontend import LogMelParams
 from device.resample import Resampler, resample
 from device.wavfile import read_wav, wav_info
 from device.hardware.base import AudioChunk, Mic
+from device.hardware.portaudio import INPUT, PYAUDIO_HINT, close_quietly, find_device, open_error_line, pick_format
 from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
 
 log = logging.getLogger("saysee.hardware")
 
 __all__ = ["open_mic", "probe", "PyAudioMic", "PlaylistMic", "SampleRing"]
 
-PYAUDIO_HINT = "pip install pyaudio; it needs portaudio19-dev from apt"
 _PA_INPUT_OVERFLOW = 0x2  # paInputOverflow, in case the module lacks the constant
-_PA_DEVICE_UNAVAILABLE = -9985
-_PA_INVALID_DEVICE = -9996
 _DEFAULTS = MicConfig()  # the one source of every configurable default below
 _PIPELINE_RATE = LogMelParams().sample_rate  # what the sound model listens at
 
@@ -224,10 +222,10 @@ class PyAudioMic(_RingMic):
         except Exception as e:  # noqa: BLE001 - PortAudio itself failed to initialise
             raise HardwareError(f"mic: PortAudio failed to start: {one_line(e)}") from None
         try:
-            info = _find_input_device(self._pa, device)
+            info = find_device(self._pa, device, INPUT)
             self.device_name = str(info.get("name", "?"))
             self.device_index = int(info["index"])
-            self.device_rate, self.channels = _pick_format(pyaudio, self._pa, info, self.sample_rate)
+            self.device_rate, self.channels = pick_format(pyaudio, self._pa, info, self.sample_rate, INPUT)
             self._resampler = (
                 Resampler(self.device_rate, self.sample_rate) if self.device_rate != self.sample_rate else None
             )
@@ -246,7 +244,7 @@ class PyAudioMic(_RingMic):
                     start=False,
                 )
             except OSError as e:
-                raise HardwareError(_open_error_line(self.device_name, e)) from None
+                raise HardwareError(open_error_line(self.device_name, e, INPUT)) from None
         except BaseException:
             self._pa.terminate()
             raise
@@ -290,90 +288,7 @@ class PyAudioMic(_RingMic):
     def _close(self) -> None:
         self._ring.close()
         stream, self._stream = self._stream, None
-        if stream is not None:
-            for step in (stream.stop_stream, stream.close):
-                try:
-                    step()
-                except Exception:  # noqa: BLE001 - closing a dead stream must not fail shutdown
-                    pass
-        try:
-            self._pa.terminate()
-        except Exception:  # noqa: BLE001
-            pass
-
-
-def _input_devices(pa) -> list[dict]:
-    out = []
-    for i in range(pa.get_device_count()):
-        info = dict(pa.get_device_info_by_index(i))
-        info.setdefault("index", i)
-        if int(info.get("maxInputChannels", 0)) > 0:
-            out.append(info)
-    return out
-
-
-def _describe(infos: list[dict]) -> str:
-    return ", ".join(f"{d['index']} '{d.get('name', '?')}'" for d in infos) or "none"
-
-
-def _find_input_device(pa, device: int | str | None) -> dict:
-    inputs = _input_devices(pa)
-    if not inputs:
-        raise HardwareError("mic: no audio input device found (is the USB microphone plugged in?)")
-    if device is None or (isinstance(device, str) and device.strip().lower() in ("", "default")):
-        try:
-            info = dict(pa.get_default_input_device_info())
-            if int(info.get("maxInputChannels", 0)) > 0:
-                return info
-        except (OSError, IOError):
-            pass  # no default input: take the first one
-        return inputs[0]
-    if isinstance(device, int) or (isinstance(device, str) and device.strip().isdigit()):
-        index = int(device)
-        for info in inputs:
-            if int(info["index"]) == index:
-                return info
-        raise HardwareError(f"mic: no input device with index {index}; inputs: {_describe(inputs)}")
-    needle = str(device).lower()
-    for info in inputs:
-        if needle in str(info.get("name", "")).lower():
-            return info
-    raise HardwareError(f"mic: no input device matching {device!r}; inputs: {_describe(inputs)}")
-
-
-def _pick_format(pyaudio, pa, info: dict, target: int) -> tuple[int, int]:
-    """(rate, channels) to open: the pipeline rate if possible, else the native one."""
-    native = int(round(float(info.get("defaultSampleRate", 0)))) or 48000
-    max_ch = max(1, int(info.get("maxInputChannels", 1)))
-    rates = list(dict.fromkeys([target, native, 48000, 44100]))
-    # Some arrays (ReSpeaker and the like) open only with all their channels.
-    channels = list(dict.fromkeys([c for c in (1, 2, max_ch) if c <= max_ch]))
-    for rate in rates:
-        for ch in channels:
-            try:
-                if pa.is_format_supported(
-                    rate, input_device=int(info["index"]), input_channels=ch, input_format=pyaudio.paInt16
-                ):
-                    return rate, ch
-            except ValueError:  # PyAudio's way of saying "not supported"
-                continue
-    raise HardwareError(
-        f"mic: '{info.get('name', '?')}' supports no int16 input at {', '.join(map(str, rates))} Hz "
-        f"with {', '.join(map(str, channels))} channel(s)"
-    )
-
-
-def _open_error_line(name: str, e: OSError) -> str:
-    codes = {a for a in e.args if isinstance(a, int)}
-    text = " ".join(str(a) for a in e.args).lower()
-    if _PA_DEVICE_UNAVAILABLE in codes or "busy" in text or "unavailable" in text:
-        return (
-            f"mic: '{name}' is busy: another process (PulseAudio/PipeWire or a second service) "
-            "holds the sound card; stop it or pick its 'pulse'/'default' device"
-        )
-    if _PA_INVALID_DEVICE in codes:
-        return f"mic: '{name}' is not a valid input device any more (unplugged?)"
-    return f"mic: can't open '{name}': {one_line(e)}"
+        close_quietly(stream, self._pa)
 
 
 # --------------------------------------------------------------------- playlist
@@ -532,7 +447,7 @@ def _probe_real(device: int | str | None = None) -> tuple[bool, str]:
     except Exception as e:  # noqa: BLE001
         return False, f"PortAudio failed to start: {one_line(e)}"
     try:
-        info = _find_input_device(pa, device)
+        info = find_device(pa, device, INPUT)
     except HardwareError as e:
         return False, str(e).removeprefix("mic: ")
     except Exception as e:  # noqa: BLE001
