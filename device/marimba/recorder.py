@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from device.argtypes import positive_finite
 from device.errors import InputFileError
 from device.frontend import DIATONIC_C4_F6
 from device.marimba.dataset import DatasetWriter, check_new_folder
@@ -121,17 +122,6 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
     return out_folder
 
 
-def _positive_finite(text: str) -> float:
-    """argparse type: a positive, finite number (nan and inf would record nothing or forever)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive, finite number")
-    return value
-
-
 def _open_camera(args: argparse.Namespace) -> Any:
     from device.config import config_from_dict
     from device.hardware.camera import open_camera
@@ -156,12 +146,12 @@ def _open_mic(args: argparse.Namespace) -> Any:
 def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) -> int:
     p = argparse.ArgumentParser(prog="python -m device record-marimba",
                                 description="Record camera + audio of a marimba for training.")
-    p.add_argument("--seconds", type=_positive_finite, required=True, help="how long to record")
+    p.add_argument("--seconds", type=positive_finite, required=True, help="how long to record")
     p.add_argument("--out", required=True, help="new dataset folder (must not exist or be empty)")
     p.add_argument("--camera", default="auto", help="camera backend: auto | real | sim")
     p.add_argument("--device", default=None, help="camera device (picamera2 number, OpenCV index or /dev/videoN)")
     p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None, help="camera frame size")
-    p.add_argument("--fps", type=_positive_finite, default=None, help="camera frame rate (default: the backend's, 30)")
+    p.add_argument("--fps", type=positive_finite, default=None, help="camera frame rate (default: the backend's, 30)")
     p.add_argument("--source", default=None, help="sim camera: a video file to play")
     p.add_argument("--mic", default="auto", help="mic backend: auto | real | sim")
     p.add_argument("--mic-device", default=None, help="mic device (index or name substring)")

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 
+from device.argtypes import positive_finite
 from device.config import check_files, load_config
 from device.runtime.app import App
 
@@ -34,11 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device run", description="Run the Say-and-See box.")
     ap.add_argument("--config", default=os.environ.get("SAYSEE_CONFIG", "/etc/saysee/config.toml"))
     ap.add_argument("--sim", action="store_true", help="force every backend to its simulated one")
-    ap.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    ap.add_argument("--seconds", type=positive_finite, default=None, help="stop after this long")
     ap.add_argument("--out", default=None, help="(sim) folder for display frames, LED timeline, synth WAV")
     args = ap.parse_args(argv)
-    if args.seconds is not None and not 0 < args.seconds < float("inf"):
-        ap.error(f"--seconds {args.seconds}: expected a positive, finite number of seconds")
     cfg = load_config(args.config)
     logging.basicConfig(level=cfg.app.log_level.upper(), format="%(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)

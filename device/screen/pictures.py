@@ -303,7 +303,7 @@ def _snowflake(s, centre, r):
 def _kid(s, x, y, shirt, hair, arm_up_left=True):
     """A cheerful stick-figure child with a round face, standing at (x, y) = feet."""
     head = (x, y - 230)
-    body_top, hip = (x, y - 180), (x, y - 90)
+    hip = (x, y - 90)
     pygame.draw.line(s, _INK, hip, (x - 40, y), 12)  # legs
     pygame.draw.line(s, _INK, hip, (x + 40, y), 12)
     _poly(s, shirt, [(x - 34, y - 185), (x + 34, y - 185), (x + 48, y - 85), (x - 48, y - 85)])  # dress/shirt

@@ -10,12 +10,12 @@ file's length (an hour-long recording is fine on a Pi).
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from device.argtypes import positive_finite
 from device.config import PROJECT_ROOT
 from device.frontend import LogMelParams, dbfs, iter_windows, to_float
 from device.model import Model
@@ -52,22 +52,11 @@ def classify_audio(model: Model, audio, params: LogMelParams, top: int = 3):
     return list(classify_stream(model, [audio], params, top))
 
 
-def _hop(text: str) -> float:
-    """argparse type for --hop: a positive, finite number of seconds."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive, finite number of seconds")
-    return value
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device classify", description=__doc__.split("\n")[0])
     ap.add_argument("wav", nargs="+", help="WAV file(s) to classify")
     ap.add_argument("--model", default=str(PROJECT_ROOT / "models" / "sound.tflite"))
-    ap.add_argument("--hop", type=_hop, default=1.0, help="seconds between printed windows (default 1.0)")
+    ap.add_argument("--hop", type=positive_finite, default=1.0, help="seconds between printed windows (default 1.0)")
     ap.add_argument("--taught", metavar="DIR", help="also decide among the sounds taught in DIR, and 'unknown'")
     args = ap.parse_args(argv)
     params = LogMelParams()
