@@ -34,6 +34,7 @@ from device.frontend import DIATONIC_C4_F6  # noqa: E402
 from device.hardware.base import Scene  # noqa: E402
 from device.screen.palette import note_colour  # noqa: E402
 from device.sound.labels import UNKNOWN  # noqa: E402
+from device.sound.pipeline import spectrogram_frames  # noqa: E402
 from device.screen.pictures import arc_band, draw_picture, rgb255, tint  # noqa: E402
 
 log = logging.getLogger("saysee.display")
@@ -44,7 +45,7 @@ DEFAULT_SIZE = (DisplayConfig().width, DisplayConfig().height)
 # a full-scale tone peaks near +6. A fixed range keeps a quiet room dark and
 # old columns from changing colour when a loud sound arrives.
 DEFAULT_SPEC_RANGE = (-12.0, 4.0)
-DEFAULT_SPEC_FRAMES = 400  # 4 s of 10 ms frames across the strip; fewer are right-aligned
+DEFAULT_SPEC_FRAMES = spectrogram_frames()  # the pipeline's whole history across the strip; fewer are right-aligned
 
 # Palette: a warm picture-book page with dark-blue ink.
 BACKGROUND = (253, 248, 236)

@@ -94,6 +94,14 @@ class WindowResult:
     skipped: str | None  # "silent" | "gated" | "stale" | None
 
 
+SPECTROGRAM_SECONDS = 4.0  # the history the screen's scrolling spectrogram shows
+
+
+def spectrogram_frames(params: LogMelParams = LogMelParams()) -> int:
+    """How many log-mel frames of history the pipeline keeps for the screen (``SPECTROGRAM_SECONDS``)."""
+    return int(round(SPECTROGRAM_SECONDS * params.sample_rate / params.hop_length))
+
+
 class SoundPipeline:
     """Streaming classifier with onset-aware or windowed decisions; knows nothing of devices or threads.
 
@@ -128,6 +136,7 @@ class SoundPipeline:
         self._raw = np.zeros(0, dtype=np.float32)  # recent audio, for the silence gate
         self._raw_end = 0  # global sample index just past self._raw
         self._origin = 0  # global sample index where the front end's stream began
+        self._spec_frames = spectrogram_frames(params)
         self._smoothed = np.zeros(len(self.labels), dtype=np.float32)
         self._averaged_s = 0.0  # seconds of full windows in the running average since the last silence
         self.current: str | None = None
@@ -175,7 +184,7 @@ class SoundPipeline:
             end += self._origin  # the front end counts from where it (re)started
             t = end / p.sample_rate
             self.counters["windows"] += 1
-            self.spectrogram = np.concatenate([self.spectrogram, feats[-p.frames_per_hop :, :, 0]])[-4 * p.frames_per_window :]
+            self.spectrogram = np.concatenate([self.spectrogram, feats[-p.frames_per_hop :, :, 0]])[-self._spec_frames :]
             hi = len(self._raw) - (self._raw_end - end)
             level = dbfs(self._raw[max(hi - p.samples_per_hop, 0) : hi])
             sound_s = self._loud_seconds(self._raw[max(hi - p.samples_per_window, 0) : hi])
