@@ -28,7 +28,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 16
 
 def _add(store, label, model, freqs=(300, 305, 310), **kw):
     takes = [tone(f, 0.5) for f in freqs]
-    proto, embs = embedder(model, LogMelParams(), -45.0)(takes)
+    proto, embs, _windows = embedder(model, LogMelParams(), -45.0)(takes)
     return store.add(label, takes, 16000, proto, embs, model.embedding_version, **kw)
 
 
@@ -122,7 +122,7 @@ def test_model_version_change_recomputes_prototypes_from_the_takes(tmp_path):
     c1 = _add(store, "moo", old)
     (c2,) = load_taught(store, new, LogMelParams(), -45.0)
     assert c2.embedding_version == "v2"
-    expected, _ = embedder(new, LogMelParams(), -45.0)([tone(f, 0.5) for f in (300, 305, 310)])
+    expected, *_ = embedder(new, LogMelParams(), -45.0)([tone(f, 0.5) for f in (300, 305, 310)])
     assert np.allclose(c2.prototype, expected, atol=1e-5) and not np.allclose(c2.prototype, c1.prototype, atol=0.1)
     saved = json.loads((tmp_path / "moo" / CLASS_FILE).read_text())
     assert saved["embedding_version"] == "v2" and np.allclose(saved["prototype"], expected, atol=1e-5)

@@ -10,7 +10,11 @@ in that embedding space. ``OpenSetDecider.decide`` turns one window's
   centre (``max_centre_distance``): "sure" alone is not enough, a 440 Hz tone
   is 1.00 street_music to a closed-set softmax;
 - a taught class when the embedding is within ``taught_max_distance`` of its
-  prototype, and nearer to it than to the built-in class's centre;
+  prototype, and nearer to it than to the built-in class's centre. A taught
+  class may have several prototypes (its takes' window embeddings, onset
+  windows included, beside their mean): its distance is the nearest one's, so
+  the first 0.05-0.3 s of a sound, which the streaming pipeline decides on, is
+  compared with the same part of the takes rather than with their whole;
 - otherwise ``unknown``: a clear sound (the pipeline's gate already passed it)
   that is none of the above, shown as a "teach me" card.
 
@@ -32,12 +36,26 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from device.config import SoundConfig
 from device.errors import ModelError
 from device.sound.labels import UNKNOWN
 
 # Fallbacks for a model whose metadata carries no open-set calibration.
 DEFAULT_MIN_CONFIDENCE = 0.5
 DEFAULT_TAUGHT_MAX_DISTANCE = 0.35  # cosine distance; same-sound takes sit well inside it
+# A taught window at exactly taught_max_distance scores this; nearer windows score up to 1. Measured
+# (bench.taught_onset, tune families): scoring the pipeline's threshold_on (0.6) at the radius found 2-3
+# more taught sounds in 36 but added false triggers on untaught families and negatives; 0.5 is kept.
+DEFAULT_TAUGHT_ACCEPT = 0.5
+# A taught class's window prototypes (its takes' onset and body windows) count within this share of
+# taught_max_distance: the nearest of ~30 windows is near by chance far more often than one mean is.
+# Chosen on the tune families of bench.taught_onset: 0.3 finds 31/36 sounds in time (the mean alone
+# 26/36) with no more false triggers; 0.5 finds 33/36 with more.
+DEFAULT_TAUGHT_WINDOW_SHARE = 0.3
+# The most a match to a window prototype scores: below the pipeline's early_threshold, so one onset
+# window never decides a taught sound by itself (those early decisions were most of the false triggers);
+# it still starts the running average of a new sound on the taught class instead of on ``unknown``.
+DEFAULT_TAUGHT_WINDOW_CONFIDENCE = SoundConfig().early_threshold - 0.05
 
 
 def normalise(v: np.ndarray) -> np.ndarray:
@@ -45,6 +63,13 @@ def normalise(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, dtype=np.float32).reshape(-1)
     n = float(np.linalg.norm(v))
     return v / n if n > 1e-12 else v.copy()
+
+
+def _unit_rows(v: np.ndarray) -> np.ndarray:
+    """A prototype (dim,) or prototypes (K, dim) as unit rows, K x dim float32."""
+    m = np.asarray(v, dtype=np.float32)
+    m = m.reshape(1, -1) if m.ndim == 1 else m.reshape(len(m), -1)
+    return np.stack([normalise(r) for r in m]) if len(m) else m
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,6 +85,10 @@ class OpenSetParams:
     max_centre_distance: float | None = None  # None: built-in classes are judged by confidence only
     taught_max_distance: float = DEFAULT_TAUGHT_MAX_DISTANCE
     class_centres: Mapping[str, np.ndarray] = field(default_factory=dict)
+    taught_accept: float = DEFAULT_TAUGHT_ACCEPT  # taught confidence at taught_max_distance
+    # Window prototypes (a class's rows after its first, the mean) count within this share of the radius.
+    taught_window_share: float = DEFAULT_TAUGHT_WINDOW_SHARE
+    taught_window_confidence: float = DEFAULT_TAUGHT_WINDOW_CONFIDENCE  # the most a window-prototype match scores
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], where: str = "<model metadata>",
@@ -96,7 +125,7 @@ class Decision:
 
     label: str
     kind: str
-    confidence: float  # built-in: the model's probability; taught: 0.5..1 from the distance; unknown: 0..1
+    confidence: float  # built-in: the model's probability; taught: taught_accept..1 from the distance; unknown: 0..1
     distance: float | None = None  # embedding distance to the decided class (to the nearest, for unknown)
     nearest: str | None = None  # the nearest class in the embedding, whatever was decided
 
@@ -105,22 +134,29 @@ class OpenSetDecider:
     """Decides built-in | taught | unknown from probabilities, an embedding and taught prototypes.
 
     ``labels`` are the model's built-in classes; ``prototypes`` maps each taught
-    label to its unit prototype. ``labels_out`` is every label a decision can
-    have, in the order of ``scores``.
+    label to its prototype (one vector) or prototypes (a K x dim array; the
+    nearest decides). ``labels_out`` is every label a decision can have, in the
+    order of ``scores``.
     """
 
     def __init__(self, labels: Sequence[str], params: OpenSetParams = OpenSetParams(),
                  prototypes: Mapping[str, np.ndarray] | None = None):
         self.builtin = list(labels)
         self.params = params
-        self.prototypes = {k: normalise(v) for k, v in (prototypes or {}).items()}
+        self.prototypes = {k: _unit_rows(v) for k, v in (prototypes or {}).items()}
         clash = [k for k in self.prototypes if k in self.builtin or k == UNKNOWN]
         if clash:
             raise ValueError(f"taught label {clash[0]!r} is a built-in label or {UNKNOWN!r}")
         self.taught = list(self.prototypes)
         self.labels_out = self.builtin + self.taught + [UNKNOWN]
-        self._taught_matrix = (np.stack([self.prototypes[k] for k in self.taught])
-                               if self.taught else np.zeros((0, 0), np.float32))
+        rows = [self.prototypes[k] for k in self.taught]
+        self._taught_matrix = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
+        # Where each class's rows end in the matrix: its distance is the minimum over them.
+        self._taught_starts = np.cumsum([0] + [len(r) for r in rows[:-1]]).astype(np.intp)
+        # A window prototype's distance is scaled so that its own radius maps onto taught_max_distance.
+        ratio = 1.0 / max(params.taught_window_share, 1e-6)
+        self._row_scale = (np.concatenate([np.r_[1.0, np.full(len(r) - 1, ratio)] for r in rows]).astype(np.float32)
+                           if rows else np.zeros(0, np.float32))
 
     def with_prototypes(self, prototypes: Mapping[str, np.ndarray]) -> "OpenSetDecider":
         """The same decision with another set of taught sounds (after teaching or forgetting)."""
@@ -131,8 +167,14 @@ class OpenSetDecider:
         e = normalise(embedding)
         out = {k: float(1.0 - np.dot(e, c)) for k, c in self.params.class_centres.items()}
         if self.taught:
-            out.update(zip(self.taught, (1.0 - self._taught_matrix @ e).tolist()))
+            out.update(zip(self.taught, self._taught_distances(e)[0].tolist()))
         return out
+
+    def _taught_distances(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(distance, whether the nearest prototype is the mean) of every taught class to unit ``e``."""
+        d = (1.0 - self._taught_matrix @ e) * self._row_scale
+        best = np.minimum.reduceat(d, self._taught_starts)
+        return best, d[self._taught_starts] <= best
 
     def decide(self, probs: np.ndarray, embedding: np.ndarray | None) -> Decision:
         """The decision for one window."""
@@ -153,7 +195,9 @@ class OpenSetDecider:
             t = min(self.taught, key=lambda k: dist[k])
             d_t = dist[t]
             if d_t <= p.taught_max_distance and (not builtin_ok or d_b is None or d_t < d_b):
-                conf = 1.0 - 0.5 * d_t / max(p.taught_max_distance, 1e-6)
+                conf = 1.0 - (1.0 - p.taught_accept) * d_t / max(p.taught_max_distance, 1e-6)
+                if not self._taught_distances(normalise(embedding))[1][self.taught.index(t)]:
+                    conf = min(conf, p.taught_window_confidence)
                 return Decision(t, "taught", conf, d_t, nearest)
         if builtin_ok:
             return Decision(label_b, "builtin", conf_b, d_b, nearest)

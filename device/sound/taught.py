@@ -1,7 +1,8 @@
 """The taught-sound store: one folder per sound taught on the box.
 
     DIR/<label>/class.json    label, mapping (picture, colour, note...), prototype,
-                              per-take embeddings, embedding version, take files
+                              per-take embeddings, window embeddings (optional),
+                              embedding version, take files
     DIR/<label>/take-1.wav    the takes (16 kHz mono int16), kept so prototypes
     DIR/<label>/picture.png   can be recomputed after a model update; optional picture
 
@@ -15,7 +16,11 @@ away first (``.old-*``) and loading restores it if the new one never arrived.
 The prototype and the take embeddings live in class.json beside the version
 of the embedding that made them, so the three can never disagree. When the
 loaded model's embedding version differs, ``refresh`` recomputes them from
-the saved takes and rewrites class.json.
+the saved takes and rewrites class.json. ``window_embeddings`` (the takes'
+onset and body windows, the class's further prototypes) is an optional key of
+the same format 1: a class.json written before it existed loads as it is
+(mean prototype only) and gets them at the next ``refresh``; an older reader
+ignores the key.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ FORMAT = 1
 STALE_S = 3600.0  # a staging folder this old belongs to a teach that was killed
 MAPPING_KEYS = ("picture", "colour", "program", "note", "velocity", "duration_s")
 
-# Embeddings for a list of takes: (prototype, per-take embeddings).
-EmbedTakes = Callable[[Sequence[np.ndarray]], tuple[np.ndarray, np.ndarray]]
+# Embeddings for a list of takes: (prototype, per-take embeddings[, window embeddings]).
+EmbedTakes = Callable[[Sequence[np.ndarray]], tuple[np.ndarray, ...]]
 
 
 class TaughtError(SaySeeError):
@@ -76,6 +81,15 @@ class TaughtClass:
     embedding_version: str | None
     mapping: Mapping[str, Any] = field(default_factory=dict)
     created: str = ""
+    window_embeddings: np.ndarray | None = None  # K x dim: onset and body windows of the takes
+
+    def prototypes(self) -> np.ndarray | None:
+        """Every prototype of the class, the mean first: what the open-set decision matches against."""
+        if self.prototype is None:
+            return None
+        p = np.asarray(self.prototype, np.float32).reshape(1, -1)
+        w = self.window_embeddings
+        return p if w is None or len(w) == 0 else np.concatenate([p, np.asarray(w, np.float32)])
 
     def class_mapping(self) -> ClassMapping:
         """The Responder's mapping: picture path resolved in the folder, colour parsed."""
@@ -96,6 +110,8 @@ def _to_json(c: TaughtClass) -> str:
         "take_embeddings": None if c.take_embeddings is None else
         [[round(float(v), 7) for v in row] for row in c.take_embeddings],
     }
+    if c.window_embeddings is not None:
+        data["window_embeddings"] = [[round(float(v), 5) for v in row] for row in c.window_embeddings]
     return json.dumps(data, indent=1) + "\n"
 
 
@@ -108,6 +124,7 @@ def _from_json(folder: Path) -> TaughtClass:
         takes = tuple(str(t) for t in data["takes"])
         proto = data.get("prototype")
         embs = data.get("take_embeddings")
+        windows = data.get("window_embeddings")
         mapping = dict(data.get("mapping") or {})
         if mapping.get("colour"):
             parse_colour(mapping["colour"], f"{path} colour")
@@ -115,7 +132,8 @@ def _from_json(folder: Path) -> TaughtClass:
             label=str(data["label"]), folder=folder, takes=takes, sample_rate=int(data["sample_rate"]),
             prototype=None if proto is None else np.asarray(proto, dtype=np.float32),
             take_embeddings=None if embs is None else np.asarray(embs, dtype=np.float32),
-            embedding_version=data.get("embedding_version"), mapping=mapping, created=str(data.get("created", "")))
+            embedding_version=data.get("embedding_version"), mapping=mapping, created=str(data.get("created", "")),
+            window_embeddings=None if windows is None else _matrix(windows, proto))
     except FileNotFoundError:
         raise TaughtError(f"{path}: missing; the folder is not a taught sound") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, ConfigError) as e:
@@ -200,7 +218,7 @@ class TaughtStore:
     def add(self, label: str, takes: Sequence[np.ndarray], sample_rate: int, prototype: np.ndarray | None,
             take_embeddings: np.ndarray | None, embedding_version: str | None,
             mapping: Mapping[str, Any] | None = None, picture: str | os.PathLike | None = None,
-            replace: bool = False) -> TaughtClass:
+            replace: bool = False, window_embeddings: np.ndarray | None = None) -> TaughtClass:
         """Store a new class in one step (staging folder, then rename); ``replace`` overwrites one of that name."""
         _check_folder_name(label)
         final = self.root / label
@@ -224,7 +242,8 @@ class TaughtStore:
             c = TaughtClass(label, final, tuple(names), int(sample_rate),
                             None if prototype is None else np.asarray(prototype, np.float32),
                             None if take_embeddings is None else np.asarray(take_embeddings, np.float32),
-                            embedding_version, m, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+                            embedding_version, m, time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            None if window_embeddings is None else np.asarray(window_embeddings, np.float32))
             write_atomic(staging / CLASS_FILE, _to_json(c))
             fsync_dir(staging)
             old = None
@@ -285,19 +304,22 @@ class TaughtStore:
     def refresh(self, version: str | None, embed: EmbedTakes | None,
                 classes: Sequence[TaughtClass] | None = None) -> list[TaughtClass]:
         """Classes with prototypes for embedding ``version``: any made by another version is recomputed
-        from its saved takes with ``embed`` and rewritten (kept in memory when the folder is read-only)."""
+        from its saved takes with ``embed`` and rewritten (kept in memory when the folder is read-only).
+        A class stored before window embeddings existed gets them too, when ``embed`` gives them."""
         out = []
         for c in (self.load() if classes is None else classes):
-            if embed is None or (c.embedding_version == version and c.prototype is not None):
+            if embed is None or (c.embedding_version == version and c.prototype is not None
+                                 and (c.window_embeddings is not None or not getattr(embed, "windows", True))):
                 out.append(c)
                 continue
             try:
-                proto, embs = embed(self.read_takes(c))
+                proto, embs, *windows = embed(self.read_takes(c))
             except SaySeeError as e:  # one damaged take must not keep the box (or the other sounds) from starting
                 log.warning("taught sound %s: not used, its takes can't be read (%s)", c.label, e)
                 continue
             fresh = _replace(c, prototype=np.asarray(proto, np.float32),
-                             take_embeddings=np.asarray(embs, np.float32), embedding_version=version)
+                             take_embeddings=np.asarray(embs, np.float32), embedding_version=version,
+                             window_embeddings=np.asarray(windows[0], np.float32) if windows else None)
             try:
                 self._rewrite(fresh)
             except OSError as e:
@@ -306,6 +328,15 @@ class TaughtStore:
                      c.label, version, c.embedding_version)
             out.append(fresh)
         return out
+
+
+def _matrix(rows: Any, proto: Any) -> np.ndarray:
+    """window_embeddings as K x dim finite floats, dim that of the prototype (ValueError otherwise)."""
+    m = np.asarray(rows, dtype=np.float32)
+    dim = len(proto) if proto is not None else (m.shape[1] if m.ndim == 2 else -1)
+    if m.ndim != 2 or m.shape[1] != dim or not np.all(np.isfinite(m)):
+        raise ValueError(f"window_embeddings must be rows of {dim} finite numbers")
+    return m
 
 
 def _replace(c: TaughtClass, **changes: Any) -> TaughtClass:

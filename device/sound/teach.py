@@ -7,7 +7,10 @@
 No retraining: each take goes through the device's own front end and the sound
 model's embedding; the class's prototype is the normalised mean of the takes'
 embeddings (a "prototypical" few-shot class, like Teachable Machine or
-openWakeWord's custom verifier on a frozen embedding). A file may hold several
+openWakeWord's custom verifier on a frozen embedding), and the embeddings of
+the takes' windows, onset windows included, are kept as further prototypes
+(the nearest decides), so the first tenths of a second of the sound, which the
+streaming pipeline decides on, look like something taught. A file may hold several
 takes separated by silence (``[teach] split_silence_s``): the silence gate
 splits them.
 
@@ -153,6 +156,43 @@ def take_windows(audio: np.ndarray, params: LogMelParams, silence_dbfs: float) -
     return [window_features(padded[s : s + n], params) for s in keep]
 
 
+# Onset windows: what the streaming pipeline classifies at the start of a sound (its window ends this
+# long after the sound's first loud frame, every ONSET_STEP_S), so a taught sound is recognised early.
+ONSET_ENDS_S = (0.05, 0.3)
+ONSET_STEP_S = 0.05
+
+
+def onset_windows(audio: np.ndarray, params: LogMelParams, silence_dbfs: float) -> list[np.ndarray]:
+    """Model inputs for one take as the pipeline sees its start: windows of silence + the first
+    0.05 ... 0.3 s of the sound (``ONSET_ENDS_S``), none when the take has no loud frame."""
+    x = to_float(np.asarray(audio))
+    n = params.samples_per_window
+    loud = np.flatnonzero(_frame_db(x, params) >= silence_dbfs)
+    if len(loud) == 0:
+        return []
+    onset = int(loud[0]) * params.hop_length
+    padded = np.concatenate([np.zeros(n), x, np.zeros(n)])
+    out = []
+    lo, hi = ONSET_ENDS_S
+    for k in range(int(round((hi - lo) / ONSET_STEP_S)) + 1):
+        end = n + onset + int(round((lo + k * ONSET_STEP_S) * params.sample_rate))
+        out.append(window_features(padded[end - n : end], params))
+    return out
+
+
+def take_window_embeddings(model: Any, audio: np.ndarray, params: LogMelParams,
+                           silence_dbfs: float) -> np.ndarray:
+    """Unit embeddings of one take's onset windows and of the windows holding most of it (K x dim):
+    a taught class's several prototypes, matched nearest-first (``OpenSetDecider``)."""
+    rows = []
+    for feats in onset_windows(audio, params, silence_dbfs) + take_windows(audio, params, silence_dbfs):
+        e = infer(model, feats)[1]
+        if e is None:
+            raise ModelError("the sound model has no embedding output: run make models")
+        rows.append(normalise(e))
+    return np.stack(rows)
+
+
 def embed_take(model: Any, audio: np.ndarray, params: LogMelParams,
                silence_dbfs: float) -> tuple[np.ndarray, np.ndarray]:
     """(unit embedding, mean probabilities) of one take, averaged over its windows."""
@@ -167,11 +207,12 @@ def embed_take(model: Any, audio: np.ndarray, params: LogMelParams,
 
 
 def embedder(model: Any, params: LogMelParams, silence_dbfs: float) -> Callable:
-    """``TaughtStore.refresh``'s embed function: takes -> (prototype, per-take embeddings)."""
+    """``TaughtStore.refresh``'s embed function: takes -> (prototype, per-take embeddings, window embeddings)."""
 
-    def embed(takes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def embed(takes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         embs = np.stack([embed_take(model, t, params, silence_dbfs)[0] for t in takes])
-        return normalise(embs.mean(axis=0)), embs
+        windows = np.concatenate([take_window_embeddings(model, t, params, silence_dbfs) for t in takes])
+        return normalise(embs.mean(axis=0)), embs, windows
 
     return embed
 
@@ -197,7 +238,7 @@ def load_taught(store: TaughtStore, model: Any, params: LogMelParams, silence_db
 
 def build_decider(model: Any, teach: TeachConfig, classes: Sequence[TaughtClass] = ()) -> OpenSetDecider:
     """The open-set decision for ``model`` with these taught classes."""
-    protos = {c.label: c.prototype for c in classes if c.prototype is not None}
+    protos = {c.label: c.prototypes() for c in classes if c.prototype is not None}
     return OpenSetDecider(model.labels, open_set_params(model, teach), protos)
 
 
@@ -264,6 +305,7 @@ def enrol(store: TaughtStore, model: Any, label: str, takes: Sequence[Take], *, 
     pairs = [embed_take(model, t.audio, params, silence_dbfs) for t in takes]
     embs = np.stack([e for e, _ in pairs])
     probs = np.stack([p for _, p in pairs])
+    windows = np.concatenate([take_window_embeddings(model, t.audio, params, silence_dbfs) for t in takes])
     problems = enrolment_problems(decider, takes, embs, probs)
     for p in problems:
         log(f"teach: warning: {p}")
@@ -272,7 +314,8 @@ def enrol(store: TaughtStore, model: Any, label: str, takes: Sequence[Take], *, 
                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                            + "; --force teaches it anyway")
     return store.add(label, [t.audio for t in takes], params.sample_rate, normalise(embs.mean(axis=0)), embs,
-                     model.embedding_version, mapping=mapping, picture=picture, replace=force)
+                     model.embedding_version, mapping=mapping, picture=picture, replace=force,
+                     window_embeddings=windows)
 
 
 def check_label_text(label: str) -> None:
