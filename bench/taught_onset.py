@@ -70,6 +70,7 @@ VARIANTS = {"mean (before)": (False, None, None, None), "mean, 0.6 at radius": (
             "multi, share 1, no cap": (True, None, 1.0, 1.0)}
 
 
+
 class CachedModel:
     """The model with its outputs remembered per window, so every variant sees identical outputs."""
 

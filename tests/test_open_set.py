@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -214,3 +215,109 @@ def test_an_embedding_dim_that_disagrees_with_the_model_is_refused(tmp_path):
     wrong = _fixture_with(tmp_path, embedding={"dim": 64, "version": "x", "metric": "cosine"})
     with pytest.raises(ModelError, match="embedding dim 64, but the model's embedding output has 16 values"):
         Model(FIXTURE, expected_frontend=LogMelParams(), metadata_path=wrong)
+
+
+# ------------------------------------------------------------------ several prototypes per taught class
+
+
+def test_several_prototypes_the_nearest_decides_and_window_ones_count_within_their_share_of_the_radius():
+    params = OpenSetParams(min_confidence=0.5, taught_max_distance=0.3, taught_window_share=0.5,
+                           taught_window_confidence=0.75)
+    # moo: its mean (first row) along E[2], one window prototype along E[1].
+    d = OpenSetDecider(LABELS, params, {"moo": np.stack([E[2], E[1]])})
+    unsure = np.array([0.4, 0.3, 0.3])
+    at_mean = d.decide(unsure, E[2])
+    assert at_mean.label == "moo" and at_mean.confidence == pytest.approx(1.0)
+    at_window = d.decide(unsure, E[1])
+    assert at_window.label == "moo" and at_window.confidence == pytest.approx(0.75)  # capped: never early alone
+    # 0.22 from the window prototype: inside the mean's radius (0.3) but outside the window's share (0.15).
+    off = normalise(E[1] + 0.8 * E[3])
+    assert 0.2 < 1 - float(off @ E[1]) < 0.25
+    assert d.decide(unsure, off).label == UNKNOWN
+    assert OpenSetDecider(LABELS, dataclasses.replace(params, taught_window_share=1.0),
+                          {"moo": np.stack([E[2], E[1]])}).decide(unsure, off).label == "moo"
+    assert d.distances(E[1])["moo"] == pytest.approx(0.0, abs=1e-6)
+    # One vector is one prototype (the mean): the decision as before, confidence 0.5 at the radius.
+    single = OpenSetDecider(LABELS, params, {"moo": E[2]})
+    edge = normalise(E[2] + 0.8 * E[3])
+    dist = 1 - float(edge @ E[2])
+    assert single.decide(unsure, edge).confidence == pytest.approx(1 - 0.5 * dist / 0.3, abs=1e-5)
+
+
+class OnsetModel:
+    """A scripted two-output model whose embedding follows how much of a sound a window holds.
+
+    Windows holding the first tenths of a second of a sound embed near ONSET, windows
+    holding most of it near BODY (as a real embedding treats a sliver and the whole
+    sound differently); probabilities are flat, so no built-in class is ever sure.
+    """
+
+    ONSET, BODY = E[0], E[1]
+
+    def __init__(self):
+        self.labels = list(LABELS)
+        self.has_embedding, self.embedding_version, self.path = True, "onset-1", "onset.tflite"
+        self.metadata = {"labels": LABELS, "open_set": {"min_confidence": 0.6, "taught_max_distance": 0.2}}
+
+    def infer(self, x):
+        frames = np.asarray(x, np.float32)[..., 0].mean(axis=1)
+        loud_s = np.count_nonzero(frames > frames.min() + 3.0) * 0.01
+        w = float(np.clip((loud_s - 0.1) / 0.3, 0.0, 1.0))
+        return np.full(3, 1 / 3, np.float32), normalise((1 - w) * self.ONSET + w * self.BODY)
+
+    def predict(self, x):
+        return self.infer(x)[0]
+
+
+def _detections(model, audio):
+    pipe = SoundPipeline(model.predict, model.labels, LogMelParams(), SoundConfig(max_latency_s=None))
+    events = [e for i in range(0, len(audio), 800) for e in pipe.step(audio[i : i + 800], i)]
+    return [e for e in events if isinstance(e, ClassDetected)]
+
+
+def test_pipeline_names_a_taught_sound_from_its_start_with_onset_window_prototypes(tmp_path):
+    from device.sound.taught import TaughtStore
+    from device.sound.teach import Take, enrol
+
+    m = OnsetModel()
+    takes = [Take(f"take {f}", join(silence(0.2), tone(f, 0.8), silence(0.2))) for f in (295, 300, 305)]
+    c = enrol(TaughtStore(tmp_path), m, "moo", takes, teach=TeachConfig(), force=True, log=lambda _m: None)
+    assert len(c.prototypes()) > 1 + 3 * 6  # the mean, 6 onset windows and the body windows of each take
+    played = join(silence(1.0), tone(302, 0.8), silence(1.5))
+    multi = _detections(OpenSetModel(m, build_decider(m, TeachConfig(), [c])), played)
+    mean_only = dataclasses.replace(c, window_embeddings=None)
+    before = _detections(OpenSetModel(m, build_decider(m, TeachConfig(), [mean_only])), played)
+    # One prototype (the takes' mean): the first windows are far from it, "unknown" wins the average.
+    assert before and before[0].label == UNKNOWN
+    # With the takes' onset windows the same sound is named from its start, within 0.75 s, and only that.
+    assert [e.label for e in multi] == ["moo"] and 1.0 < multi[0].t <= 1.75
+    # Untaught sounds stay unknown: an embedding nowhere near moo's windows.
+    far = OpenSetDecider(LABELS, build_decider(m, TeachConfig(), [c]).params, {"moo": c.prototypes()})
+    assert far.decide(np.full(3, 1 / 3), E[3]).label == UNKNOWN
+
+
+def test_onset_windows_are_the_windows_the_pipeline_classifies_at_a_sounds_start():
+    from device.sound.teach import ONSET_ENDS_S, onset_windows
+
+    take = join(tone(400, 0.6), silence(0.2))  # its sound starts at sample 0
+    want = onset_windows(take, LogMelParams(), -45.0)
+    assert len(want) == 6
+    seen = {}
+
+    def record(feats):
+        seen[len(seen)] = np.array(feats)
+        return np.array([1.0, 0.0], np.float32)
+
+    start = 16000  # the sound starts 1 s into the stream, on a decision hop
+    pipe = SoundPipeline(record, ["a", UNKNOWN], LogMelParams(), SoundConfig(max_latency_s=None))
+    stream = join(silence(1.0), take, silence(0.5))
+    ends = []
+    for i in range(0, len(stream), 800):
+        before = len(seen)
+        pipe.step(stream[i : i + 800], i)
+        if len(seen) > before:
+            ends.append(pipe.last.t - start / 16000)
+    by_end = {round(t, 2): seen[k] for k, t in enumerate(ends)}
+    for k, w in enumerate(want):
+        t = round(ONSET_ENDS_S[0] + 0.05 * k, 2)
+        assert t in by_end and np.allclose(by_end[t], w, atol=1e-4), t

@@ -159,3 +159,37 @@ def test_a_damaged_class_is_reported_and_skipped(tmp_path):
     problems = []
     assert [c.label for c in store.load(on_error=problems.append)] == ["moo"]
     assert len(problems) == 1 and "meow" in problems[0] and "damaged" in problems[0]
+
+
+def test_window_embeddings_round_trip_and_an_older_class_gets_them_at_refresh(tmp_path):
+    m = StandInModel()
+    store = TaughtStore(tmp_path)
+    takes = [tone(f, 0.5) for f in (300, 305, 310)]
+    proto, embs, windows = embedder(m, LogMelParams(), -45.0)(takes)
+    store.add("moo", takes, 16000, proto, embs, m.embedding_version, window_embeddings=windows)
+    (loaded,) = store.load()
+    assert np.allclose(loaded.window_embeddings, windows, atol=1e-4)
+    assert np.allclose(loaded.prototypes()[0], proto, atol=1e-6) and len(loaded.prototypes()) == 1 + len(windows)
+    # A class.json from before window embeddings (same format, no key): loads with its mean only...
+    path = tmp_path / "moo" / CLASS_FILE
+    data = json.loads(path.read_text())
+    del data["window_embeddings"]
+    path.write_text(json.dumps(data))
+    (old,) = store.load()
+    assert old.window_embeddings is None and len(old.prototypes()) == 1
+    # ...and the next start gives it window prototypes from its saved takes, written back.
+    (fresh,) = load_taught(store, m, LogMelParams(), -45.0)
+    assert np.allclose(fresh.window_embeddings, windows, atol=1e-4)
+    assert "window_embeddings" in json.loads(path.read_text())
+
+
+def test_damaged_window_embeddings_are_one_line_naming_the_file(tmp_path):
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", StandInModel())
+    path = tmp_path / "moo" / CLASS_FILE
+    data = json.loads(path.read_text())
+    data["window_embeddings"] = [[0.1, 0.2]]  # not the prototype's 32 dims
+    path.write_text(json.dumps(data))
+    with pytest.raises(TaughtError, match="window_embeddings") as e:
+        store.get("moo")
+    assert str(path) in str(e.value) and "\n" not in str(e.value)

@@ -171,10 +171,10 @@ class OpenSetDecider:
         return out
 
     def _taught_distances(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(distance, whether the nearest prototype is the mean) of every taught class to unit ``e``."""
+        """(distance to the nearest prototype, distance to the mean) of every taught class to unit ``e``;
+        window prototypes' distances are scaled to the mean's radius (``taught_window_share``)."""
         d = (1.0 - self._taught_matrix @ e) * self._row_scale
-        best = np.minimum.reduceat(d, self._taught_starts)
-        return best, d[self._taught_starts] <= best
+        return np.minimum.reduceat(d, self._taught_starts), d[self._taught_starts]
 
     def decide(self, probs: np.ndarray, embedding: np.ndarray | None) -> Decision:
         """The decision for one window."""
@@ -195,9 +195,11 @@ class OpenSetDecider:
             t = min(self.taught, key=lambda k: dist[k])
             d_t = dist[t]
             if d_t <= p.taught_max_distance and (not builtin_ok or d_b is None or d_t < d_b):
-                conf = 1.0 - (1.0 - p.taught_accept) * d_t / max(p.taught_max_distance, 1e-6)
-                if not self._taught_distances(normalise(embedding))[1][self.taught.index(t)]:
-                    conf = min(conf, p.taught_window_confidence)
+                r = max(p.taught_max_distance, 1e-6)
+                d_mean = float(self._taught_distances(normalise(embedding))[1][self.taught.index(t)])
+                # Near the mean: the full confidence. Near only a window: capped (never decides early alone).
+                conf = max(1.0 - (1.0 - p.taught_accept) * d_mean / r if d_mean <= r else 0.0,
+                           min(1.0 - (1.0 - p.taught_accept) * d_t / r, p.taught_window_confidence))
                 return Decision(t, "taught", conf, d_t, nearest)
         if builtin_ok:
             return Decision(label_b, "builtin", conf_b, d_b, nearest)
