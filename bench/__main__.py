@@ -26,7 +26,7 @@ from . import report
 from .machine import load_average, machine_info
 
 
-SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models")
+SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "taught_onset")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -127,6 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     from .models import bench_models
 
     run.section("models", lambda: bench_models(models, reports, args.repeats, args.min_time, work))
+
+    # Taught sounds through the streaming pipeline on held-out families (bench/taught_onset.py).
+    from .taught_onset import bench_taught_onset
+
+    if sound_model.is_file():
+        run.section("taught_onset", lambda: bench_taught_onset(sound_model, args.quick))
+    else:
+        run.unavailable["taught_onset"] = f"not available: {report.shown(sound_model)} missing"
 
     from device.config import SoundConfig
 
