@@ -180,39 +180,45 @@ def onset_windows(audio: np.ndarray, params: LogMelParams, silence_dbfs: float) 
     return out
 
 
-def take_window_embeddings(model: Any, audio: np.ndarray, params: LogMelParams,
-                           silence_dbfs: float) -> np.ndarray:
-    """Unit embeddings of one take's onset windows and of the windows holding most of it (K x dim):
-    a taught class's several prototypes, matched nearest-first (``OpenSetDecider``)."""
-    rows = []
-    for feats in onset_windows(audio, params, silence_dbfs) + take_windows(audio, params, silence_dbfs):
-        e = infer(model, feats)[1]
-        if e is None:
-            raise ModelError("the sound model has no embedding output: run make models")
-        rows.append(normalise(e))
-    return np.stack(rows)
-
-
-def embed_take(model: Any, audio: np.ndarray, params: LogMelParams,
-               silence_dbfs: float) -> tuple[np.ndarray, np.ndarray]:
-    """(unit embedding, mean probabilities) of one take, averaged over its windows."""
+def _embed(model: Any, windows: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(unit embeddings K x dim, probabilities K x classes) of model inputs."""
     embs, probs = [], []
-    for feats in take_windows(audio, params, silence_dbfs):
+    for feats in windows:
         p, e = infer(model, feats)
         if e is None:
             raise ModelError("the sound model has no embedding output: run make models")
         probs.append(np.asarray(p, np.float32))
         embs.append(normalise(e))
-    return normalise(np.mean(embs, axis=0)), np.mean(probs, axis=0)
+    return np.stack(embs), np.stack(probs)
+
+
+def embed_take_windows(model: Any, audio: np.ndarray, params: LogMelParams,
+                       silence_dbfs: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(unit embedding, mean probabilities, window embeddings) of one take, each window run once.
+
+    The first two are averaged over the windows holding most of the take (``take_windows``); the
+    window embeddings (K x dim) are those windows and the onset windows (``onset_windows``): a taught
+    class's further prototypes, matched nearest-first (``OpenSetDecider``).
+    """
+    body, probs = _embed(model, take_windows(audio, params, silence_dbfs))
+    onset = onset_windows(audio, params, silence_dbfs)
+    rows = np.concatenate([_embed(model, onset)[0], body]) if onset else body
+    return normalise(body.mean(axis=0)), probs.mean(axis=0), rows
+
+
+def embed_take(model: Any, audio: np.ndarray, params: LogMelParams,
+               silence_dbfs: float) -> tuple[np.ndarray, np.ndarray]:
+    """(unit embedding, mean probabilities) of one take, averaged over its windows."""
+    return embed_take_windows(model, audio, params, silence_dbfs)[:2]
 
 
 def embedder(model: Any, params: LogMelParams, silence_dbfs: float) -> Callable:
     """``TaughtStore.refresh``'s embed function: takes -> (prototype, per-take embeddings, window embeddings)."""
 
     def embed(takes: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        embs = np.stack([embed_take(model, t, params, silence_dbfs)[0] for t in takes])
-        windows = np.concatenate([take_window_embeddings(model, t, params, silence_dbfs) for t in takes])
-        return normalise(embs.mean(axis=0)), embs, windows
+        each = [embed_take_windows(model, t, params, silence_dbfs) for t in takes]
+        embs = np.stack([e for e, _, _ in each])
+        return normalise(embs.mean(axis=0)), embs, np.concatenate([w for _, _, w in each])
 
     return embed
 
@@ -302,10 +308,10 @@ def enrol(store: TaughtStore, model: Any, label: str, takes: Sequence[Take], *, 
     if (store.root / label).exists() and not force:
         raise TeachRefused(f"{store.root / label}: {label!r} is taught already; --force replaces it")
     decider = build_decider(model, teach, existing)
-    pairs = [embed_take(model, t.audio, params, silence_dbfs) for t in takes]
-    embs = np.stack([e for e, _ in pairs])
-    probs = np.stack([p for _, p in pairs])
-    windows = np.concatenate([take_window_embeddings(model, t.audio, params, silence_dbfs) for t in takes])
+    each = [embed_take_windows(model, t.audio, params, silence_dbfs) for t in takes]
+    embs = np.stack([e for e, _, _ in each])
+    probs = np.stack([p for _, p, _ in each])
+    windows = np.concatenate([w for _, _, w in each])
     problems = enrolment_problems(decider, takes, embs, probs)
     for p in problems:
         log(f"teach: warning: {p}")
