@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-fold", type=int, default=None, help="held-out fold (default: the last)")
     p.add_argument("--val-fold", type=int, default=None, help="validation fold (default: the one before test)")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--budget-min", type=float, default=28.0,
+    p.add_argument("--budget-min", type=float, default=20.0,
                    help="stop training (keeping the best weights) when the whole run reaches this many minutes")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--crops", type=int, default=3, help="training crops per built-in clip")
@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--family-takes", type=int, default=8, help="training windows per family")
     p.add_argument("--word-takes", type=int, default=16, help="training windows per spoken word")
     p.add_argument("--embedding-dim", type=int, default=None, help="embedding size (default: sound_model.EMBEDDING_DIM)")
-    p.add_argument("--outlier-weight", type=float, default=0.2,
+    p.add_argument("--outlier-weight", type=float, default=0.05,
                    help="weight of the flat-probability loss on world sounds (outlier exposure)")
     p.add_argument("--per-class", type=int, default=300, help="synthetic clips per class")
     p.add_argument("--esc50-map", action="store_true", help="ESC-50: keep only classes that map to ours")
