@@ -66,7 +66,8 @@ PLAYED, OTHER_PLAYED = (3, 4, 5, 6, 7), (0, 1)  # instances: taught from 0-2, th
 # name: (window prototypes, taught_accept, taught_window_share, taught_window_confidence); None: the device's
 VARIANTS = {"mean (before)": (False, None, None, None), "mean, 0.6 at radius": (False, 0.6, None, None),
             "multi (device)": (True, None, None, None), "multi, no cap": (True, None, None, 1.0),
-            "multi, share 0.5": (True, None, 0.5, None), "multi, 0.6 at radius": (True, 0.6, None, None),
+            "multi, share 0.4": (True, None, 0.4, None), "multi, share 0.5": (True, None, 0.5, None),
+            "multi, 0.6 at radius": (True, 0.6, None, None),
             "multi, share 1, no cap": (True, None, 1.0, 1.0)}
 
 

@@ -14,7 +14,12 @@ in that embedding space. ``OpenSetDecider.decide`` turns one window's
   class may have several prototypes (its takes' window embeddings, onset
   windows included, beside their mean): its distance is the nearest one's, so
   the first 0.05-0.3 s of a sound, which the streaming pipeline decides on, is
-  compared with the same part of the takes rather than with their whole;
+  compared with the same part of the takes rather than with their whole. A
+  window prototype counts only within ``taught_window_share`` of the radius
+  and scores at most ``taught_window_confidence`` (below the pipeline's
+  early_threshold): it starts a new sound's running average on the taught
+  class instead of ``unknown`` but never decides early on one sliver (those
+  were most of the false triggers, measured by ``bench.taught_onset``);
 - otherwise ``unknown``: a clear sound (the pipeline's gate already passed it)
   that is none of the above, shown as a "teach me" card.
 
