@@ -11,7 +11,7 @@ set). For the chosen split, every family is taught to one box from 3 takes
 box's ``SoundPipeline`` (config defaults: the onset design) runs on three
 streams built from audio the teaching never saw:
 
-- taught: instances 3-5 of each taught family, each at -30 ... -12 dBFS (RMS
+- taught: instances 3-7 of each taught family, each at -30 ... -12 dBFS (RMS
   of its sound) with room realism, 1.5 s of room noise between sounds;
 - other: instances 0-1 of every ``other`` family, the same way;
 - negatives: ``training.datasets.negatives.negatives_stream`` (speech, music,
@@ -24,12 +24,12 @@ within 0.75 s of the sound's onset, latency p50/p95, what was shown instead
 replaced by another within 1 s), and false triggers of any taught label on the
 other families and per hour of negatives. Variants:
 
-- ``mean``: one prototype per class (the takes' mean), confidence 0.5 at the
-  calibrated radius (the design before multi-prototypes);
-- ``mean+accept``: one prototype, confidence ``threshold_on`` at the radius;
-- ``multi``: the mean plus every take window (onset windows included), nearest
-  decides, confidence 0.5 at the radius;
-- ``multi+accept``: both (the device's decision now).
+- ``mean (before)``: one prototype per class (the takes' mean);
+- ``mean, 0.6 at radius``: that, scoring the pipeline's threshold_on (not 0.5) at the radius;
+- ``multi (device)``: the mean plus every take window, onset windows included (nearest
+  decides; windows within ``taught_window_share`` of the radius, scoring at most
+  ``taught_window_confidence``): the device's decision now;
+- the same with other shares, no cap, or 0.6 at the radius (the alternatives measured).
 
 Writes ``taught_onset.json`` into ``--out`` and prints a table.
 """
