@@ -50,7 +50,7 @@ from device.config import PROJECT_ROOT, SoundConfig, TeachConfig
 from device.frontend import LogMelParams
 from device.sound.labels import UNKNOWN
 from device.sound.open_set import OpenSetDecider, OpenSetModel, infer
-from device.sound.pipeline import ClassCleared, ClassDetected, SoundPipeline
+from device.sound.pipeline import ClassDetected, SoundPipeline
 from device.sound.teach import Take, enrol, open_set_params
 from device.sound.taught import TaughtStore
 

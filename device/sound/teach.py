@@ -174,8 +174,8 @@ def onset_windows(audio: np.ndarray, params: LogMelParams, silence_dbfs: float) 
     padded = np.concatenate([np.zeros(n), x, np.zeros(n)])
     out = []
     lo, hi = ONSET_ENDS_S
-    for k in range(int(round((hi - lo) / ONSET_STEP_S)) + 1):
-        end = n + onset + int(round((lo + k * ONSET_STEP_S) * params.sample_rate))
+    for k in range(round((hi - lo) / ONSET_STEP_S) + 1):
+        end = n + onset + round((lo + k * ONSET_STEP_S) * params.sample_rate)
         out.append(window_features(padded[end - n : end], params))
     return out
 
