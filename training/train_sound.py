@@ -327,7 +327,7 @@ def calibrate_open_set(tfl, val_clips, labels, params: LogMelParams, args: argpa
             f"model gets right early stay accepted as their class within their first {info['first_windows']} windows; negatives: {len(neg_p)} windows ({parts}) from calibration "
             f"families, calibration voices and generated music, 5-30 dB SNR, none trained on or tested; "
             f"negatives accepted: {100 * info['negatives_accepted']:.2f}% of windows; class centres: mean "
-            f"validation-window embedding per class; taught_max_distance: 95th percentile of calibration "
+            f"validation-window embedding per class; taught_max_distance: {100 * info['taught_quantile']:.0f}th percentile of calibration "
             f"takes to their own 3-shot prototype")
     info.update(positives=len(clips), negatives=int(len(neg_p)), negative_sources=parts)
     return open_set.to_dict(desc, labels), info
