@@ -59,7 +59,7 @@ def enrol_takes(cfg, folder: Path) -> tuple[str, np.ndarray, np.ndarray, Any]:
     from device.model import Model
     from device.frontend import LogMelParams
     from device.sound.taught import TaughtStore
-    from device.sound.teach import Take, enrol
+    from device.sound.teach import Take, TeachRefused, enrol
 
     label, takes, fourth, other = sounds()
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,9 +67,14 @@ def enrol_takes(cfg, folder: Path) -> tuple[str, np.ndarray, np.ndarray, Any]:
         write_wav(folder / f"take-{i}.wav", x.astype(np.float32), SR)
     model = Model(cfg.sound.model, expected_frontend=LogMelParams())
     teach: TeachConfig = dataclasses.replace(cfg.teach, dir=str(folder / "taught"))
-    taught = enrol(TaughtStore(teach.dir), model, label, [Take(f"take-{i}.wav", (x * 32767).astype(np.int16))
-                                                          for i, x in enumerate(takes, 1)],
-                   teach=teach, log=lambda line: print(f"  {line}"))
+    store = TaughtStore(teach.dir)
+    as_takes = [Take(f"take-{i}.wav", (x * 32767).astype(np.int16)) for i, x in enumerate(takes, 1)]
+    try:
+        taught = enrol(store, model, label, as_takes, teach=teach, log=lambda line: print(f"  {line}"))
+    except TeachRefused:
+        # What a user sees and does: the warning above, then `teach ... --force` when the takes are right.
+        print("  the demo goes on as a user would, with --force")
+        taught = enrol(store, model, label, as_takes, teach=teach, force=True, log=lambda line: print(f"  {line}"))
     return label, fourth, other, taught
 
 
