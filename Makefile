@@ -34,17 +34,18 @@ device-venv: $(DEVICE_STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m demo
 
-# Tools some tests drive for real: sshd/ssh/rsync (deploy end to end), systemd-analyze (unit exposure).
+# Tools some tests drive for real: sshd/ssh/rsync (deploy end to end), systemd-analyze (unit exposure),
+# espeak-ng (the spoken words sound training renders).
 # Installed with apt when running as root; otherwise those tests skip and say what to install.
-TEST_TOOLS := sshd ssh rsync systemd-analyze
+TEST_TOOLS := sshd ssh rsync systemd-analyze espeak-ng
 test-tools:
 	@missing=""; for t in $(TEST_TOOLS); do command -v $$t >/dev/null || [ -x /usr/sbin/$$t ] || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing test tools:$$missing"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client rsync systemd >/dev/null; \
-	  else echo "note: missing$$missing; deploy/service tests will skip (apt-get install openssh-server openssh-client rsync systemd)"; fi; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssh-server openssh-client rsync systemd espeak-ng >/dev/null; \
+	  else echo "note: missing$$missing; deploy/service/speech tests will skip (apt-get install openssh-server openssh-client rsync systemd espeak-ng)"; fi; \
 	fi
 
 # Full suite in the workstation venv, then the device-side tests in the numpy<2 + tflite-runtime venv.
