@@ -45,7 +45,7 @@ import numpy as np
 from device.config import AudioOutConfig
 from device.errors import ConfigError
 from device.hardware.base import AudioOut
-from device.hardware.portaudio import OUTPUT, PYAUDIO_HINT, close_quietly, find_device, open_error_line, pick_format
+from device.hardware.portaudio import OUTPUT, PYAUDIO_HINT, close_quietly, find_device, open_error_line, pick_format, probe_device
 from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
 from device.wavfile import AtomicWavWriter, as_int16
 
@@ -444,23 +444,7 @@ class WavAudioOut(_QueuedAudioOut):
 
 
 def _probe_real(device: int | str | None = None) -> tuple[bool, str]:
-    ok, why, pyaudio = check_import("pyaudio", PYAUDIO_HINT)
-    if not ok:
-        return False, why
-    try:
-        pa = pyaudio.PyAudio()
-    except Exception as e:  # noqa: BLE001
-        return False, f"PortAudio failed to start: {one_line(e)}"
-    try:
-        info = find_device(pa, device, OUTPUT)
-    except HardwareError as e:
-        return False, str(e).removeprefix("audio_out: ")
-    except Exception as e:  # noqa: BLE001
-        return False, f"can't list audio devices: {one_line(e)}"
-    finally:
-        pa.terminate()
-    return True, (f"output '{info.get('name', '?')}' (index {info['index']}, "
-                  f"{int(round(float(info.get('defaultSampleRate', 0))))} Hz, {info.get('maxOutputChannels')} ch)")
+    return probe_device(device, OUTPUT)
 
 
 def probe(cfg: AudioOutConfig | None = None) -> list[Probe]:

@@ -40,7 +40,7 @@ from device.frontend import LogMelParams
 from device.resample import Resampler, resample
 from device.wavfile import read_wav, wav_info
 from device.hardware.base import AudioChunk, Mic
-from device.hardware.portaudio import INPUT, PYAUDIO_HINT, close_quietly, find_device, open_error_line, pick_format
+from device.hardware.portaudio import INPUT, PYAUDIO_HINT, close_quietly, find_device, open_error_line, pick_format, probe_device
 from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
 
 log = logging.getLogger("saysee.hardware")
@@ -439,25 +439,7 @@ def _normalise_playlist(playlist: Any) -> list:
 
 
 def _probe_real(device: int | str | None = None) -> tuple[bool, str]:
-    ok, why, pyaudio = check_import("pyaudio", PYAUDIO_HINT)
-    if not ok:
-        return False, why
-    try:
-        pa = pyaudio.PyAudio()
-    except Exception as e:  # noqa: BLE001
-        return False, f"PortAudio failed to start: {one_line(e)}"
-    try:
-        info = find_device(pa, device, INPUT)
-    except HardwareError as e:
-        return False, str(e).removeprefix("mic: ")
-    except Exception as e:  # noqa: BLE001
-        return False, f"can't list audio devices: {one_line(e)}"
-    finally:
-        pa.terminate()
-    return True, (
-        f"input '{info.get('name', '?')}' (index {info['index']}, "
-        f"{int(round(float(info.get('defaultSampleRate', 0))))} Hz, {info.get('maxInputChannels')} ch)"
-    )
+    return probe_device(device, INPUT)
 
 
 def probe(cfg: MicConfig | None = None, *, device: int | str | None = None) -> list[Probe]:

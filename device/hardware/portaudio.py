@@ -120,3 +120,26 @@ def close_quietly(stream: Any, pa: Any) -> None:
             step()
         except Exception:  # noqa: BLE001
             pass
+
+
+def probe_device(device: int | str | None, d: Direction) -> tuple[bool, str]:
+    """(usable, why) for `device check`: does PyAudio import, start and find the device asked for?"""
+    from device.hardware.select import check_import
+
+    ok, why, pyaudio = check_import("pyaudio", PYAUDIO_HINT)
+    if not ok:
+        return False, why
+    try:
+        pa = pyaudio.PyAudio()
+    except Exception as e:  # noqa: BLE001
+        return False, f"PortAudio failed to start: {one_line(e)}"
+    try:
+        info = find_device(pa, device, d)
+    except HardwareError as e:
+        return False, str(e).removeprefix(f"{d.kind}: ")
+    except Exception as e:  # noqa: BLE001
+        return False, f"can't list audio devices: {one_line(e)}"
+    finally:
+        pa.terminate()
+    return True, (f"{d.side} '{info.get('name', '?')}' (index {info['index']}, "
+                  f"{int(round(float(info.get('defaultSampleRate', 0))))} Hz, {info.get(d.channels_key)} ch)")
