@@ -126,6 +126,14 @@ def run_phase(cfg, out: Path, phase: str) -> tuple[list[Any], dict[str, str], An
     return events, _write_outputs(out, events, app.dev, phase), app
 
 
+def print_rows(score: dict[str, Any], what: str) -> None:
+    """The demo's table: each clip, what the box decided and how long after the onset."""
+    print(f"  {what:18s} {'onset':>6s}  {'detected':18s} latency")
+    for r in score["rows"]:
+        lat = f"{1000 * r['latency_s']:.0f} ms" if r["hit"] else "-"
+        print(f"  {r['label']:18s} {r['onset']:6.2f}  {str(r['detected']):18s} {lat}")
+
+
 def teach_phase(cfg, out: Path) -> dict[str, Any] | None:
     """Teach the box a sound from three takes, then play it and a sound it does not know."""
     from demo import teach
@@ -142,10 +150,7 @@ def teach_phase(cfg, out: Path) -> dict[str, Any] | None:
                               teach=dataclasses.replace(cfg.teach, dir=str(out / "taught")))
     events, files, app = run_phase(cfg, out / "run", "teach")
     score = score_detections(truth, [e for e in events if isinstance(e, ClassDetected)])
-    print(f"  {'sound':18s} {'onset':>6s}  {'detected':18s} latency")
-    for r in score["rows"]:
-        lat = f"{1000 * r['latency_s']:.0f} ms" if r["hit"] else "-"
-        print(f"  {r['label']:18s} {r['onset']:6.2f}  {str(r['detected']):18s} {lat}")
+    print_rows(score, "sound")
     print(f"  {score['hits']}/{score['clips']} as expected (the taught sound by its name, the other as "
           f"'unknown': the teach-me card); {score['false_in_silence']} detections during silence")
     for name, path in files.items():
@@ -202,10 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             truth = load_truth(cfg.mic.playlist[0])
             score = score_detections(truth, [e for e in events if isinstance(e, ClassDetected)])
             result["score"] = score
-            print(f"  {'clip':18s} {'onset':>6s}  {'detected':18s} latency")
-            for r in score["rows"]:
-                lat = f"{1000 * r['latency_s']:.0f} ms" if r["hit"] else "-"
-                print(f"  {r['label']:18s} {r['onset']:6.2f}  {str(r['detected']):18s} {lat}")
+            print_rows(score, "clip")
             print(f"  {score['hits']}/{score['clips']} clips detected within {SOUND_TOLERANCE_S:.2f} s of onset; "
                   f"{score['false_in_silence']} detections during silence")
         else:
