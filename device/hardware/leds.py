@@ -130,7 +130,7 @@ class GpioLeds(Leds):
         self.pins = pins
         self.frequency = float(cfg.pwm_hz)
         self.common_anode = bool(cfg.common_anode)
-        self.gpio = _import_gpio(cfg.gpio_module or None)
+        self.gpio = import_gpio(cfg.gpio_module or None)
         self.is_jetson = is_jetson(self.gpio)
         self._drivers: list = []
         self._kinds: list = []
@@ -306,7 +306,9 @@ def _import_module(module: str) -> tuple[bool, str, object]:
     return ok, why, mod
 
 
-def _import_gpio(name: str | None):
+def import_gpio(name: str | None):
+    """The RPi.GPIO-API module to use (``name``, else the first of GPIO_MODULES that imports), with
+    lgpio's FIFO pointed at a writable LG_WD; one HardwareError line when none imports."""
     names = (name,) if name else GPIO_MODULES
     reasons = []
     for module in names:

@@ -246,6 +246,6 @@ def open_button(teach: TeachConfig, gpio_module: str = "", clock: Callable[[], f
     """The configured button, or None when ``[teach] button_pin`` is unset."""
     if teach.button_pin is None:
         return None
-    from device.hardware.leds import _import_gpio
+    from device.hardware.leds import import_gpio
 
-    return TeachButton(_import_gpio(gpio_module or None), teach.button_pin, teach.hold_s, clock)
+    return TeachButton(import_gpio(gpio_module or None), teach.button_pin, teach.hold_s, clock)
