@@ -107,3 +107,16 @@ def test_open_set_dict_round_trips_by_label():
     assert list(d["class_centres"]) == labels
     back = OpenSet.from_dict(d, labels)
     assert np.allclose(back.class_centres, os_.class_centres) and back.min_confidence == os_.min_confidence
+
+
+def test_calibration_with_no_clip_right_early_falls_back_instead_of_crashing():
+    """A barely trained model (make train-sound --quick) may name no built-in clip early: calibration must
+    still write thresholds (permissive ones that keep built-in decisions), not crash the export."""
+    from training.embedding_eval import calibrate_clips
+
+    centres = np.eye(3, 4)
+    clips = [(np.array([[0.1, 0.8, 0.1]]), np.array([[1.0, 0, 0, 0]]), 0)]  # class 0, model says class 1
+    open_set, info = calibrate_clips(clips, np.array([[0.3, 0.3, 0.4]]), np.array([[0, 0, 1.0, 0]]), centres,
+                                     [0.1], [0.2])
+    assert info["clips_right_early_closed_set"] == 0
+    assert open_set.max_centre_distance == 2.0 and open_set.min_confidence <= 0.5

@@ -175,10 +175,13 @@ def calibrate_clips(clips: Sequence[tuple[np.ndarray, np.ndarray, int]], neg_pro
     # Clips the closed-set model already misses early are out of the open set's reach: the target is
     # the share of the others that must survive it.
     firsts = [(conf, dist) for conf, dist in firsts if np.any(np.isfinite(dist))]
-    all_conf = np.concatenate([c for c, _ in firsts])
     need = int(np.ceil(target * len(firsts)))
     best = None
-    for c in np.unique(np.round(np.quantile(all_conf, np.linspace(0.0, 0.9, 46)), 4)):
+    # A barely trained model (e.g. --quick) may get no clip right early: then nothing to calibrate on,
+    # and the permissive fallback below keeps every built-in decision.
+    all_conf = np.concatenate([c for c, _ in firsts]) if firsts else np.zeros(0)
+    candidates = np.unique(np.round(np.quantile(all_conf, np.linspace(0.0, 0.9, 46)), 4)) if len(all_conf) else ()
+    for c in candidates:
         # Per clip: the smallest centre distance among its early windows that pass the confidence threshold.
         per_clip = np.sort([float(np.min(np.where(conf >= c, dist, np.inf))) for conf, dist in firsts])
         d = float(per_clip[need - 1]) if need <= len(per_clip) else np.inf
