@@ -154,9 +154,9 @@ EOF
     env -u LG_WD RUNTIME_DIRECTORY=/run/saysee RPI_LGPIO_REVISION=c04170 "$PY" - <<'EOF'
 import glob, sys
 from device.hardware import leds
-if not hasattr(leds, "_import_gpio"):
-    sys.exit("device.hardware.leds._import_gpio is gone: update tools/arm64/run-inside.sh")
-gpio = leds._import_gpio("RPi.GPIO")
+if not hasattr(leds, "import_gpio"):
+    sys.exit("device.hardware.leds.import_gpio is gone: update tools/arm64/run-inside.sh")
+gpio = leds.import_gpio("RPi.GPIO")
 fifos = glob.glob("/run/saysee/.lgd-nfy*")
 print(f"device.hardware.leds imported {gpio.__name__} with LG_WD={leds.os.environ.get('LG_WD')}; FIFOs: {fifos}")
 if not fifos:
