@@ -162,22 +162,10 @@ def test_record_marimba_seconds_must_be_positive_and_finite(tmp_path, seconds):
     assert not out.exists()
 
 
-class _IdleCamera:
-    """Frames never come; enough for a recorder that must refuse before reading."""
+class _Idle:
+    """A camera or mic whose data never comes; enough for a recorder that must refuse before reading."""
 
     fps = 30.0
-
-    def start(self):
-        pass
-
-    def read(self, timeout=None):
-        return None
-
-    def close(self):
-        pass
-
-
-class _IdleMic:
     sample_rate = 48000
 
     def start(self):
@@ -195,12 +183,12 @@ def test_record_marimba_nan_seconds_writes_no_dataset(tmp_path):
 
     out = tmp_path / "take"
     with pytest.raises(SystemExit) as e:
-        main(["--seconds", "nan", "--out", str(out)], camera=_IdleCamera(), mic=_IdleMic())
+        main(["--seconds", "nan", "--out", str(out)], camera=_Idle(), mic=_Idle())
     assert e.value.code == 2
     assert not out.exists()
     # The library entry point refuses it too, before creating the folder.
     with pytest.raises(InputFileError, match="--seconds nan"):
-        record(_IdleCamera(), _IdleMic(), float("nan"), out)
+        record(_Idle(), _Idle(), float("nan"), out)
     assert not out.exists()
 
 

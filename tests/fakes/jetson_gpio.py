@@ -30,7 +30,9 @@ def make_modules(*, model: str = "JETSON_ORIN_NANO", pwm_pins=ORIN_PWM_PINS, sys
     GPIO.pwm_pins = tuple(pwm_pins)
     base_cleanup = GPIO.cleanup
 
-    class HardwarePWM:
+    class HardwarePWM(GPIO.PWM):
+        """The RPi fake's PWM bookkeeping (start, ChangeDutyCycle, stop, duty) with Jetson's rules."""
+
         def __init__(self, channel, frequency_hz):
             if GPIO.getmode() is None:
                 raise RuntimeError("Please set pin numbering mode using GPIO.setmode(GPIO.BOARD), GPIO.setmode(GPIO.BCM), "
@@ -52,25 +54,8 @@ def make_modules(*, model: str = "JETSON_ORIN_NANO", pwm_pins=ORIN_PWM_PINS, sys
                 raise ValueError("")
             self.duty_history.append(duty)
 
-        @property
-        def duty(self):
-            return self.duty_history[-1] if self.duty_history else None
-
-        def start(self, duty):
-            GPIO.calls.append(("start", self.channel, duty))
-            self._duty(duty)
-            self.running = True
-
-        def ChangeDutyCycle(self, duty):
-            GPIO.calls.append(("ChangeDutyCycle", self.channel, duty))
-            self._duty(duty)
-
         def ChangeFrequency(self, frequency):
             self.frequency = frequency
-
-        def stop(self):
-            GPIO.calls.append(("stop", self.channel))
-            self.running = False
 
     GPIO.PWM = HardwarePWM
     Jetson = types.ModuleType("Jetson")
