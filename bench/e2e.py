@@ -288,8 +288,6 @@ def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]
             "stale_windows": counters.get("sound_stale"),
             "origin_uncertainty_ms": {k: v * 1e3 for k, v in raw["uncertainty_s"].items()},
         }
-        if raw.get("sound_settings_rebuilt"):
-            designs[decision]["app_dropped_sound_keys"] = raw["sound_settings_rebuilt"]
         notes["e2e_blas_env"] = raw.get("blas_env")
     notes["e2e_sound_designs"] = designs
     return figs, notes

@@ -190,32 +190,6 @@ def instrument(app, mode: str, cfg) -> dict[str, Any]:
     return probes
 
 
-# [sound] keys that are not the pipeline's decision settings.
-_NOT_DECISION = {"model", "num_threads", "gate_while_synth"}
-
-
-def ensure_sound_settings(app, cfg) -> list[str]:
-    """Make the app's sound pipeline run the config's [sound] decision settings; returns the keys it had lost.
-
-    The comparison between designs is only true if each run decides the way
-    its config says. An app that builds its pipeline from a hand-picked subset
-    of [sound] keys would silently run the default design in both runs: the
-    bench then rebuilds the pipeline from the whole section and reports that
-    it had to (``sound_settings_rebuilt`` in the JSON).
-    """
-    import dataclasses as dc
-
-    from device.sound.pipeline import SoundPipeline
-
-    pipe = getattr(app, "sound", None)
-    if pipe is None:
-        return []
-    lost = [f.name for f in dc.fields(cfg.sound) if f.name not in _NOT_DECISION
-            and getattr(pipe.settings, f.name, None) != getattr(cfg.sound, f.name)]
-    if lost:
-        app.sound = SoundPipeline(pipe.predict, pipe.labels, pipe.params, cfg.sound, pipe.clock)
-    return lost
-
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from device.runtime.builder import build_app
@@ -234,7 +208,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     app, cleanup = build_app(cfg, sim=True, out_dir=None, on_event=on_event)
     probes.update(instrument(app, args.mode, cfg))
-    rebuilt = ensure_sound_settings(app, cfg) if args.mode == "sound" else []
 
     sampler = CpuSampler()
     wall0, cpu0 = time.monotonic(), time.process_time()
@@ -261,7 +234,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # The device process runs with whatever BLAS threading the environment gives it.
         "blas_env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")},
         "events": [],
-        "sound_settings_rebuilt": rebuilt,
     }
     for t, e, frame in events:
         row = {"wall": t, "type": type(e).__name__,

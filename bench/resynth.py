@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .stats import exact, figure, measure
+from .stats import figure, measure
 
 SPECTRUM_SEEDS = (7, 9000, 9001, 9002, 9003)  # the bench/demo video and train_marimba's held-out test seeds
 FLOOR = 1e-3  # = device.marimba.resynth.GATE_AMPLITUDE: below it both sides count as silence

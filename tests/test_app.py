@@ -312,3 +312,14 @@ def test_teach_button_on_the_running_box_learns_a_sound_and_then_recognises_it(t
     assert lit[-1] == pytest.approx(class_colour("sound 1"), abs=1 / 255)  # heard: its palette colour
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["taught"] == ["sound 1"] and status["teaching"] is False
+
+
+def test_the_sound_pipeline_runs_the_whole_sound_section(tmp_path):
+    """Every [sound] decision key reaches the pipeline (the bench once had to rebuild it: the app passed a
+    hand-picked subset, so both compared designs ran the default one)."""
+    cfg = tone_config(tmp_path, sound={"gate_while_synth": False, "decision": "window", "early_threshold": 0.9,
+                                       "threshold_on": 0.7, "hop_s": 0.25})
+    realtime = App(cfg, Devices(mic=PlaylistMic(playlist=[beeps(1.0)], realtime=True)), sound_model=ToneModel())
+    assert realtime.sound.settings == cfg.sound and realtime.sound.hop_s == 0.25
+    unpaced = App(cfg, Devices(mic=PlaylistMic(playlist=[beeps(1.0)], realtime=False)), sound_model=ToneModel())
+    assert unpaced.sound.settings == dataclasses.replace(cfg.sound, max_latency_s=None)  # never "late" when unpaced

@@ -5,7 +5,6 @@ as classifying the whole file at once, however the file is cut into blocks."""
 from __future__ import annotations
 
 import itertools
-import os
 import subprocess
 import sys
 import tracemalloc

@@ -289,7 +289,7 @@ def test_sigterm_mid_take_leaves_only_complete_takes(tmp_path):
 
 def test_config_mic_section_is_used(tmp_path):
     pytest.importorskip("device.hardware.mic")
-    tone = write_tone(tmp_path / "tone.wav", 3.0)
+    write_tone(tmp_path / "tone.wav", 3.0)
     cfg = tmp_path / "box.toml"
     cfg.write_text('[mic]\nbackend = "sim"\nplaylist = ["tone.wav"]\nrealtime = false\n')
     proc = subprocess.run([sys.executable, "-m", "device", "record-sound", "--label", "siren", "--seconds", "0.5",
