@@ -10,6 +10,9 @@ DEVICE_STAMP := $(DEVICE_VENV)/.installed
 
 FORMAT ?= synthetic
 DATA ?=
+TEST_DATA ?=
+VAL_DATA ?=
+SEED ?=
 REPORTS ?= reports
 HOST ?=
 HOSTS ?= $(HOST)
@@ -77,7 +80,8 @@ train-sound: $(STAMP) train-tools
 	$(BIN)/python -m training.train_sound --format $(FORMAT) $(if $(DATA),--data $(DATA)) --out $(REPORTS)/sound
 
 train-marimba: $(STAMP)
-	$(BIN)/python -m training.train_marimba $(if $(DATA),--data $(DATA)) --out $(REPORTS)/marimba
+	$(BIN)/python -m training.train_marimba $(if $(DATA),--data $(DATA)) $(if $(TEST_DATA),--test-data $(TEST_DATA)) \
+	  $(if $(VAL_DATA),--val-data $(VAL_DATA)) $(if $(SEED),--seed $(SEED)) --out $(REPORTS)/marimba
 
 # Train on the synthetic defaults and refresh the committed models/*.tflite + *.json.
 models: $(STAMP) train-tools

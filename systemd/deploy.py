@@ -199,7 +199,9 @@ def _release_sources(repo: Path, config: Path) -> list[tuple[Path, str]]:
         if root.is_dir():
             for path in sorted(root.rglob("*")):
                 rel = path.relative_to(repo)
-                if path.is_file() and not any(p.startswith(".") or p == "__pycache__" for p in rel.parts):
+                # *.keras: float weights for fine-tuning on the workstation; the box runs the .tflite only.
+                if path.is_file() and path.suffix != ".keras" and \
+                        not any(p.startswith(".") or p == "__pycache__" for p in rel.parts):
                     items.append((path, rel.as_posix()))
     readme = repo / "README.md"
     if readme.is_file():

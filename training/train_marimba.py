@@ -1,7 +1,7 @@
 """`make train-marimba`: train the camera -> notes CNN, report, and export the int8 model.
 
-    python -m training.train_marimba [--data DIR ...] [--test-data DIR ...] --out reports/marimba
-        [--export models/marimba.tflite] [--quick]
+    python -m training.train_marimba [--data DIR ...] [--test-data DIR ...] [--val-data DIR ...]
+        --out reports/marimba [--export models/marimba.tflite] [--init M.keras | --from-scratch] [--quick]
 
 Without ``--data`` it renders synthetic videos (training.datasets.marimba_synth)
 into dataset folders under ``<out>/data`` and reads them back through the same
@@ -11,9 +11,15 @@ audio (``device.frontend.note_targets``), never from labels.
 
 Splits are by video: synthetic training, validation and held-out test videos
 use disjoint seeds, so different scores, camera poses, lighting and mallets.
-With ``--data`` the last recording (after sorting) is held out unless
-``--test-data`` names others, and the one before it is the validation set.
-The validation videos tune the peak picker; the test videos are only scored.
+With ``--data`` you choose the held-out recordings (``--test-data``) and the
+validation recordings (``--val-data``; early stopping and the peak picker are
+tuned on them). Left out, the last recording (after sorting) is held out and
+the one before it validates, and the run says so. A recorded run starts from
+the committed pretrained model (``models/marimba.keras``, trained on the wide
+generated world) unless ``--from-scratch``; the epochs are sized for the data
+(minutes of video) and early stopping keeps the best validation epoch. One
+seed gives one answer: TensorFlow op determinism, seeded shuffles and seeded
+augmentation (``--seed``).
 
 Report (``--out``): curves.png (loss), piano_roll.png (a held-out video:
 predicted levels, true and detected notes), metrics.json (mir_eval note-onset
@@ -39,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from device.atomic import write_atomic
 from device.errors import SaySeeError
 from device.frontend import NoteParams, note_targets
 from device.marimba.pipeline import (
@@ -61,19 +68,31 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROG = "train-marimba"
 TRAIN_SEED0, VAL_SEED0, TEST_SEED0 = 1000, 5000, 9000
+PRETRAINED = Path(__file__).resolve().parent.parent / "models" / "marimba.keras"
+FINE_TUNE_STEPS = 1500  # minutes of video are a few thousand windows: ~25 passes at batch 64
+MAX_EPOCHS = 60
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     p.add_argument("--data", nargs="+", default=None, help="dataset folder(s) (recordings); default: synthetic")
     p.add_argument("--test-data", nargs="+", default=None, help="held-out dataset folder(s) for the report")
+    p.add_argument("--val-data", nargs="+", default=None,
+                   help="validation recording(s): early stopping and peak-picker tuning")
+    p.add_argument("--init", default=None,
+                   help=f"start from these Keras weights (default with --data: {PRETRAINED})")
+    p.add_argument("--from-scratch", action="store_true", help="with --data: don't start from the pretrained model")
+    p.add_argument("--no-augment", action="store_true", help="train on the windows as recorded")
+    p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without validation improvement")
     p.add_argument("--out", default="reports/marimba", help="report folder")
     p.add_argument("--export", default=None, help="also install the int8 model here (e.g. models/marimba.tflite)")
     p.add_argument("--train-videos", type=int, default=48, help="synthetic training videos")
     p.add_argument("--val-videos", type=int, default=3, help="synthetic validation videos")
     p.add_argument("--test-videos", type=int, default=4, help="synthetic held-out test videos")
     p.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: 10 synthetic; recorded data: sized to about "
+                        f"{FINE_TUNE_STEPS} steps, at most {MAX_EPOCHS})")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--width", type=int, default=16, help="filters in the first conv layer")
     p.add_argument("--seed", type=int, default=0)
@@ -82,7 +101,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.train_videos, args.val_videos, args.test_videos = 2, 1, 1
-        args.seconds, args.epochs, args.width = 4.0, 1, 4
+        args.seconds, args.width = 4.0, 4
+        args.epochs = 1 if args.epochs is None else args.epochs
+        args.from_scratch = args.from_scratch or not args.init  # the tiny width can't load the real weights
     return args
 
 
@@ -138,19 +159,48 @@ def synthetic_folders(args: argparse.Namespace, out: Path) -> dict[str, list[Pat
 
 
 def recorded_folders(args: argparse.Namespace) -> dict[str, list[Path]]:
+    """train / val / test recordings: as named by --test-data / --val-data, else the last ones by name."""
     from device.errors import InputFileError
     from training.datasets.marimba_io import find_recordings
 
-    folders = sorted(set(find_recordings(args.data)))
-    test = sorted(set(find_recordings(args.test_data))) if args.test_data else []
-    folders = [f for f in folders if f not in test]
+    def found(paths) -> list[Path]:
+        return sorted(set(find_recordings(paths))) if paths else []
+
+    test, val = found(args.test_data), found(args.val_data)
+    if set(test) & set(val):
+        raise InputFileError(f"{sorted(set(test) & set(val))[0]}: named both as --test-data and --val-data")
+    folders = [f for f in found(args.data) if f not in test and f not in val]
     if not test:
         if len(folders) < 2:
             raise InputFileError(f"{args.data[0]}: need at least 2 recordings (one held out), or --test-data")
         test, folders = folders[-1:], folders[:-1]
-    val = folders[-1:] if len(folders) >= 2 else []
-    train = folders[:-1] if val else folders
-    return {"train": train, "val": val, "test": test}
+        print(f"{PROG}: no --test-data: holding out {test[0].name} (the last by name)", flush=True)
+    if not val and len(folders) >= 2:
+        val, folders = folders[-1:], folders[:-1]
+        print(f"{PROG}: no --val-data: validating on {val[0].name} (the last training recording by name)",
+              flush=True)
+    if not folders:
+        raise InputFileError(f"{args.data[0]}: no recordings left to train on after the held-out and validation ones")
+    return {"train": folders, "val": val, "test": test}
+
+
+def training_epochs(args: argparse.Namespace, train: list["Prepared"], synthetic: bool) -> int:
+    """Epochs: as given; 10 on the synthetic world; else sized to about FINE_TUNE_STEPS steps."""
+    if args.epochs is not None:
+        return int(args.epochs)
+    if synthetic:
+        return 10
+    per_epoch = max(1, int(np.ceil(sum(len(p.windows) for p in train) / args.batch_size)))
+    return int(np.clip(round(FINE_TUNE_STEPS / per_epoch), 3, MAX_EPOCHS))
+
+
+def deterministic(seed: int) -> None:
+    """One seed, one answer: seeded Python/NumPy/TF RNGs and deterministic TF kernels."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
 
 
 def load_parts(folders: dict[str, list[Path]], spec: MarimbaSpec, params: NoteParams
@@ -183,14 +233,18 @@ def data_hash(folders: dict[str, list[Path]]) -> str:
     return h.hexdigest()
 
 
-def inputs(prep: Prepared, spec: MarimbaSpec, idx: np.ndarray | None = None) -> np.ndarray:
-    """Model inputs (M, h, w, 3) for the usable windows (or a subset of them)."""
+def inputs(prep: Prepared, spec: MarimbaSpec, idx: np.ndarray | None = None,
+           augment: np.random.Generator | None = None) -> np.ndarray:
+    """Model inputs (M, h, w, 3) for the usable windows (or a subset), augmented when given a generator."""
+    from training.marimba_augment import augment_stacks
+
     win = prep.windows if idx is None else prep.windows[idx]
     stacks = window_stacks(prep.frames, spec.frames_per_window)[win]
-    return space_time_image(stacks, spec)
+    return space_time_image(augment_stacks(stacks, augment) if augment is not None else stacks, spec)
 
 
-def make_batches(preps: list[Prepared], spec: MarimbaSpec, batch_size: int, shuffle: bool, seed: int):
+def make_batches(preps: list[Prepared], spec: MarimbaSpec, batch_size: int, shuffle: bool, seed: int,
+                 augment: bool = False):
     import keras
 
     index = np.concatenate([np.stack([np.full(len(p.windows), k), np.arange(len(p.windows))], 1)
@@ -200,6 +254,7 @@ def make_batches(preps: list[Prepared], spec: MarimbaSpec, batch_size: int, shuf
         def __init__(self):
             super().__init__()
             self.rng = np.random.default_rng(seed)
+            self.epoch = -1
             self.order = np.arange(len(index))
             self.on_epoch_end()
 
@@ -207,15 +262,19 @@ def make_batches(preps: list[Prepared], spec: MarimbaSpec, batch_size: int, shuf
             return int(np.ceil(len(index) / batch_size))
 
         def on_epoch_end(self):
+            self.epoch += 1
             if shuffle:
                 self.rng.shuffle(self.order)
 
         def __getitem__(self, b):
             sel = index[self.order[b * batch_size : (b + 1) * batch_size]]
+            # Seeded by (seed, epoch, batch), not by call order: the same batch is drawn the same way
+            # however Keras schedules the calls.
+            aug = np.random.default_rng([seed, 1, self.epoch, b]) if augment else None
             xs, ys = [], []
             for k in np.unique(sel[:, 0]):
                 rows = sel[sel[:, 0] == k, 1]
-                xs.append(inputs(preps[k], spec, rows))
+                xs.append(inputs(preps[k], spec, rows, aug))
                 ys.append(np.concatenate([preps[k].levels[rows], preps[k].weights[rows]], axis=1))
             return np.concatenate(xs), np.concatenate(ys)
 
@@ -328,19 +387,44 @@ def plot_piano_roll(prep: Prepared, levels: np.ndarray, float_notes, int8_notes,
 # ---------------------------------------------------------------- train
 
 
-def fit(model, train, val, spec: MarimbaSpec, args: argparse.Namespace) -> dict[str, list[float]]:
+def fit(model, train, val, spec: MarimbaSpec, args: argparse.Namespace, epochs: int, lr0: float
+        ) -> dict[str, list[float]]:
+    """Adam + cosine decay; with validation data, early stopping restores the best validation epoch."""
     import keras
 
     from training.marimba_model import weighted_mse
 
-    keras.utils.set_random_seed(args.seed)
-    steps = int(np.ceil(sum(len(p.windows) for p in train) / args.batch_size)) * args.epochs
-    lr = keras.optimizers.schedules.CosineDecay(2e-3, decay_steps=max(steps, 1), alpha=0.05)
+    steps = int(np.ceil(sum(len(p.windows) for p in train) / args.batch_size)) * epochs
+    lr = keras.optimizers.schedules.CosineDecay(lr0, decay_steps=max(steps, 1), alpha=0.05)
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=weighted_mse(len(spec.notes)))
-    tr = make_batches(train, spec, args.batch_size, True, args.seed)
+    tr = make_batches(train, spec, args.batch_size, True, args.seed, augment=not args.no_augment)
     va = make_batches(val, spec, 256, False, args.seed) if val else None
-    hist = model.fit(tr, validation_data=va, epochs=args.epochs, verbose=1 if sys.stdout.isatty() else 2)
+    callbacks = ([keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
+                                                restore_best_weights=True, verbose=1)] if val else [])
+    hist = model.fit(tr, validation_data=va, epochs=epochs, callbacks=callbacks,
+                     verbose=1 if sys.stdout.isatty() else 2)
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+
+
+def initial_model(args: argparse.Namespace, spec: MarimbaSpec, synthetic: bool):
+    """(model, where it came from): the --init / pretrained weights for recorded data, else a fresh CNN."""
+    import keras
+
+    from training.marimba_model import build_marimba_model
+
+    init = Path(args.init) if args.init else (PRETRAINED if not synthetic and not args.from_scratch else None)
+    if init is None:
+        return build_marimba_model(spec.input_shape, len(spec.notes), width=args.width), "scratch"
+    if not init.is_file():
+        raise SaySeeError(f"{init}: no pretrained marimba model (make models writes it; or --from-scratch)")
+    try:
+        model = keras.models.load_model(init, compile=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable Keras file is one line
+        raise SaySeeError(f"{init}: not a readable Keras model ({type(e).__name__}: {e})") from None
+    if tuple(model.input_shape[1:]) != spec.input_shape or model.output_shape[-1] != len(spec.notes):
+        raise SaySeeError(f"{init}: input {tuple(model.input_shape[1:])} / {model.output_shape[-1]} notes, "
+                          f"but this run needs {spec.input_shape} / {len(spec.notes)}")
+    return model, str(init)
 
 
 def convert(model, representative: np.ndarray, path: Path, seed: int) -> Path:
@@ -362,7 +446,7 @@ def train(args: argparse.Namespace) -> dict:
     from export.complexity import complexity
     from export.int8 import ExportError
     from export.metadata import install_model, write_metadata
-    from training.marimba_model import MAX_MACS, MAX_PARAMS, build_marimba_model
+    from training.marimba_model import MAX_MACS, MAX_PARAMS
     from training.plots import plot_curves
 
     t0 = time.monotonic()
@@ -380,13 +464,18 @@ def train(args: argparse.Namespace) -> dict:
           f"windows {n_windows}, frame {frame_size[1]}x{frame_size[0]} -> input {spec.input_shape}", flush=True)
     t_data = time.monotonic() - t0
 
-    model = build_marimba_model(spec.input_shape, len(spec.notes), width=args.width)
+    deterministic(args.seed)
+    model, started_from = initial_model(args, spec, synthetic)
     cx = complexity(model)
     if cx["params"] > MAX_PARAMS or cx["macs"] > MAX_MACS:
         raise SaySeeError(f"model too big for the box: {cx} (limits {MAX_PARAMS} params, {MAX_MACS} MACs)")
-    history = fit(model, parts["train"], parts["val"], spec, args)
+    epochs = training_epochs(args, parts["train"], synthetic)
+    print(f"{PROG}: start {started_from}, up to {epochs} epochs, seed {args.seed}", flush=True)
+    history = fit(model, parts["train"], parts["val"], spec, args, epochs,
+                  lr0=2e-3 if started_from == "scratch" else 5e-4)
     t_fit = time.monotonic() - t0 - t_data
     model.save(out / "marimba.keras")
+    args.epochs_run, args.started_from = len(history.get("loss", [])), started_from
     plot_curves(history, out / "curves.png", "marimba CNN (onset-weighted MSE on note levels)")
 
     # The peak picker is tuned on the validation videos (float predictions), never on the test videos.
@@ -450,7 +539,9 @@ def train(args: argparse.Namespace) -> dict:
             raise ExportError(f"{tfl}: int8 onset F1 is {drop:.3f} below float (limit {args.max_int8_drop}); "
                               "not exported")
         dest = install_model(tfl, args.export, meta)
-        print(f"{PROG}: installed {dest} and {dest.with_suffix('.json')}")
+        # The float weights go beside it: the starting point for fine-tuning on a user's recordings.
+        write_atomic(dest.with_suffix(".keras"), (out / "marimba.keras").read_bytes())
+        print(f"{PROG}: installed {dest}, {dest.with_suffix('.json')} and {dest.with_suffix('.keras')}")
     return report
 
 
@@ -487,7 +578,8 @@ def metadata(spec: MarimbaSpec, params: NoteParams, cx: dict, args: argparse.Nam
         "training_data": {
             "description": description, "synthetic": synthetic,
             "videos": {k: [p.name for p in v] for k, v in parts.items()},
-            "seeds": seeds, "training_seed": args.seed, "epochs": args.epochs, "sha256": data_hash(folders),
+            "seeds": seeds, "training_seed": args.seed,
+            "epochs": getattr(args, "epochs_run", args.epochs), "started_from": getattr(args, "started_from", None), "sha256": data_hash(folders),
             **extra,
         },
     }
