@@ -6,8 +6,10 @@ evaluation and the training data go through one code path:
 - ``MarimbaSpec``: every constant of the video side (frame size, crop of the bar
   area, model input size, input normalisation, the target transform, the peak
   picker); written into the model metadata by training and read back here.
-- ``preprocess_frame`` / ``space_time_image``: crop + area-resize a grayscale
-  frame, then stack 3 consecutive frames as channels and standardise them.
+- ``preprocess_frame`` / ``space_time_image``: rectify a grayscale frame to
+  the model's canonical view of the bar row (``device.marimba.rectify``; the
+  default calibration is the original fixed crop + area resize), then stack
+  3 consecutive frames as channels and standardise them.
 - ``TargetTransform``: note amplitude (``device.frontend.note_targets``) <->
   the model's output level (log-compressed, 0..~1) <-> MIDI velocity.
 - ``PeakPicker`` / ``levels_to_events``: THE peak picker (threshold, rise,
@@ -30,6 +32,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from device.frontend import NoteParams, dataclass_from_dict
+from device.marimba.rectify import Calibration, Canonical, Rectifier
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
@@ -172,7 +175,7 @@ class MarimbaSpec:
     """Every constant of the video side of the marimba model (serialised in its metadata)."""
 
     frame_size: tuple[int, int] = (96, 160)  # (height, width) of the camera frames trained on
-    crop: Crop = field(default_factory=Crop)
+    crop: Crop = field(default_factory=Crop)  # where the canonical view sits in an uncalibrated frame
     input_size: tuple[int, int] = (48, 128)  # (height, width) after crop + resize
     frames_per_window: int = 3
     fps: float = 30.0
@@ -181,12 +184,15 @@ class MarimbaSpec:
     notes: tuple[int, ...] = NoteParams().notes
     target: TargetTransform = field(default_factory=TargetTransform)
     peaks: PeakParams = field(default_factory=PeakParams)
+    # The bar-row box range the model sees (absent in old metadata: the default, i.e. the crop as before).
+    canonical: Canonical = field(default_factory=Canonical)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frame_size", tuple(int(v) for v in self.frame_size))
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
         object.__setattr__(self, "notes", tuple(int(n) for n in self.notes))
-        for name, cls in (("crop", Crop), ("target", TargetTransform), ("peaks", PeakParams)):
+        for name, cls in (("crop", Crop), ("target", TargetTransform), ("peaks", PeakParams),
+                          ("canonical", Canonical)):
             value = getattr(self, name)
             if isinstance(value, Mapping):
                 object.__setattr__(self, name, cls.from_dict(value))
@@ -204,7 +210,7 @@ class MarimbaSpec:
             "frame_size": list(self.frame_size), "crop": self.crop.to_dict(), "input_size": list(self.input_size),
             "frames_per_window": self.frames_per_window, "fps": self.fps, "std_floor": self.std_floor,
             "clip": self.clip, "notes": list(self.notes), "target": self.target.to_dict(),
-            "peaks": self.peaks.to_dict(),
+            "peaks": self.peaks.to_dict(), "canonical": self.canonical.to_dict(),
         }
 
     @classmethod
@@ -225,45 +231,44 @@ class MarimbaSpec:
 # ------------------------------------------------------------ preprocessing
 
 
-@lru_cache(maxsize=32)
-def _area_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) matrix averaging input cells over each output cell (area resampling)."""
-    edges = np.linspace(0.0, n_in, n_out + 1)
-    lo, hi = edges[:-1, None], edges[1:, None]
-    cells = np.arange(n_in)[None, :]
-    overlap = np.clip(np.minimum(hi, cells + 1) - np.maximum(lo, cells), 0.0, None)
-    m = (overlap / overlap.sum(axis=1, keepdims=True)).astype(np.float32)
-    m.setflags(write=False)
-    return m
+@lru_cache(maxsize=16)
+def default_calibration(spec: MarimbaSpec) -> Calibration:
+    """The calibration of an uncalibrated box: the model's nominal view (its crop)."""
+    return Calibration.default_for(spec)
 
 
-def preprocess_frame(image: np.ndarray, spec: MarimbaSpec) -> np.ndarray:
-    """Grayscale frame (H, W) uint8 (or (H, W, 3)) -> cropped, area-resized (h, w) uint8.
+@lru_cache(maxsize=16)
+def _rectifier(calibration: Calibration, frame_size: tuple[int, int], canonical: Canonical,
+               input_size: tuple[int, int]) -> Rectifier:
+    return Rectifier(calibration, frame_size, canonical, input_size)
 
-    The crop is a fraction of whatever frame arrives, so a camera at another
-    resolution still sees the same bar area.
+
+def rectifier_for(spec: MarimbaSpec, frame_size: Sequence[int], calibration: Calibration | None = None
+                  ) -> Rectifier:
+    """The (cached) rectifier for frames of ``frame_size`` (H, W); refuses a frame of the wrong aspect ratio."""
+    cal = calibration or default_calibration(spec)
+    return _rectifier(cal, (int(frame_size[0]), int(frame_size[1])), spec.canonical, spec.input_size)
+
+
+def preprocess_frame(image: np.ndarray, spec: MarimbaSpec, calibration: Calibration | None = None) -> np.ndarray:
+    """Grayscale frame (H, W) uint8 (or (H, W, 3)) -> the canonical view (h, w) uint8.
+
+    Without a calibration this is the model's fixed crop, area-resized (the
+    crop is a fraction of the frame, so a camera at another resolution of the
+    same aspect ratio still sees the same bar area; another aspect ratio is
+    refused in one line asking for a calibration).
     """
     img = np.asarray(image)
-    if img.ndim == 3:
-        img = img.mean(axis=2)
-    r0, r1, c0, c1 = spec.crop.pixels(img.shape[0], img.shape[1])
-    crop = img[r0:r1, c0:c1].astype(np.float32)
-    h, w = spec.input_size
-    out = _area_matrix(crop.shape[0], h) @ crop @ _area_matrix(crop.shape[1], w).T
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return rectifier_for(spec, img.shape[:2], calibration)(img)
 
 
-def preprocess_frames(frames: np.ndarray, spec: MarimbaSpec) -> np.ndarray:
+def preprocess_frames(frames: np.ndarray, spec: MarimbaSpec, calibration: Calibration | None = None
+                      ) -> np.ndarray:
     """(N, H, W) uint8 -> (N, h, w) uint8, same as ``preprocess_frame`` on each."""
     frames = np.asarray(frames)
     if len(frames) == 0:
         return np.zeros((0,) + spec.input_size, np.uint8)
-    r0, r1, c0, c1 = spec.crop.pixels(frames.shape[1], frames.shape[2])
-    crop = frames[:, r0:r1, c0:c1].astype(np.float32)
-    h, w = spec.input_size
-    out = np.einsum("hr,nrc,wc->nhw", _area_matrix(crop.shape[1], h), crop, _area_matrix(crop.shape[2], w),
-                    optimize=True)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return rectifier_for(spec, frames.shape[1:3], calibration).batch(frames)
 
 
 def space_time_image(stack: np.ndarray, spec: MarimbaSpec) -> np.ndarray:
@@ -436,8 +441,9 @@ class MarimbaPipeline:
     """
 
     def __init__(self, model: Any, spec: MarimbaSpec | None = None, peaks: PeakParams | None = None,
-                 piano_roll_steps: int = 150):
+                 piano_roll_steps: int = 150, calibration: Calibration | None = None):
         self.model = model
+        self.calibration = calibration  # None: the model's default view
         self.spec = spec or MarimbaSpec.from_metadata(model.metadata)
         if peaks is not None:
             self.spec = self.spec.replace(peaks=peaks)
@@ -453,6 +459,10 @@ class MarimbaPipeline:
         self.levels = np.zeros(len(self.spec.notes), np.float32)  # newest model output
         self.last_image: np.ndarray | None = None
         self._roll: deque[np.ndarray] = deque(maxlen=piano_roll_steps)
+
+    def check_frame_size(self, frame_size: Sequence[int]) -> Rectifier:
+        """Build the rectifier for this camera size now (refuses a wrong aspect ratio before the app starts)."""
+        return rectifier_for(self.spec, frame_size, self.calibration)
 
     @classmethod
     def from_model_path(cls, path: Any, note_params: NoteParams | None = None, num_threads: int = 1,
@@ -494,7 +504,7 @@ class MarimbaPipeline:
             self.gaps += 1
         self._last_index = index
         self.last_image = image
-        self._frames.append(preprocess_frame(image, self.spec))
+        self._frames.append(preprocess_frame(image, self.spec, self.calibration))
         self._times.append(t)
         if len(self._frames) < self.spec.frames_per_window:
             return []
@@ -512,7 +522,13 @@ class MarimbaPipeline:
         return events + self.picker.flush()
 
     def note_regions(self) -> dict[int, tuple[float, float, float, float]]:
-        """Each note's nominal bar area in the camera image, (x, y, w, h) fractions (for the display)."""
-        c, n = self.spec.crop, len(self.spec.notes)
-        w = (c.right - c.left) / n
-        return {note: (c.left + i * w, c.top, w, c.bottom - c.top) for i, note in enumerate(self.spec.notes)}
+        """Each note's bar slot in the camera image through the calibration (for the display).
+
+        (x, y, w, h) fractions of the frame: the bounding box of the bar's
+        quadrilateral (the display draws rectangles).
+        """
+        cal = self.calibration or default_calibration(self.spec)
+        quads = cal.bar_quads(len(self.spec.notes), (1, 1))
+        lo, hi = quads.min(axis=1), quads.max(axis=1)
+        return {note: (float(lo[i, 0]), float(lo[i, 1]), float(hi[i, 0] - lo[i, 0]), float(hi[i, 1] - lo[i, 1]))
+                for i, note in enumerate(self.spec.notes)}

@@ -305,6 +305,26 @@ class _Scene:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def true_corners(camera: dict[str, Any], config: SynthConfig = SynthConfig()) -> np.ndarray:
+    """(4, 2) pixel corners (TL, TR, BR, BL, lowest note left) of the bar-row box of a render.
+
+    The bar-row box is world X 0..1 (the 18 bar slots) by Y -0.25..0.25 (the
+    longest bar); ``camera`` is ``SynthVideo.camera``. Pixels are continuous
+    coordinates (pixel (i, j) covers x j..j+1, y i..i+1), as in
+    ``device.marimba.rectify.Calibration.from_pixels``.
+    """
+    H, W = config.height, config.width
+    k = 0.92 * W * float(camera["scale"])
+    rot = np.deg2rad(float(camera["rotation_deg"]))
+    dx, dy = (float(v) for v in camera["offset_px"])
+    c, s = np.cos(rot), np.sin(rot)
+    X = np.array([0.0, 1.0, 1.0, 0.0]) - 0.5
+    Y = np.array([-0.25, -0.25, 0.25, 0.25])
+    # _Scene inverts this: X = (c u + s v) / k + 0.5, Y = (-s u + c v) / k at pixel centre (col, row)
+    u, v = k * (c * X - s * Y), k * (s * X + c * Y)
+    return np.stack([(W - 1) / 2 + dx + u + 0.5, (H - 1) / 2 + dy + v + 0.5], axis=1)
+
+
 def _mallet_state(strikes: list[_Strike], t: float, x_of_bar, rest: tuple[float, float]) -> tuple[float, float, float]:
     """(x, y, h) of one mallet at time t from its strike list (h = 0 at each strike)."""
     if not strikes:
