@@ -76,6 +76,9 @@ def test_thresholds_from_metadata_with_config_overrides():
     assert (p.min_confidence, p.max_centre_distance, p.taught_max_distance) == (0.7, 0.2, 0.4)
     assert np.allclose(p.class_centres["a"], E[0])
     assert OpenSetParams.from_metadata({"labels": LABELS}).max_centre_distance is None
+    assert p.take_limit == 0.4  # no take_max_distance: the enrolment check falls back to taught_max_distance
+    q = OpenSetParams.from_metadata({**meta, "open_set": {**meta["open_set"], "take_max_distance": 0.5}})
+    assert q.take_max_distance == 0.5 and q.take_limit == 0.5
 
 
 @pytest.mark.parametrize("block, words", [

@@ -106,6 +106,18 @@ def test_a_take_unlike_the_others_is_refused_unless_forced(tmp_path, capsys, sta
     assert rc == 0 and (tmp_path / "t" / "moo" / "class.json").is_file()
 
 
+def test_the_take_check_uses_its_own_calibrated_limit(tmp_path, capsys, monkeypatch):
+    # taught_max_distance (0.15) would flag the odd take; the model's take_max_distance is what counts.
+    model = StandInModel(open_set={**OPEN_SET, "take_max_distance": 1.9})
+    monkeypatch.setenv("SAYSEE_CONFIG", "/nonexistent/saysee.toml")
+    monkeypatch.setattr(teach_mod, "load_model", lambda path, num_threads=1: model)
+    files = [wav(tmp_path, "a.wav", tone(300, 0.6)), wav(tmp_path, "b.wav", tone(304, 0.6)),
+             wav(tmp_path, "odd.wav", tone(700, 0.6, vibrato=0.05))]
+    rc, out, err = run(capsys, "teach", "moo", *files, "--taught", str(tmp_path / "t"))
+    assert "does not sound like the others" not in out
+    assert rc == 0 and (tmp_path / "t" / "moo" / "class.json").is_file()
+
+
 def test_a_sound_the_box_knows_is_refused_builtin_and_taught(tmp_path, capsys, standin):
     t = str(tmp_path / "t")
     dog = [wav(tmp_path, f"d{i}.wav", tone(DOG * (1 + 0.01 * i), 0.6)) for i in range(3)]
@@ -213,6 +225,59 @@ def test_run_hears_a_taught_sound_and_an_unknown_one(tmp_path, capsys, standin, 
     # Lit only in the taught colour: 'unknown' keeps the LED dark.
     assert leds and all(s.rgb == pytest.approx((0x88 / 255, 0x44 / 255, 1.0)) for s in leds)
     assert json.loads((tmp_path / "status.json").read_text())["counters"]["unknown"] == 1
+
+
+def test_a_sound_taught_with_the_cli_while_the_box_runs_counts_without_a_restart(tmp_path, capsys, standin,
+                                                                                monkeypatch):
+    import dataclasses
+
+    from device.config import PROJECT_ROOT, load_config
+    from device.runtime import builder
+    from device.sound.pipeline import ClassDetected
+
+    t = tmp_path / "t"
+    files = [wav(tmp_path, f"m{i}.wav", tone(300 + 4 * i, 0.6)) for i in range(3)]
+    # The same sound twice, 3 s apart: unknown the first time; taught (by the CLI, as the box runs) in between.
+    playlist = wav(tmp_path, "mic.wav", join(silence(0.5), tone(302, 1.0), silence(3.0), tone(302, 1.0),
+                                             silence(1.5)))
+    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
+    cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
+                              mic=dataclasses.replace(cfg.mic, playlist=(playlist,), realtime=False),
+                              teach=dataclasses.replace(cfg.teach, dir=str(t)))
+    monkeypatch.setattr(builder, "load_models", lambda cfg: (standin, None))
+    events = []
+
+    def on_event(e):
+        events.append(e)
+        if isinstance(e, ClassDetected) and e.label == "unknown" and not t.exists():
+            assert main(["teach", "moo", *files, "--taught", str(t), "--colour", "#8844ff"]) == 0
+
+    app, cleanup = builder.build_app(cfg, sim=True, out_dir=tmp_path / "out", on_event=on_event)
+    try:
+        app.run()
+    finally:
+        cleanup()
+    assert [e.label for e in events if isinstance(e, ClassDetected)] == ["unknown", "moo"]
+    # Forgetting works the same way: the store no longer has it, the next reload drops it.
+    assert main(["forget", "moo", "--taught", str(t)]) == 0
+    from device.sound.taught import TaughtStore
+    from device.sound.taught_watch import reload_taught
+
+    assert reload_taught(app.sound_model, app.responder, TaughtStore(t)) and "moo" not in app.sound_model.labels
+
+
+def test_the_running_box_never_runs_crash_recovery_on_the_taught_folder(tmp_path):
+    from device.sound.taught import TaughtStore
+    from device.sound.taught_watch import TaughtWatcher, current_classes
+
+    store = TaughtStore(tmp_path / "t")
+    store.add("moo", [tone(300, 0.6)], 16000, np.ones(4, np.float32) / 2, None, "v1")
+    watcher = TaughtWatcher(tmp_path / "t", interval_s=1.0)
+    # A CLI half-way through replacing 'moo': the old class moved aside, the new one not yet in place.
+    (tmp_path / "t" / "moo").rename(tmp_path / "t" / ".old-moo-1")
+    assert watcher.poll(0.0) is True and watcher.poll(0.5) is False  # a change, seen once; polls are spaced
+    assert current_classes(store, "v1") == []
+    assert (tmp_path / "t" / ".old-moo-1").is_dir() and not (tmp_path / "t" / "moo").exists()  # left alone
 
 
 FIXTURE = ROOT / "tests" / "data" / "two_output.tflite"  # tiny untrained int8 model, named outputs

@@ -80,6 +80,7 @@ class OpenSet:
     max_centre_distance: float
     class_centres: np.ndarray  # (classes, dim), unit rows
     taught_max_distance: float
+    take_max_distance: float | None = None  # enrolment: a take this far from the others' mean is flagged
 
     def to_dict(self, calibration: str, labels: Sequence[str] | None = None) -> dict:
         """The metadata block; ``class_centres`` maps each label to its unit centre (D floats)
@@ -89,14 +90,17 @@ class OpenSet:
                 "max_centre_distance": round(float(self.max_centre_distance), 4),
                 "class_centres": dict(zip(labels, rows)) if labels is not None else rows,
                 "taught_max_distance": round(float(self.taught_max_distance), 4),
+                **({"take_max_distance": round(float(self.take_max_distance), 4)}
+                   if self.take_max_distance is not None else {}),
                 "calibration": calibration}
 
     @classmethod
     def from_dict(cls, d: dict, labels: Sequence[str]) -> "OpenSet":
         centres = d["class_centres"]
         rows = [centres[label] for label in labels] if isinstance(centres, dict) else centres
+        take = d.get("take_max_distance")
         return cls(float(d["min_confidence"]), float(d["max_centre_distance"]), unit(np.asarray(rows)),
-                   float(d["taught_max_distance"]))
+                   float(d["taught_max_distance"]), float(take) if take is not None else None)
 
 
 def decide(probs: np.ndarray, emb: np.ndarray, open_set: OpenSet, prototypes: np.ndarray | None = None) -> np.ndarray:
@@ -154,9 +158,27 @@ def calibrate(pos_probs, pos_emb, pos_y, neg_probs, neg_emb, centres, taught_sam
     return OpenSet(c, d, centres, taught), info
 
 
+def take_agreement_distances(emb: np.ndarray, groups: Sequence[str], rng: np.random.Generator,
+                             shots: int = 3) -> np.ndarray:
+    """What the enrolment check measures, on held-out takes: for ``shots`` random takes of each group,
+    the cosine distance of each take to the mean of the other ones (two takes: to each other)."""
+    groups = np.asarray(groups)
+    e = unit(emb)
+    out = []
+    for g in np.unique(groups):
+        idx = np.flatnonzero(groups == g)
+        if len(idx) < shots:
+            continue
+        takes = e[rng.choice(idx, shots, replace=False)]
+        for i in range(shots):
+            out.append(1.0 - float(takes[i] @ unit(np.delete(takes, i, axis=0).mean(axis=0))))
+    return np.asarray(out)
+
+
 def calibrate_clips(clips: Sequence[tuple[np.ndarray, np.ndarray, int]], neg_probs: np.ndarray, neg_emb: np.ndarray,
                     centres: np.ndarray, taught_same, taught_other, first_windows: int = 3,
-                    target: float = 1.0, taught_quantile: float = 0.95) -> tuple[OpenSet, dict]:
+                    target: float = 1.0, taught_quantile: float = 0.95, take_agreement=(),
+                    take_quantile: float = 0.97) -> tuple[OpenSet, dict]:
     """Thresholds from whole sounds rather than single windows: the fewest negative windows accepted while
     ``target`` of the built-in clips (of those the closed-set model gets right early) still have a window
     accepted as their class among their first ``first_windows`` windows (0.75 s at the 0.25 s hop: the
@@ -194,12 +216,16 @@ def calibrate_clips(clips: Sequence[tuple[np.ndarray, np.ndarray, int]], neg_pro
     # A higher percentile has a long tail: at 99 % nearly every other sound is within reach (measured:
     # 98 % of the nearest other families' takes), at 95 % about 60 %.
     taught = float(np.quantile(taught_same, taught_quantile)) if len(taught_same) else 0.3
-    info = {"target_clips": target, "first_windows": first_windows, "negatives_accepted": far,
+    # The enrolment check warns about a take unlike the others: a false warning costs a child a retake,
+    # so it sits at a high percentile of honest takes (the old check reused taught_max_distance, the
+    # 95th percentile to a prototype, and flagged about one honest take in ten).
+    take = float(np.quantile(take_agreement, take_quantile)) if len(take_agreement) else None
+    info = {"target_clips": target, "take_quantile": take_quantile, "take_max_distance": take, "first_windows": first_windows, "negatives_accepted": far,
             "taught_quantile": taught_quantile,
             "clips_right_early_closed_set": len(firsts),
             "taught_max_distance": taught, "taught_other_below": float(np.mean(np.asarray(taught_other) <= taught))
             if len(taught_other) else None}
-    return OpenSet(c, d, centres, taught), info
+    return OpenSet(c, d, centres, taught, take), info
 
 
 # ------------------------------------------------------------------ few-shot

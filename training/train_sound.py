@@ -305,7 +305,8 @@ def calibration_negatives(params: LogMelParams, rng: np.random.Generator, args: 
 def calibrate_open_set(tfl, val_clips, labels, params: LogMelParams, args: argparse.Namespace):
     """The device's unknown thresholds from the INT8 model on data neither trained on nor tested:
     built-in validation-fold clips (positives) and calibration_negatives()."""
-    from training.embedding_eval import TwoOutputModel, calibrate_clips, class_centres, prototype_distances
+    from training.embedding_eval import (TwoOutputModel, calibrate_clips, class_centres, prototype_distances,
+                                         take_agreement_distances)
     from training.sound_windows import clip_windows
 
     m = TwoOutputModel(tfl)
@@ -321,14 +322,16 @@ def calibrate_open_set(tfl, val_clips, labels, params: LogMelParams, args: argpa
     neg_p, neg_e = m.predict(neg_x)
     centres = class_centres(np.concatenate(es), np.array(ys), len(labels))
     same, other = prototype_distances(neg_e[: len(fam_x)], fam_names, rng)
-    open_set, info = calibrate_clips(clips, neg_p, neg_e, centres, same, other)
+    agreement = take_agreement_distances(neg_e[: len(fam_x)], fam_names, np.random.default_rng([args.seed, 6]))
+    open_set, info = calibrate_clips(clips, neg_p, neg_e, centres, same, other, take_agreement=agreement)
     desc = (f"int8 outputs; positives: {len(clips)} built-in validation-fold clips, target: "
             f"{100 * info['target_clips']:.0f}% of the {info['clips_right_early_closed_set']} that the closed-set "
             f"model gets right early stay accepted as their class within their first {info['first_windows']} windows; negatives: {len(neg_p)} windows ({parts}) from calibration "
             f"families, calibration voices and generated music, 5-30 dB SNR, none trained on or tested; "
             f"negatives accepted: {100 * info['negatives_accepted']:.2f}% of windows; class centres: mean "
             f"validation-window embedding per class; taught_max_distance: {100 * info['taught_quantile']:.0f}th percentile of calibration "
-            f"takes to their own 3-shot prototype")
+            f"takes to their own 3-shot prototype; take_max_distance: {100 * info['take_quantile']:.0f}th percentile of "
+            f"a calibration take's distance to the mean of 2 other takes of its sound")
     info.update(positives=len(clips), negatives=int(len(neg_p)), negative_sources=parts)
     return open_set.to_dict(desc, labels), info
 

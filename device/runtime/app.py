@@ -158,6 +158,12 @@ class App:
         self.sound_model = sound_model
         self.teach_button = teach_button
         self.teacher = None
+        self.taught_watch = None
+        if self.sound is not None and hasattr(sound_model, "decider"):
+            from device.sound.taught_watch import TaughtWatcher
+
+            # Sounds taught with the CLI while the box runs (over ssh) count without a restart.
+            self.taught_watch = TaughtWatcher(cfg.teach.dir)
         if teach_button is not None and self.sound is not None and hasattr(sound_model, "decider"):
             from device.sound.taught import TaughtStore
             from device.sound.teach_button import ButtonTeacher
@@ -204,6 +210,15 @@ class App:
 
     def _show_prompt(self, prompt: Any) -> None:
         self.dispatch(self.responder.prompt(prompt.text, prompt.colour))
+
+    def _reload_taught(self) -> None:
+        """The taught folder changed under the running box: decide among what it holds now."""
+        from device.sound.taught import TaughtStore
+        from device.sound.taught_watch import reload_taught
+
+        if reload_taught(self.sound_model, self.responder, TaughtStore(self.cfg.teach.dir)):
+            self.sound = SoundPipeline(self.sound_model.predict, self.sound_model.labels, LogMelParams(),
+                                       self._sound_settings, self.clock)
 
     def _on_taught(self, taught: Any) -> None:
         """A sound taught with the button counts at once: the decision, the responder and the pipeline know it."""
@@ -258,6 +273,8 @@ class App:
             self.dispatch(self.responder.due(stream_t))
             if self.teacher is not None and self.teacher.step(chunk.samples):
                 continue  # this audio is a take being taught, not something to recognise
+            if self.taught_watch is not None and self.taught_watch.poll(stream_t):
+                self._reload_taught()
             p = self.sound  # teaching may have replaced the pipeline
             # Our own notes gate by stream time; in real time the synth also knows what it is playing
             # (e.g. marimba notes).

@@ -94,6 +94,7 @@ class OpenSetParams:
     # Window prototypes (a class's rows after its first, the mean) count within this share of the radius.
     taught_window_share: float = DEFAULT_TAUGHT_WINDOW_SHARE
     taught_window_confidence: float = DEFAULT_TAUGHT_WINDOW_CONFIDENCE  # the most a window-prototype match scores
+    take_max_distance: float | None = None  # enrolment's take-agreement limit; None: taught_max_distance
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], where: str = "<model metadata>",
@@ -113,7 +114,7 @@ class OpenSetParams:
                 raise ModelError(f"{where}: open_set class_centres[{label!r}] must be {dim} finite numbers")
             centres[label] = normalise(v)
         values: dict[str, Any] = {}
-        for key in ("min_confidence", "max_centre_distance", "taught_max_distance"):
+        for key in ("min_confidence", "max_centre_distance", "taught_max_distance", "take_max_distance"):
             v = overrides.get(key)
             if v is None:
                 v = block.get(key)
@@ -122,6 +123,11 @@ class OpenSetParams:
                     raise ModelError(f"{where}: open_set {key} = {v!r}: expected a number >= 0")
                 values[key] = float(v)
         return cls(class_centres=centres, **values)
+
+    @property
+    def take_limit(self) -> float:
+        """How far one take may sit from the others' mean before enrolment warns."""
+        return self.take_max_distance if self.take_max_distance is not None else self.taught_max_distance
 
 
 @dataclass(frozen=True)

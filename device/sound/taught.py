@@ -153,9 +153,13 @@ class TaughtStore:
             return []
         return sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def load(self, on_error: Callable[[str], None] | None = None) -> list[TaughtClass]:
-        """Every intact taught sound; a damaged one is reported through ``on_error`` (default: log) and skipped."""
-        self.recover()
+    def load(self, on_error: Callable[[str], None] | None = None, recover: bool = True) -> list[TaughtClass]:
+        """Every intact taught sound; a damaged one is reported through ``on_error`` (default: log) and skipped.
+
+        ``recover=False`` only reads: for a reader (the running box) that must not finish or undo the
+        work of a CLI that may still be running."""
+        if recover:
+            self.recover()
         out = []
         for folder in self._folders():
             try:

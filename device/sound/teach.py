@@ -266,19 +266,19 @@ def enrolment_problems(decider: OpenSetDecider, takes: Sequence[Take], embs: np.
                        probs: np.ndarray) -> list[str]:
     """Warnings that stop an enrolment without --force: a take unlike the others, a sound the box knows."""
     problems = []
-    limit = decider.params.taught_max_distance
+    limit, take_limit = decider.params.taught_max_distance, decider.params.take_limit
     if len(takes) == 2:
         d = cosine_distance(embs[0], embs[1])
-        if d > limit:
-            problems.append(f"the two takes do not sound alike (distance {d:.2f} > {limit:.2f}): "
+        if d > take_limit:
+            problems.append(f"the two takes do not sound alike (distance {d:.2f} > {take_limit:.2f}): "
                             f"{takes[0].source}, {takes[1].source}")
     elif len(takes) > 2:
         for i, t in enumerate(takes):
             others = normalise(np.delete(embs, i, axis=0).mean(axis=0))
             d = cosine_distance(embs[i], others)
-            if d > limit:
+            if d > take_limit:
                 problems.append(f"take {i + 1} ({t.source}) does not sound like the others "
-                                f"(distance {d:.2f} > {limit:.2f})")
+                                f"(distance {d:.2f} > {take_limit:.2f})")
     proto = normalise(embs.mean(axis=0))
     dist = decider.distances(proto)
     close = sorted((d, k) for k, d in dist.items() if d <= limit)
