@@ -505,6 +505,7 @@ def train(args: argparse.Namespace) -> dict:
         int8_notes.append(notes)
         int8_levels.append(roll[p.windows])
     int8_metrics = combine({p.name: score(p.reference, n) for p, n in zip(test, int8_notes)})
+    by_look = look_groups(test, float_metrics, int8_metrics)
     par = parity(float_levels, int8_levels)
     plot_piano_roll(test[0], float_levels[0], float_notes[0], int8_notes[0], spec, out / "piano_roll.png",
                     f"held-out {test[0].name}: onset F1 float {float_metrics['videos'][test[0].name]['f1']:.3f}, "
@@ -520,6 +521,7 @@ def train(args: argparse.Namespace) -> dict:
         "int8_path": "device.marimba.pipeline.MarimbaPipeline + device.model.Model (TFLite int8)",
         "audio_extractor": summary(audio_metrics) if audio_metrics["videos"] else None,
         "parity": par,
+        "by_look": {g: {k: summary(m) for k, m in v.items()} for g, v in by_look.items()},
     }
     write_metadata(tfl, meta)
     report = {
@@ -527,12 +529,16 @@ def train(args: argparse.Namespace) -> dict:
         "windows": n_windows, "complexity": cx, "history": history, "peak_tuning": tuning,
         "spec": spec.to_dict(), "float": float_metrics, "int8": int8_metrics, "audio_extractor": audio_metrics,
         "parity": par, "model_bytes": tfl.stat().st_size, "training_data": meta["training_data"],
+        "by_look": by_look,
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"{PROG}: held-out note-onset F1 float {float_metrics['f1']:.3f}  int8 (device path) "
           f"{int8_metrics['f1']:.3f}  (P {int8_metrics['precision']:.3f} R {int8_metrics['recall']:.3f}; "
           f"{cx['params']} params, {cx['macs'] / 1e6:.1f} M MACs, {tfl.stat().st_size} bytes; "
           f"{t_total / 60:.1f} min)  report: {out}/", flush=True)
+    if len(by_look) > 1:
+        print(f"{PROG}: int8 F1 by look: " + ", ".join(f"{g} {m['int8']['f1']:.3f} ({len(m['int8']['videos'])} videos)"
+                                                     for g, m in by_look.items()), flush=True)
     drop = float_metrics["f1"] - int8_metrics["f1"]
     if args.export:
         if drop > args.max_int8_drop:
@@ -543,6 +549,24 @@ def train(args: argparse.Namespace) -> dict:
         write_atomic(dest.with_suffix(".keras"), (out / "marimba.keras").read_bytes())
         print(f"{PROG}: installed {dest}, {dest.with_suffix('.json')} and {dest.with_suffix('.keras')}")
     return report
+
+
+def look_of(prep: Prepared) -> str:
+    """The look family a synthetic video was drawn in ("project" for the original renderer), else "recorded"."""
+    synthetic = prep.rec.manifest.get("synthetic")
+    if not synthetic:
+        return "recorded"
+    return str((synthetic.get("camera") or {}).get("look_family") or "project")
+
+
+def look_groups(test: list[Prepared], float_metrics: dict, int8_metrics: dict) -> dict[str, dict[str, dict]]:
+    """Per look family: the float and int8 scores micro-averaged over its held-out videos."""
+    groups: dict[str, list[str]] = {}
+    for p in test:
+        groups.setdefault(look_of(p), []).append(p.name)
+    return {g: {kind: combine({n: m["videos"][n] for n in names})
+                for kind, m in (("float", float_metrics), ("int8", int8_metrics))}
+            for g, names in sorted(groups.items())}
 
 
 def metadata(spec: MarimbaSpec, params: NoteParams, cx: dict, args: argparse.Namespace,
