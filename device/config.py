@@ -101,6 +101,8 @@ class MarimbaConfig:
     refractory_s: float | None = _spec(None, lo=0.0, hi=5.0)
     hold_s: float | None = _spec(None, lo=0.0, hi=10.0)
     num_threads: int = _spec(1, lo=1, hi=8)
+    calibration: str = _spec("", path=True, doc="where the bars are in the camera picture: a calibration JSON from "
+                             "`python -m device calibrate-marimba`; '' = the model's default view")
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,21 @@ class TeachConfig:
 
 
 @dataclass(frozen=True)
+class ContinuousConfig:
+    """[continuous]: every hop, the sound's embedding mapped to LED colour and synth CC values (issue 13 §2)."""
+
+    mode: str = _spec("off", choices=("off", "default", "taught"),
+                      doc="off: class mapping only; default: the model's embedding projection; taught: the "
+                          "mapping taught with map-teach (the default one until a mapping is taught)")
+    smoothing_s: float = _spec(0.15, lo=0.0, hi=5.0, doc="one-pole time constant of colour, brightness and CC values")
+    cc: tuple[int, ...] = _spec((74, 71, 1), lo=0, hi=119,
+                                doc="default mapping: the CC numbers its 3 components drive (at most 3)")
+    max_distance: float = _spec(0.45, lo=0.0, hi=2.0,
+                                doc="taught: beyond this cosine distance from every demonstration the LED fades "
+                                    "to dark and the CC values hold")
+
+
+@dataclass(frozen=True)
 class ClassMapping:
     """[mapping.<class>]: what the box shows and plays for one sound class."""
 
@@ -247,6 +264,7 @@ class Config:
     display: DisplayConfig = DisplayConfig()
     synth: SynthConfig = SynthConfig()
     teach: TeachConfig = TeachConfig()
+    continuous: ContinuousConfig = ContinuousConfig()
     mapping: Mapping[str, ClassMapping] = field(default_factory=dict)
     note_colours: Mapping[int, Colour] = field(default_factory=dict)
     source: str = "<defaults>"
@@ -254,7 +272,8 @@ class Config:
 
 _SECTION_TYPES = {"app": AppConfig, "sound": SoundConfig, "marimba": MarimbaConfig, "audio_out": AudioOutConfig,
                   "mic": MicConfig,
-                  "camera": CameraConfig, "leds": LedsConfig, "display": DisplayConfig, "synth": SynthConfig, "teach": TeachConfig}
+                  "camera": CameraConfig, "leds": LedsConfig, "display": DisplayConfig, "synth": SynthConfig, "teach": TeachConfig,
+                  "continuous": ContinuousConfig}
 
 
 def parse_colour(value: Any, where: str) -> Colour:
@@ -388,6 +407,8 @@ def check_files(cfg: Config) -> None:
         needed.append(("[sound] model", cfg.sound.model))
     if "marimba" in cfg.app.modes:
         needed.append(("[marimba] model", cfg.marimba.model))
+        if cfg.marimba.calibration:
+            needed.append(("[marimba] calibration", cfg.marimba.calibration))
     if cfg.mic.backend == "sim":
         needed += [(f"[mic] playlist[{i}]", p) for i, p in enumerate(cfg.mic.playlist)]
     if cfg.camera.backend == "sim" and cfg.camera.video:

@@ -225,3 +225,27 @@ def test_pipeline_note_regions_follow_the_calibration():
     a, b = preprocess_frame(img, SPEC), preprocess_frame(img, SPEC, mirrored)
     assert np.abs(a[:, ::-1].astype(int) - b).max() <= 1
     assert UNIT_SQUARE[0] == (0.0, 0.0)
+
+
+@pytest.mark.device_venv
+def test_run_loads_the_configured_calibration_and_refuses_bad_ones(tmp_path):
+    from device.config import PROJECT_ROOT, config_from_dict
+    from device.runtime.builder import load_models
+
+    def cfg(**marimba):
+        camera = marimba.pop("camera", {})
+        return config_from_dict({"app": {"modes": ["marimba"]}, "camera": camera,
+                                 "marimba": {"model": str(PROJECT_ROOT / "models" / "marimba.tflite"), **marimba}},
+                                tmp_path / "box.toml")
+
+    _, pipe = load_models(cfg())
+    assert pipe.calibration is None
+    cal = Calibration.from_pixels([(12, 10), (150, 12), (148, 84), (10, 82)], (96, 160), "manual")
+    cal.save(tmp_path / "cal.json")
+    _, pipe = load_models(cfg(calibration="cal.json", threshold=0.5))
+    assert pipe.calibration == cal and pipe.spec.peaks.threshold == 0.5
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SaySeeError, match=r"bad\.json: not a valid calibration JSON"):
+        load_models(cfg(calibration="bad.json"))
+    with pytest.raises(SaySeeError, match="camera 320x180 is 16:9 but the model's frame 160x96 is 5:3"):
+        load_models(cfg(camera={"width": 320, "height": 180}))

@@ -78,12 +78,18 @@ def load_models(cfg: Config):
         import dataclasses
 
         from device.marimba.pipeline import MarimbaPipeline
+        from device.marimba.rectify import Calibration
 
         m = cfg.marimba
-        marimba = MarimbaPipeline.from_model_path(m.model, num_threads=m.num_threads)
+        # A missing or bad calibration file is one line at startup, before any hardware opens.
+        calibration = Calibration.load(m.calibration) if m.calibration else None
+        marimba = MarimbaPipeline.from_model_path(m.model, num_threads=m.num_threads, calibration=calibration)
         overrides = {k: getattr(m, k) for k in ("threshold", "refractory_s", "hold_s") if getattr(m, k) is not None}
         if overrides:
-            marimba = MarimbaPipeline(marimba.model, peaks=dataclasses.replace(marimba.spec.peaks, **overrides))
+            marimba = MarimbaPipeline(marimba.model, peaks=dataclasses.replace(marimba.spec.peaks, **overrides),
+                                      calibration=calibration)
+        # The camera's size against the model's view (or the calibration's): refused here in one line.
+        marimba.check_frame_size((cfg.camera.height, cfg.camera.width))
     return sound, marimba
 
 
