@@ -186,6 +186,9 @@ class DisplayConfig:
     every_nth: int = _spec(1, lo=1, hi=1000, doc="draw only every n-th scene")
     max_frames: int = _spec(3000, lo=0, hi=1_000_000,
                             doc="sim: stop writing PNGs after this many (~90 KB each: 5 min at 10 fps)")
+    picture_mode: str = _spec("cards", choices=("cards", "dream"),
+                              doc="cards: the class's picture; dream: a picture generated from the sound every hop")
+    generator: str = _spec("models/generator.tflite", path=True, doc="dream mode's int8 generator (+ .json beside it)")
 
 
 @dataclass(frozen=True)
@@ -409,6 +412,8 @@ def check_files(cfg: Config) -> None:
         needed.append(("[marimba] model", cfg.marimba.model))
         if cfg.marimba.calibration:
             needed.append(("[marimba] calibration", cfg.marimba.calibration))
+    if "sound" in cfg.app.modes and cfg.display.picture_mode == "dream":
+        needed.append(("[display] generator", cfg.display.generator))
     if cfg.mic.backend == "sim":
         needed += [(f"[mic] playlist[{i}]", p) for i, p in enumerate(cfg.mic.playlist)]
     if cfg.camera.backend == "sim" and cfg.camera.video:

@@ -22,7 +22,7 @@ import numpy as np
 from device.errors import ModelError
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-KINDS = ("sound", "marimba")
+KINDS = ("sound", "marimba", "generator")
 # The kind of model each front end feeds, so a caller that checks the front end
 # also checks the kind without saying it twice.
 _KIND_OF_FRONTEND = {"LogMelParams": "sound", "NoteParams": "marimba"}
@@ -140,7 +140,11 @@ class Model:
         if want != have:
             raise ModelError(f"{self.path}: input shape {have} disagrees with its metadata {want}")
         outputs = int(np.prod(self._out["shape"][1:]))
-        if outputs != len(self.labels):
+        out_shape = self.metadata.get("output_shape")  # a generator's picture, not one value per label
+        if out_shape is not None and outputs != int(np.prod(out_shape)):
+            raise ModelError(f"{meta_path}: output shape {list(out_shape)}, but the model {self.path.name} "
+                             f"has {outputs} outputs; the metadata belongs to another model")
+        if out_shape is None and outputs != len(self.labels):
             raise ModelError(f"{meta_path}: {len(self.labels)} labels, but the model {self.path.name} "
                              f"has {outputs} outputs; the metadata belongs to another model")
         want_dim = (self.metadata.get("embedding") or {}).get("dim")

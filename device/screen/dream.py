@@ -1,0 +1,131 @@
+"""The "dream" picture mode: a picture generated from what the box hears, every hop.
+
+``models/generator.tflite`` (trained by ``training.train_generator``) turns the
+sound model's 64-d embedding plus a loudness value into a 64 x 64 RGB picture.
+``DreamPicture`` feeds it the live embedding, smoothed by an exponential moving
+average and re-normalised to unit length (the embedding space is a sphere), so
+the picture morphs from one sound's picture to the next instead of jumping;
+loudness is smoothed the same way and drives the picture's intensity (the
+generator learned brightness from it). The result is scaled up in numpy
+(bilinear) for the display.
+
+numpy + the TFLite runtime only (through ``device.model.Model``), like all of ``device/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from device.errors import ModelError
+
+log = logging.getLogger("saysee")
+
+# dBFS -> loudness 0..1 for the generator's loudness input. The bottom is the
+# sound front end's silence gate (-45 dBFS, DESIGN.md) less a margin; the top is a
+# loud, close sound. One source: training.train_generator imports these.
+LOUDNESS_DBFS = (-50.0, -6.0)
+SMOOTHING = 0.35  # weight of the newest hop in the moving average (0.25 s hops: ~0.6 s to settle)
+PICTURE_SIDE = 64  # the generator's output: PICTURE_SIDE x PICTURE_SIDE x 3
+DISPLAY_SIDE = 256  # the picture is scaled up to this side before the renderer fits it on screen
+
+
+def loudness(level_dbfs: float | None) -> float:
+    """A hop's level in dBFS -> 0..1 (None, silence or below the range -> 0)."""
+    if level_dbfs is None or not np.isfinite(level_dbfs):
+        return 0.0
+    lo, hi = LOUDNESS_DBFS
+    return float(np.clip((level_dbfs - lo) / (hi - lo), 0.0, 1.0))
+
+
+def normalise(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32).reshape(-1)
+    return v / max(float(np.linalg.norm(v)), 1e-12)
+
+
+def upscale(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """(h, w, 3) floats in [0, 1] -> (side, side, 3) uint8, bilinear (pixel centres aligned)."""
+    img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    h, w = img.shape[:2]
+    ys = np.clip((np.arange(side) + 0.5) * h / side - 0.5, 0, h - 1)
+    xs = np.clip((np.arange(side) + 0.5) * w / side - 0.5, 0, w - 1)
+    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+    top = img[y0][:, x0] * (1 - fx) + img[y0][:, x1] * fx
+    bottom = img[y1][:, x0] * (1 - fx) + img[y1][:, x1] * fx
+    return np.round((top * (1 - fy) + bottom * fy) * 255.0).astype(np.uint8)
+
+
+class DreamPicture:
+    """Generated pictures that follow the live embedding, smoothed so they morph.
+
+    ``generate`` maps an input vector (embedding + loudness, as the generator's
+    metadata lays out) to a (64, 64, 3) picture in [0, 1]; ``from_model`` builds
+    one from ``models/generator.tflite``. ``step(embedding, level_dbfs)`` is
+    called once per hop: a new embedding moves the running average by
+    ``smoothing``; a hop without one (silence) keeps the average and lets the
+    loudness fall, so the picture fades instead of vanishing.
+    """
+
+    def __init__(self, generate: Callable[[np.ndarray], np.ndarray], embedding_dim: int = 64,
+                 smoothing: float = SMOOTHING, side: int = DISPLAY_SIDE):
+        if not 0.0 < smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in (0, 1], not {smoothing}")
+        self.generate = generate
+        self.embedding_dim = int(embedding_dim)
+        self.smoothing = float(smoothing)
+        self.side = int(side)
+        self.embedding: np.ndarray | None = None  # the smoothed, unit-length embedding
+        self.loudness = 0.0
+        self.image: np.ndarray | None = None  # the newest generated picture, (64, 64, 3) in [0, 1]
+
+    @classmethod
+    def from_model(cls, path: str | os.PathLike, sound_meta: Mapping[str, Any] | None = None,
+                   num_threads: int = 1, **kw: Any) -> "DreamPicture":
+        """Load the int8 generator; refuse one trained on another embedding than ``sound_meta``'s."""
+        from device.model import Model
+
+        model = Model(path, num_threads=num_threads, kind="generator")
+        check_sound_model(model.metadata, sound_meta, model.path)
+        dim = int((model.metadata.get("embedding") or {}).get("dim", 64))
+        return cls(model.predict, embedding_dim=dim, **kw)
+
+    def reset(self) -> None:
+        """Forget the running average (a new sound source, e.g. after teaching)."""
+        self.embedding, self.loudness, self.image = None, 0.0, None
+
+    def step(self, embedding: np.ndarray | None, level_dbfs: float | None) -> np.ndarray | None:
+        """One hop: update the averages and generate; returns the picture (None before any sound)."""
+        a = self.smoothing
+        if embedding is not None:
+            e = normalise(embedding)
+            if e.shape[0] != self.embedding_dim:
+                raise ValueError(f"embedding has {e.shape[0]} values, the generator takes {self.embedding_dim}")
+            # Average on the sphere the cheap way: mix, then back to unit length.
+            self.embedding = e if self.embedding is None else normalise((1 - a) * self.embedding + a * e)
+        self.loudness = (1 - a) * self.loudness + a * loudness(level_dbfs)
+        if self.embedding is None:
+            return None
+        x = np.concatenate([self.embedding, [self.loudness]]).astype(np.float32)
+        self.image = np.clip(np.asarray(self.generate(x), dtype=np.float32).reshape(PICTURE_SIDE, PICTURE_SIDE, 3), 0.0, 1.0)
+        return self.image
+
+    def display_image(self) -> np.ndarray | None:
+        """The newest picture scaled up for the screen: (side, side, 3) uint8, or None."""
+        return None if self.image is None else upscale(self.image, self.side)
+
+
+def check_sound_model(gen_meta: Mapping[str, Any], sound_meta: Mapping[str, Any] | None,
+                      where: str | os.PathLike) -> None:
+    """A generator learned one embedding space: refuse it with another sound model."""
+    if not sound_meta:
+        return
+    pinned = (gen_meta.get("sound_model") or {}).get("embedding_version")
+    have = (sound_meta.get("embedding") or {}).get("version")
+    if pinned and have and pinned != have:
+        raise ModelError(f"{where}: generator was trained on sound embedding {pinned}, the sound model has {have}; "
+                         f"retrain it (make train-generator) or set [display] picture_mode = \"cards\"")
