@@ -21,6 +21,8 @@ COMMANDS = {
     "teach": ("device.sound.teach", "Teach the box a new sound from a few takes (files or --record N)."),
     "taught": ("device.sound.taught_cli", "List taught sounds; rename one or give it a picture, colour, note."),
     "forget": ("device.sound.forget", "Remove a taught sound."),
+    "map-teach": ("device.sound.map_teach", "Teach a continuous mapping (sound -> LED colour, MIDI CC) by examples."),
+    "map-forget": ("device.sound.map_forget", "Remove the mapping taught with map-teach."),
 }
 
 

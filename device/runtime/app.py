@@ -259,6 +259,7 @@ class App:
         mic, p = self.dev.mic, self.sound
         realtime = bool(getattr(mic, "realtime", True))
         synth = self.dev.synth
+        hop = None  # the newest decision hop the continuous mapping ([continuous]) followed
         mic.start()
         while not self.stop_event.is_set():
             chunk = mic.read(timeout=0.2)
@@ -289,6 +290,11 @@ class App:
                 self.first_inference_at = self.clock()
             for ev in events:
                 self.handle_event(ev)
+            if self.responder.continuous is not None and p.last is not hop:
+                from device.runtime.continuous import latest_embedding
+
+                hop = p.last
+                self.dispatch(self.responder.on_hop(hop, latest_embedding(self.sound_model)))
             if p.last is not None:
                 self.dispatch([self.responder.sound_scene(p)])
         self._progress.pop("mic", None)  # a finished source is not a stalled one

@@ -99,6 +99,12 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
     from device.runtime.notify import Notifier, Watchdog
 
     sound, marimba = load_models(cfg)
+    continuous = None
+    if sound is not None and cfg.continuous.mode != "off":
+        from device.runtime.continuous import continuous_mapping
+
+        # The model behind a tap: the responder gets each classified window's embedding every hop.
+        sound, continuous = continuous_mapping(cfg, sound)
     decision, taught = None, []
     if sound is not None:
         from device.sound.teach import open_set_model
@@ -108,7 +114,7 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
     devices = open_devices(cfg, sim=sim, out_dir=out_dir)
     watchdog = Watchdog(Notifier(), on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
     responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else (),
-                          taught={c.label: c.class_mapping() for c in taught})
+                          taught={c.label: c.class_mapping() for c in taught}, continuous=continuous)
     teach_button = None
     if decision is not None and cfg.teach.button_pin is not None and not sim:
         from device.sound.teach_button import open_button

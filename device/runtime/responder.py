@@ -64,8 +64,10 @@ class Responder:
     """
 
     def __init__(self, cfg: Config, labels: Sequence[str] = (), notes: Sequence[int] = (),
-                 taught: Mapping[str, ClassMapping] | None = None):
+                 taught: Mapping[str, ClassMapping] | None = None, continuous: Any | None = None):
         self.cfg = cfg
+        # [continuous]: a ContinuousMapper (device.runtime.continuous) that owns the LED every hop, or None.
+        self.continuous = continuous
         self._channel = cfg.synth.channel - 1
         self._release_s = cfg.synth.release_s
         self._mappings: dict[str, ClassMapping] = {}
@@ -76,6 +78,8 @@ class Responder:
         self.note_colours: dict[int, Colour] = {n: cfg.note_colours.get(n) or note_colour(n) for n in notes}
         self._pending_off: list[tuple[float, Any]] = []  # (stream time s, note-off message)
         self._gate_until = 0.0  # stream time until which our own note may still sound
+        # [display] picture_mode = "dream": a device.screen.dream.DreamPicture the builder sets (None = cards).
+        self.dream: Any | None = None
 
     # ------------------------------------------------------------ mapping
 
@@ -118,9 +122,9 @@ class Responder:
         t = getattr(event, "t", 0.0) if t is None else t
         kind = type(event).__name__
         if kind == "ClassDetected":
-            return self._on_class(event, t)
+            return self._without_led(self._on_class(event, t))
         if kind == "ClassCleared":
-            return [LED_OFF]
+            return self._without_led([LED_OFF])
         if kind == "NoteOn":
             return [self._midi("note_on", note=event.note, velocity=event.velocity),
                     SetLed(self.note_colour(event.note), event.velocity / 127.0)]
@@ -140,6 +144,22 @@ class Responder:
             # Stream time, not wall time: unpaced sim runs and live runs then behave alike.
             self._pending_off.append((t + m.duration_s, self._midi("note_off", note=m.note, velocity=0)))
             self._gate_until = max(self._gate_until, t + m.duration_s + self._release_s)
+        return actions
+
+    def _without_led(self, actions: list[Action]) -> list[Action]:
+        """A sound class's LED actions, unless the continuous mapping drives the LED every hop."""
+        if self.continuous is not None and self.continuous.drives_led:
+            return [a for a in actions if not isinstance(a, SetLed)]
+        return actions
+
+    def on_hop(self, window: Any, embedding: Any = None) -> list[Action]:
+        """The continuous mapping's actions for one decision hop (a pipeline ``WindowResult`` and the
+        embedding of its window when it was classified): LED and CC values that changed."""
+        if self.continuous is None or window is None:
+            return []
+        led, cc = self.continuous.step(window.t, window.level_dbfs, window.skipped, embedding)
+        actions: list[Action] = [] if led is None else [SetLed(*led) if led[1] > 0 else LED_OFF]
+        actions += [self._midi("control_change", control=n, value=v) for n, v in cc.items()]
         return actions
 
     def due(self, t: float = float("inf")) -> list[Action]:
@@ -172,6 +192,7 @@ class Responder:
         return ShowScene(Scene(mode="sound", label=current, picture=m.picture if m else None,
                                colour=m.colour if m else (0.0, 0.0, 0.0), probabilities=dict(sound.probabilities),
                                spectrogram=sound.spectrogram.copy(), status=status,
+                               generated=self.dream.follow(last) if self.dream is not None else None,
                                timestamp=last.t if last else 0.0))
 
     def marimba_scene(self, marimba: Any, t: float) -> ShowScene:
