@@ -16,6 +16,7 @@ COMMANDS = {
     "run": ("device.runtime.run", "Run the box (sound and/or marimba pipelines) from a config file."),
     "check": ("device.runtime.check", "List each hardware backend and whether it is usable here."),
     "classify": ("device.sound.classify", "Print the top-3 sound classes for each 1 s window of a WAV."),
+    "transcribe": ("device.marimba.transcribe", "Print the notes the camera sees in a marimba video or recording."),
     "record-sound": ("device.sound.recorder", "Record takes of one sound class for training."),
     "record-marimba": ("device.marimba.recorder", "Record camera + audio for marimba training."),
     "teach": ("device.sound.teach", "Teach the box a new sound from a few takes (files or --record N)."),
