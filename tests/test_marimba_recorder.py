@@ -4,6 +4,7 @@ and the manifest written, so the folder is a valid dataset up to the stop."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -180,3 +181,73 @@ def test_ctrl_c_inside_a_library_call_still_finishes_the_files(tmp_path):
 def test_a_full_length_recording_is_not_marked_stopped(tmp_path):
     m = check_complete(record(PacedCamera(), PacedMic(), 0.5, tmp_path / "take"))
     assert "stopped_by" not in m and abs(m["duration_s"] - 0.5) < 0.25
+
+
+# ------------------------------------------------------------------ the box's camera size (issue 14, item 6)
+
+
+@pytest.fixture
+def config_size(tmp_path, monkeypatch):
+    """A config whose [camera] runs at 128x72; the camera is the sim one, fed frames of another size."""
+    import device.hardware.camera as camera_mod
+    from device.hardware.camera import SimCamera
+
+    opened = []
+
+    def open_camera(backend, cfg, *, source=None):
+        # The lowest layer: the sim camera resizes its frames to the size it is given, like the real ones.
+        opened.append(cfg)
+        return SimCamera(np.full((30, 240, 320), 128, np.uint8), dataclasses.replace(cfg, loop=True))
+
+    monkeypatch.setattr(camera_mod, "open_camera", open_camera)
+    monkeypatch.delenv("SAYSEE_CONFIG", raising=False)
+    config = tmp_path / "box.toml"
+    config.write_text("[camera]\nwidth = 128\nheight = 72\nfps = 30.0\n")
+    wav = tmp_path / "mic.wav"
+    write_wav(wav, 0.3 * np.sin(2 * np.pi * 440 * np.arange(3 * 48000) / 48000), 48000)
+    return config, wav, opened
+
+
+def _record_main(tmp_path, config, wav, *extra):
+    from device.marimba.recorder import main
+
+    out = tmp_path / "take"
+    rc = main(["--config", str(config), "--seconds", "0.4", "--out", str(out), "--mic", "sim",
+               "--playlist", str(wav), *extra])
+    return rc, out
+
+
+def test_records_at_the_configs_camera_size_and_guides_the_user(tmp_path, config_size, capsys):
+    config, wav, opened = config_size
+    rc, out = _record_main(tmp_path, config, wav)
+    assert rc == 0
+    assert (opened[0].width, opened[0].height) == (128, 72)
+    assert check_complete(out)["frame_size"] == [72, 128]
+    captured = capsys.readouterr()
+    assert "play each bar a few times, then play freely; 2 minutes is enough" in captured.out
+    assert "128x72" in captured.out
+    assert captured.err == ""
+
+
+def test_another_size_than_the_boxs_is_recorded_with_one_warning(tmp_path, config_size, capsys):
+    config, wav, _ = config_size
+    rc, out = _record_main(tmp_path, config, wav, "--size", "64", "48")
+    assert rc == 0
+    assert check_complete(out)["frame_size"] == [48, 64]
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and "warning" in lines[0], lines
+    assert "64x48" in lines[0] and "128x72" in lines[0] and str(config) in lines[0]
+
+
+def test_without_a_config_the_defaults_are_the_boxs_size():
+    import argparse
+
+    from device.config import Config
+    from device.marimba.recorder import camera_config
+
+    args = argparse.Namespace(device=None, fps=None, size=None)
+    cam = camera_config(Config(), args)
+    assert (cam.width, cam.height, cam.fps) == (Config().camera.width, Config().camera.height, Config().camera.fps)
+    args.size, args.fps = (320, 240), 15.0
+    cam = camera_config(Config(), args)
+    assert (cam.width, cam.height, cam.fps) == (320, 240, 15.0)

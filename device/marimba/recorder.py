@@ -9,12 +9,19 @@ estimate (least delayed) fixing when audio sample 0 was heard.
 SIGTERM/SIGINT end the recording early as if its time were up: the files are
 finished and the manifest written, so what was recorded so far is kept (the
 manifest says ``"stopped_by"``), and the command exits 128+signal.
+
+The camera and mic come from the running config (``--config``, else
+/etc/saysee/config.toml when present), so a recording has the frame size and
+rate the box's camera delivers; command-line options override it, with a
+warning when the frames then differ from the box's size (a model trained or
+calibrated on them would not fit the box's camera).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
 import signal
@@ -31,16 +38,23 @@ from device.errors import InputFileError
 from device.frontend import DIATONIC_C4_F6
 from device.marimba.dataset import DatasetWriter, check_new_folder
 
+GUIDE = "play each bar a few times, then play freely; 2 minutes is enough"
+DEFAULT_SECONDS = 120.0  # the guide's 2 minutes
+
 
 def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
            clock: Callable[[], float] = time.monotonic, notes: Sequence[int] = DIATONIC_C4_F6,
-           log: Callable[[str], None] | None = None, stop: threading.Event | None = None) -> Path:
+           log: Callable[[str], None] | None = None, stop: threading.Event | None = None,
+           box_size: tuple[int, int] | None = None, box_source: str = "the config",
+           warn: Callable[[str], None] | None = None) -> Path:
     """Capture ``seconds`` of frames and audio from started-or-not Camera/Mic objects into ``out``.
 
     The mic is read on its own thread; the camera on this one, keeping each
     frame once (by index). Setting ``stop`` (e.g. from a signal handler) ends
     the recording early and keeps it; so does any exception, which is then
-    re-raised. Returns the folder.
+    re-raised. ``box_size`` (width, height) is the size the box runs its
+    camera at (``box_source`` names where it was read): a first frame of
+    another size gets one ``warn`` line. Returns the folder.
     """
     seconds = float(seconds)
     if not math.isfinite(seconds) or seconds <= 0:
@@ -95,6 +109,8 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
                 # Not stamped on our clock (a sim camera uses the video's own time): use arrival time.
                 frame_clock = "arrival"
             last_index = f.index
+            if frames == 0 and box_size is not None and warn is not None:
+                size_warning(np.asarray(f.image).shape, box_size, box_source, warn)
             writer.add_frame(f.image, arrival if frame_clock == "arrival" else f.captured_at)
             frames += 1
     finally:
@@ -122,43 +138,69 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
     return out_folder
 
 
-def _open_camera(args: argparse.Namespace) -> Any:
+def size_warning(shape: Sequence[int], box_size: tuple[int, int], box_source: str,
+                 warn: Callable[[str], None]) -> None:
+    """One line when frames of ``shape`` (H, W, ...) differ from the box's camera size (W, H)."""
+    h, w = int(shape[0]), int(shape[1])
+    bw, bh = box_size
+    if (w, h) != (bw, bh):
+        warn(f"record-marimba: warning: recording {w}x{h} frames but the box runs its camera at {bw}x{bh} "
+             f"([camera] in {box_source}): a model trained or calibrated on this recording will not fit "
+             f"the box's camera; record at {bw}x{bh} (drop --size) or change [camera] width/height")
+
+
+def camera_config(cfg: Any, args: argparse.Namespace) -> Any:
+    """The config's [camera] with the command-line options on top."""
     from device.config import config_from_dict
-    from device.hardware.camera import open_camera
 
     section: dict[str, Any] = {k: v for k, v in (("device", args.device), ("fps", args.fps)) if v is not None}
     if args.size:
         section["width"], section["height"] = args.size
     # The command-line options go through the same validation as a config file's [camera].
-    cfg = config_from_dict({"camera": section}, "record-marimba options").camera
-    return open_camera(args.camera, cfg, source=args.source)
+    given = config_from_dict({"camera": section}, "record-marimba options").camera
+    return dataclasses.replace(cfg.camera, **{k: getattr(given, k) for k in section})
 
 
-def _open_mic(args: argparse.Namespace) -> Any:
+def _open_camera(cfg: Any, args: argparse.Namespace) -> Any:
+    from device.hardware.camera import open_camera
+
+    return open_camera(args.camera, camera_config(cfg, args), source=args.source)
+
+
+def _open_mic(cfg: Any, args: argparse.Namespace) -> Any:
     from device.config import config_from_dict
     from device.hardware.mic import open_mic
 
     section = {k: v for k, v in (("device", args.mic_device), ("playlist", args.playlist)) if v is not None}
-    cfg = config_from_dict({"mic": section}, "record-marimba options").mic
-    return open_mic(args.mic, cfg, sample_rate=args.sample_rate)
+    given = config_from_dict({"mic": section}, "record-marimba options").mic
+    return open_mic(args.mic, dataclasses.replace(cfg.mic, **{k: getattr(given, k) for k in section}),
+                    sample_rate=args.sample_rate)
 
 
 def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) -> int:
     p = argparse.ArgumentParser(prog="python -m device record-marimba",
                                 description="Record camera + audio of a marimba for training.")
-    p.add_argument("--seconds", type=positive_finite, required=True, help="how long to record")
+    p.add_argument("--seconds", type=positive_finite, default=DEFAULT_SECONDS,
+                   help=f"how long to record (default {DEFAULT_SECONDS:g}; Ctrl-C stops early and keeps it)")
     p.add_argument("--out", required=True, help="new dataset folder (must not exist or be empty)")
-    p.add_argument("--camera", default="auto", help="camera backend: auto | real | sim")
+    p.add_argument("--config", default=None,
+                   help="config file for [camera] and [mic] (default /etc/saysee/config.toml if present)")
+    p.add_argument("--camera", default=None, help="camera backend: auto | real | sim (default: the config's)")
     p.add_argument("--device", default=None, help="camera device (picamera2 number, OpenCV index or /dev/videoN)")
-    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None, help="camera frame size")
-    p.add_argument("--fps", type=positive_finite, default=None, help="camera frame rate (default: the backend's, 30)")
+    p.add_argument("--size", type=int, nargs=2, metavar=("W", "H"), default=None,
+                   help="camera frame size (default: the config's [camera] width height, the box's size)")
+    p.add_argument("--fps", type=positive_finite, default=None, help="camera frame rate (default: the config's)")
     p.add_argument("--source", default=None, help="sim camera: a video file to play")
-    p.add_argument("--mic", default="auto", help="mic backend: auto | real | sim")
+    p.add_argument("--mic", default=None, help="mic backend: auto | real | sim (default: the config's)")
     p.add_argument("--mic-device", default=None, help="mic device (index or name substring)")
     p.add_argument("--playlist", nargs="+", default=None, help="sim mic: WAV file(s) to play")
     p.add_argument("--sample-rate", type=int, default=48000, help="audio rate asked of the mic")
     args = p.parse_args(argv)
     check_new_folder(args.out)  # before opening any device
+    from device.sound.teach import load_config
+
+    cfg = load_config(args.config)
+    cam = camera_config(cfg, args)  # bad options are one line before any device opens
     stop = threading.Event()
     stop.reason = None  # type: ignore[attr-defined]
 
@@ -171,13 +213,18 @@ def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         if camera is None:
-            camera = _open_camera(args)
+            camera = _open_camera(cfg, args)
             own.append(camera)
         if mic is None:
-            mic = _open_mic(args)
+            mic = _open_mic(cfg, args)
             own.append(mic)
         if not stop.is_set():
-            record(camera, mic, args.seconds, args.out, log=print, stop=stop)
+            print(f"record-marimba: recording {args.seconds:g} s at {cam.width}x{cam.height}, {cam.fps:g} fps "
+                  f"into {args.out}: {GUIDE} (Ctrl-C stops early and keeps what was recorded)", flush=True)
+            record(camera, mic, args.seconds, args.out, log=print, stop=stop,
+                   box_size=(cfg.camera.width, cfg.camera.height),
+                   box_source="the default config" if cfg.source == "<defaults>" else cfg.source,
+                   warn=lambda line: print(line, file=sys.stderr, flush=True))
     finally:
         for dev in own:
             with contextlib.suppress(Exception):
