@@ -9,7 +9,7 @@ model, the one peak picker) on a file, and prints one line per struck note::
 The input is a recording folder (``python -m device record-marimba`` or the
 synthetic renderer: manifest.json, video.avi or frames.npy, audio.wav,
 frame_times.csv) or a plain video file (needs OpenCV). Frames are streamed
-(a video is decoded frame by frame, frames.npy is memory-mapped), so memory
+(a video is decoded frame by frame, frames.npy read a frame at a time), so memory
 does not grow with the video's length. ``--compare`` scores the camera's
 notes against the notes the recording's audio labeller hears (and against
 notes.csv when the folder has ground truth): how well the camera works on

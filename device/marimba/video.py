@@ -1,10 +1,10 @@
-"""Frames from a file, streamed: a video (OpenCV, imported lazily) or a frames.npy (memory-mapped).
+"""Frames from a file, streamed: a video (OpenCV, imported lazily) or a frames.npy.
 
 ``FrameFile(path)`` opens the file and reads its first frame, so a missing
 file, a file that is not a video, an empty one or a missing OpenCV is one
 ``InputFileError`` line before any work starts; iterating it yields grayscale
-uint8 (H, W) frames one at a time, so memory does not grow with the video's
-length. After iterating, ``decoded`` says how many frames could be read;
+uint8 (H, W) frames one at a time (frames.npy by plain reads from its file),
+so memory does not grow with the video's length. After iterating, ``decoded`` says how many frames could be read;
 ``check_complete(expected)`` turns a shortfall (a file cut short) into one line.
 """
 
@@ -65,7 +65,7 @@ class FrameFile:
         self.decoded = 0
         self.fps: float | None = None
         self.declared_frames: int | None = None
-        self._array: np.ndarray | None = None
+        self._npy = False
         self._first: np.ndarray | None = None
         if self.path.suffix.lower() == NPY_SUFFIX:
             self._open_npy()
@@ -75,19 +75,31 @@ class FrameFile:
     # ------------------------------------------------------------ opening
 
     def _open_npy(self) -> None:
+        # Read frame by frame with plain file reads: a memory map would be flat in Python memory but
+        # its touched pages count as resident, growing with the file on a small box.
         try:
-            # Memory-mapped: frames are paged in as they are read, never all at once.
-            arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except ValueError as e:
-            # numpy says "mmap length is greater than file size" for a cut file.
-            raise InputFileError(f"{self.path}: truncated or damaged frames file ({e})") from None
-        except OSError as e:
-            raise InputFileError(f"{self.path}: unreadable frames file ({e})") from None
-        if arr.ndim not in (3, 4) or (arr.ndim == 4 and arr.shape[3] not in (1, 3)) or len(arr) == 0:
-            raise InputFileError(f"{self.path}: expected (frames, height, width) images, got shape {arr.shape}")
-        self._array = arr
-        self.declared_frames = len(arr)
-        self.frame_size = (int(arr.shape[1]), int(arr.shape[2]))
+            with open(self.path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                offset = f.tell()
+        except (ValueError, OSError, EOFError) as e:
+            raise InputFileError(f"{self.path}: not a readable frames file ({e})") from None
+        if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)) or shape[0] == 0:
+            raise InputFileError(f"{self.path}: expected (frames, height, width) images, got shape {shape}")
+        if fortran or dtype.hasobject or dtype.kind not in "uif":
+            raise InputFileError(f"{self.path}: expected C-ordered numeric images, got {dtype}"
+                                 f"{' in Fortran order' if fortran else ''}")
+        self._dtype, self._offset, self._frame_shape = dtype, offset, tuple(shape[1:])
+        self._frame_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+        have = (self.path.stat().st_size - offset) // self._frame_bytes
+        if have < shape[0]:
+            raise InputFileError(f"{self.path}: truncated frames file: {have} of {shape[0]} frames present "
+                                 "(the file was cut short)")
+        self._npy = True
+        self.declared_frames = int(shape[0])
+        self.frame_size = (int(shape[1]), int(shape[2]))
 
     def _open_video(self) -> None:
         cv2 = import_cv2(self.path)
@@ -107,11 +119,15 @@ class FrameFile:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         self.decoded = 0
-        if self._array is not None:
-            for i in range(len(self._array)):
-                frame = _gray(self._array[i])
-                self.decoded += 1
-                yield frame
+        if self._npy:
+            with open(self.path, "rb") as f:
+                f.seek(self._offset)
+                for _ in range(self.declared_frames or 0):
+                    raw = f.read(self._frame_bytes)
+                    if len(raw) < self._frame_bytes:
+                        return  # cut while being read: check_complete says so
+                    self.decoded += 1
+                    yield _gray(np.frombuffer(raw, self._dtype).reshape(self._frame_shape))
             return
         cap, first = self._cap, self._first
         if first is None:
