@@ -24,10 +24,10 @@ import numpy as np
 
 from device.errors import InputFileError
 from device.frontend import midi_to_hz
+from device.marimba.transcribe import ONSET_TOLERANCE_S  # one tolerance: training and the box's --compare
 
 SOUND_TOLERANCE_S = 0.75  # a detection this long after a clip's onset still counts as a hit
 TAIL_S = 1.0  # reverb and the decision's clearing after a clip's offset: not "silence" yet
-ONSET_TOLERANCE_S = 0.05
 HOLD_FOR_SCORING = 0.1  # mir_eval needs intervals; onsets alone are scored (offset_ratio=None)
 
 
