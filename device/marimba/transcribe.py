@@ -33,7 +33,7 @@ from device.errors import InputFileError, SaySeeError
 from device.marimba.dataset import AUDIO, FRAME_TIMES, GROUND_TRUTH, MANIFEST
 from device.marimba.video import FrameFile
 
-ONSET_TOLERANCE_S = 0.05  # a note matches a reference strike of the same pitch this close (as training scores)
+ONSET_TOLERANCE_S = 0.05  # a note matches a strike of the same pitch this close (training.scoring uses it too)
 # "Motion" between two frames: on a coarse grid (about MOTION_CELLS cells across, whatever the
 # resolution; averaging cells takes sensor noise down), this share of cells changes by at least
 # MOTION_LEVEL grey levels. A mallet or hand moving over the bars does so in most frame pairs of
