@@ -484,9 +484,9 @@ def _draw_players(img: np.ndarray, cam: PinholeCamera, painter: _Painter, poses:
 # ------------------------------------------------------------------ videos
 
 
-def render_eval(seed: int, pose: str | None = None, seconds: float = 15.0, width: int = 320, height: int = 240,
-                fps: float = 30.0, sample_rate: int = 48000) -> EvalVideo:
-    """One evaluation recording (pose "A" or "B"; by default A for even seeds), deterministic by seed."""
+def setup_camera(seed: int, pose: str | None, width: int, height: int
+                 ) -> tuple[np.random.Generator, PinholeCamera, str]:
+    """The recording's random stream and camera (pose "A" or "B"; by default A for even seeds)."""
     pose = pose or ("A" if seed % 2 == 0 else "B")
     if pose not in POSES:
         raise ValueError(f"unknown pose {pose!r} (known: {', '.join(POSES)})")
@@ -495,6 +495,13 @@ def render_eval(seed: int, pose: str | None = None, seconds: float = 15.0, width
     jitter = rng.uniform(-1.5, 1.5, 3)
     cam = PinholeCamera(np.asarray(spec["pos"]) + jitter, spec["target"], spec["roll"] + rng.uniform(-1, 1),
                         spec["focal"] * width, width, height)
+    return rng, cam, pose
+
+
+def render_eval(seed: int, pose: str | None = None, seconds: float = 15.0, width: int = 320, height: int = 240,
+                fps: float = 30.0, sample_rate: int = 48000) -> EvalVideo:
+    """One evaluation recording (pose "A" or "B"; by default A for even seeds), deterministic by seed."""
+    rng, cam, pose = setup_camera(seed, pose, width, height)
     scene = _static_scene(cam, width, height, rng)
     hits = make_score(rng, seconds)
     audio = render_sound(hits, seconds, sample_rate, rng)

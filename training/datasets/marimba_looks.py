@@ -435,6 +435,7 @@ class _Scene:
         self.pitch = 1.0 / n
         L, centre, n_left, n_right = _bar_layout(rng, look, cfg.notes)
         x0, x1 = -n_left * self.pitch, 1 + n_right * self.pitch
+        self.bar_centre_y = centre[n_left : n_left + n]  # world Y of each struck bar's centre
         self.cam = Camera(rng, look, W, H)
         X, Y, px = self.cam.pixel_world(W, H)
         a = self.cam.aspect
@@ -708,6 +709,16 @@ def _family_of(seed: int, families: Sequence[str]) -> str:
     return families[seed % len(families)]
 
 
+def _setup(seed: int, family: str | None, cfg: LookConfig) -> tuple[np.random.Generator, _Scene]:
+    """The video's random stream and static scene (the first draws of ``render_look``)."""
+    family = family or _family_of(seed, TRAIN_FAMILIES)
+    # Not marimba_synth's stream for the same seed, and a different one per family.
+    rng = np.random.default_rng([seed, zlib.crc32(family.encode()), 0x100C5])
+    scene = _Scene(rng, sample_look(rng, family), cfg)
+    scene.camera["look_family"] = family
+    return rng, scene
+
+
 def render_look(seed: int, family: str | None = None, config: LookConfig = LookConfig()) -> SynthVideo:
     """One video of one look family (default: TRAIN_FAMILIES[seed % len]) , deterministic by seed.
 
@@ -715,12 +726,7 @@ def render_look(seed: int, family: str | None = None, config: LookConfig = LookC
     and the pose; ``write_look`` stores it in the manifest.
     """
     cfg = config
-    family = family or _family_of(seed, TRAIN_FAMILIES)
-    # Not marimba_synth's stream for the same seed, and a different one per family.
-    rng = np.random.default_rng([seed, zlib.crc32(family.encode()), 0x100C5])
-    look = sample_look(rng, family)
-    scene = _Scene(rng, look, cfg)
-    scene.camera["look_family"] = family
+    rng, scene = _setup(seed, family, cfg)
     scfg = cfg.synth()
     score = _score(rng, scfg)
     events = sorted((s.t, cfg.notes[s.bar], s.velocity) for strikes in score for s in strikes)
