@@ -18,7 +18,7 @@ HOST ?=
 HOSTS ?= $(HOST)
 CONFIG ?= config/default.toml
 
-.PHONY: venv device-venv test-tools demo test test-device test-arm64 train-tools train-sound train-marimba export models bench deploy check clean
+.PHONY: venv device-venv test-tools demo test test-device test-arm64 train-tools train-sound train-generator train-marimba marimba-report export models bench deploy check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -79,14 +79,24 @@ train-tools:
 train-sound: $(STAMP) train-tools
 	$(BIN)/python -m training.train_sound --format $(FORMAT) $(if $(DATA),--data $(DATA)) --out $(REPORTS)/sound
 
+# The sound -> picture generator (dream mode), on the committed sound model's embedding.
+train-generator: $(STAMP)
+	$(BIN)/python -m training.train_generator --sound-model models/sound.tflite --out $(REPORTS)/generator --export models/generator.tflite
+
 train-marimba: $(STAMP)
 	$(BIN)/python -m training.train_marimba $(if $(DATA),--data $(DATA)) $(if $(TEST_DATA),--test-data $(TEST_DATA)) \
 	  $(if $(VAL_DATA),--val-data $(VAL_DATA)) $(if $(SEED),--seed $(SEED)) --out $(REPORTS)/marimba
+
+# The camera model on an instrument it never saw: zero-shot, then fine-tuned on 2 minutes of it (3 seeds).
+marimba-report: $(STAMP)
+	$(BIN)/python -m training.marimba_finetune_report --out $(REPORTS)/marimba-finetune
 
 # Train on the synthetic defaults and refresh the committed models/*.tflite + *.json.
 models: $(STAMP) train-tools
 	$(BIN)/python -m training.train_sound --format synthetic --out $(REPORTS)/sound --export models/sound.tflite
 	$(BIN)/python -m training.embedding_eval --model models/sound.tflite --out $(REPORTS)/sound
+	$(BIN)/python -m training.mapping_projection --model models/sound.tflite
+	$(BIN)/python -m training.train_generator --sound-model models/sound.tflite --out $(REPORTS)/generator --export models/generator.tflite
 	$(BIN)/python -m training.train_marimba --out $(REPORTS)/marimba --export models/marimba.tflite
 
 export: models

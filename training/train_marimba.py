@@ -48,6 +48,7 @@ import numpy as np
 from device.atomic import write_atomic
 from device.errors import SaySeeError
 from device.frontend import NoteParams, note_targets
+from device.marimba.rectify import Calibration
 from device.marimba.pipeline import (
     MarimbaPipeline,
     MarimbaSpec,
@@ -82,14 +83,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--init", default=None,
                    help=f"start from these Keras weights (default with --data: {PRETRAINED})")
     p.add_argument("--from-scratch", action="store_true", help="with --data: don't start from the pretrained model")
+    p.add_argument("--calibration", choices=("truth", "auto"), default="truth",
+                   help="training and validation videos: true corners when synthetic (else calibration.json / "
+                        "automatic), or automatic only (what a user's recordings get)")
+    p.add_argument("--test-calibration", choices=("auto", "truth"), default="auto",
+                   help="held-out videos: found from motion at the audio's notes (auto, what a box does) or, for "
+                        "synthetic videos, their true corners")
     p.add_argument("--no-augment", action="store_true", help="train on the windows as recorded")
     p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without validation improvement")
     p.add_argument("--out", default="reports/marimba", help="report folder")
     p.add_argument("--export", default=None, help="also install the int8 model here (e.g. models/marimba.tflite)")
-    p.add_argument("--train-videos", type=int, default=48, help="synthetic training videos")
-    p.add_argument("--val-videos", type=int, default=3, help="synthetic validation videos")
-    p.add_argument("--test-videos", type=int, default=4, help="synthetic held-out test videos")
-    p.add_argument("--seconds", type=float, default=20.0, help="length of each synthetic video")
+    p.add_argument("--train-videos", type=int, default=96, help="synthetic training videos (all looks)")
+    p.add_argument("--own-look-share", type=float, default=0.2,
+                   help="share of the training videos in the project's own look (the rest: many looks)")
+    p.add_argument("--val-videos", type=int, default=4, help="synthetic validation videos")
+    p.add_argument("--test-videos", type=int, default=4, help="held-out videos in the project's own look")
+    p.add_argument("--heldout-videos", type=int, default=6, help="held-out videos of look families never trained on")
+    p.add_argument("--eval-videos", type=int, default=4, help="held-out videos of the evaluation instrument")
+    p.add_argument("--seconds", type=float, default=12.0, help="length of each synthetic video")
     p.add_argument("--epochs", type=int, default=None,
                    help="training epochs (default: 10 synthetic; recorded data: sized to about "
                         f"{FINE_TUNE_STEPS} steps, at most {MAX_EPOCHS})")
@@ -101,6 +112,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.train_videos, args.val_videos, args.test_videos = 2, 1, 1
+        args.heldout_videos, args.eval_videos = 1, 0
         args.seconds, args.width = 4.0, 4
         args.epochs = 1 if args.epochs is None else args.epochs
         args.from_scratch = args.from_scratch or not args.init  # the tiny width can't load the real weights
@@ -124,38 +136,114 @@ class Prepared:
     times: np.ndarray  # (len(windows),) start time of each window
     reference: list[tuple[float, int, int]]  # notes to score against (onset, midi, velocity)
     reference_source: str  # "ground truth" | "audio"
+    calibration: Calibration | None = None  # where the bars are (None: the model's default view)
+    calibration_source: str = "default"  # "truth" | "file" | "auto" | "default"
 
 
-def prepare(rec, spec: MarimbaSpec, params: NoteParams) -> Prepared:
+def truth_calibration(rec) -> Calibration | None:
+    """The true bar-row corners of a synthetic video (from its manifest), else None."""
+    cam = (rec.manifest.get("synthetic") or {}).get("camera") or {}
+    h, w = rec.frame_size
+    if cam.get("corners") is not None:
+        return Calibration.from_pixels(cam["corners"], (h, w), source="manual")
+    if {"scale", "rotation_deg", "offset_px"} <= set(cam):  # the project's own renderer
+        from training.datasets.marimba_synth import SynthConfig, true_corners
+
+        return Calibration.from_pixels(true_corners(cam, SynthConfig(height=h, width=w)), (h, w), source="manual")
+    return None
+
+
+def recording_calibration(rec, spec: MarimbaSpec, params: NoteParams, how: str,
+                          notes: list[tuple[float, int, int]] | None = None) -> tuple[Calibration, str]:
+    """Where the bars are in a recording: ``how`` = "truth" (a synthetic video's true corners when it has
+    them), else its calibration.json, else found automatically from the motion at the audio's notes."""
+    if how == "truth":
+        cal = truth_calibration(rec)
+        if cal is not None:
+            return cal, "truth"
+    from device.marimba.calibrate import CALIBRATION_FILE, auto_calibrate
+
+    path = rec.folder / CALIBRATION_FILE
+    if how != "auto-only" and path.is_file():
+        return Calibration.load(path), "file"
+    index = {n: j for j, n in enumerate(spec.notes)}
+    onsets = [(t, index[m]) for t, m, _ in (notes or []) if m in index]
+    return auto_calibrate(rec.frames, onsets, rec.frame_times, n_bars=len(spec.notes)), "auto"
+
+
+def prepare(rec, spec: MarimbaSpec, params: NoteParams, calibrate: str = "truth") -> Prepared:
     from training.datasets.marimba_io import usable_windows
     from training.marimba_model import onset_weights
 
-    frames = preprocess_frames(rec.frames, spec)
-    amps_all = note_targets(rec.audio, len(rec.frames), params, rec.frame_times)
-    win = usable_windows(rec, params)
-    amps = amps_all[win]
     if rec.notes is not None:
         reference, source = list(rec.notes), "ground truth"
     else:
         ev = audio_events(rec.audio, len(rec.frames), spec, params, rec.frame_times)
         reference = [(e.t, e.note, e.velocity) for e in ev if isinstance(e, NoteOn)]
         source = "audio"
+    if calibrate == "default":
+        calibration, cal_source = None, "default"
+    else:
+        # Auto calibration hears the notes from the audio, never from ground truth: as on a user's recording.
+        heard = reference if source == "audio" else [
+            (e.t, e.note, e.velocity) for e in audio_events(rec.audio, len(rec.frames), spec, params, rec.frame_times)
+            if isinstance(e, NoteOn)]
+        calibration, cal_source = recording_calibration(rec, spec, params, calibrate, heard)
+    frames = preprocess_frames(rec.frames, spec, calibration)
+    amps_all = note_targets(rec.audio, len(rec.frames), params, rec.frame_times)
+    win = usable_windows(rec, params)
+    amps = amps_all[win]
     levels = spec.target.forward(amps)
     return Prepared(rec.name, rec, frames, win, levels, onset_weights(levels), amps, rec.frame_times[win],
-                    reference, source)
+                    reference, source, calibration, cal_source)
 
 
 def synthetic_folders(args: argparse.Namespace, out: Path) -> dict[str, list[Path]]:
+    """The generated world: many looks (marimba_looks' training families) plus the project's own look.
+
+    Held out for the report: the project's look (other seeds), whole look families never trained on
+    (marimba_looks.HELDOUT_FAMILIES) and, when present, the evaluation instrument drawn by code that
+    shares nothing with the training renderers (training.datasets.marimba_eval_look).
+    """
+    from training.datasets import marimba_looks as looks
     from training.datasets.marimba_synth import RENDERER_VERSION, SynthConfig, render_dataset
 
-    cfg = SynthConfig(seconds=args.seconds)
-    tag = f"v{RENDERER_VERSION}-{args.seconds:g}s"
-    seeds = {
-        "train": [TRAIN_SEED0 + args.seed * 100 + i for i in range(args.train_videos)],
-        "val": [VAL_SEED0 + args.seed * 100 + i for i in range(args.val_videos)],
-        "test": [TEST_SEED0 + args.seed * 100 + i for i in range(args.test_videos)],
+    cfg, lcfg = SynthConfig(seconds=args.seconds), looks.LookConfig(seconds=args.seconds)
+    own, world = (out / "data" / f"v{RENDERER_VERSION}-{args.seconds:g}s",
+                  out / "data" / f"looks-v{looks.RENDERER_VERSION}-{args.seconds:g}s")
+    s0 = args.seed * 100
+
+    def seeds(seed0: int, n: int, skip: int = 0) -> list[int]:
+        return [seed0 + s0 + skip + i for i in range(max(n, 0))]
+
+    n_own = max(1, round(args.train_videos * args.own_look_share))
+    n_own_val = 1 if args.val_videos > 1 else 0
+    folders = {
+        "train": render_dataset(own / "train", seeds(TRAIN_SEED0, n_own), cfg, progress=True)
+        + looks.render_look_dataset(world / "train", seeds(TRAIN_SEED0, args.train_videos - n_own),
+                                    looks.TRAIN_FAMILIES, lcfg, progress=True),
+        "val": render_dataset(own / "val", seeds(VAL_SEED0, n_own_val), cfg, progress=True)
+        + looks.render_look_dataset(world / "val", seeds(VAL_SEED0, args.val_videos - n_own_val),
+                                    looks.TRAIN_FAMILIES, lcfg, progress=True),
+        "test": render_dataset(own / "test", seeds(TEST_SEED0, args.test_videos), cfg, progress=True)
+        + looks.render_look_dataset(world / "heldout", seeds(TEST_SEED0, args.heldout_videos),
+                                    looks.HELDOUT_FAMILIES, lcfg, progress=True),
     }
-    return {part: render_dataset(out / "data" / tag / part, s, cfg, progress=True) for part, s in seeds.items()}
+    folders["test"] += eval_look_folders(args, out)
+    return folders
+
+
+def eval_look_folders(args: argparse.Namespace, out: Path) -> list[Path]:
+    """Videos of the evaluation instrument (its own renderer), if that module is installed."""
+    if args.eval_videos <= 0:
+        return []
+    try:
+        from training.datasets import marimba_eval_look as ev
+    except ImportError:
+        return []
+    return ev.render_eval_dataset(out / "data" / f"eval-look-v{ev.RENDERER_VERSION}-{args.seconds:g}s",
+                             [TEST_SEED0 + args.seed * 100 + i for i in range(args.eval_videos)],
+                             seconds=args.seconds, progress=True)
 
 
 def recorded_folders(args: argparse.Namespace) -> dict[str, list[Path]]:
@@ -203,8 +291,13 @@ def deterministic(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def load_parts(folders: dict[str, list[Path]], spec: MarimbaSpec, params: NoteParams
-               ) -> tuple[dict[str, list[Prepared]], tuple[int, int]]:
+def load_parts(folders: dict[str, list[Path]], spec: MarimbaSpec, params: NoteParams, test_calibration: str = "auto",
+               calibration: str = "truth") -> tuple[dict[str, list[Prepared]], tuple[int, int]]:
+    """Load and rectify every recording. Frame sizes may differ: each is rectified to the canonical view.
+
+    Training and validation videos use their true corners when synthetic (else calibration.json or the
+    automatic calibration); held-out videos use ``test_calibration`` ("auto": what a user's box would find).
+    """
     from tqdm import tqdm
 
     from training.datasets.marimba_io import load_recording
@@ -214,9 +307,9 @@ def load_parts(folders: dict[str, list[Path]], spec: MarimbaSpec, params: NotePa
     for part, paths in folders.items():
         parts[part] = []
         for path in tqdm(paths, desc=f"load {part}", unit="video", leave=False):
-            rec = load_recording(path, params, frame_size)
+            rec = load_recording(path, params)
             frame_size = frame_size or rec.frame_size
-            parts[part].append(prepare(rec, spec, params))
+            parts[part].append(prepare(rec, spec, params, test_calibration if part == "test" else calibration))
     return parts, frame_size
 
 
@@ -296,7 +389,8 @@ def device_notes(tflite: Path, prep: Prepared, spec: MarimbaSpec, params: NotePa
     """The int8 model through the device path: Frames -> MarimbaPipeline -> events (and its raw outputs)."""
     from device.hardware.base import Frame
 
-    pipe = MarimbaPipeline(Model(tflite, expected_frontend=params), spec=spec, piano_roll_steps=len(prep.rec.frames))
+    pipe = MarimbaPipeline(Model(tflite, expected_frontend=params), spec=spec, piano_roll_steps=len(prep.rec.frames),
+                           calibration=prep.calibration)
     frames = (Frame(img, i, float(t)) for i, (img, t) in enumerate(zip(prep.rec.frames, prep.rec.frame_times)))
     events = pipe.run(frames)
     return events_to_notes(events), pipe.piano_roll
@@ -456,7 +550,7 @@ def train(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     synthetic = not args.data
     folders = synthetic_folders(args, out) if synthetic else recorded_folders(args)
-    parts, frame_size = load_parts(folders, spec, params)
+    parts, frame_size = load_parts(folders, spec, params, args.test_calibration, args.calibration)
     spec = spec.replace(frame_size=frame_size)
     spec = calibrate_velocity(parts["train"], spec)
     n_windows = {k: int(sum(len(p.windows) for p in v)) for k, v in parts.items()}
@@ -556,7 +650,7 @@ def look_of(prep: Prepared) -> str:
     synthetic = prep.rec.manifest.get("synthetic")
     if not synthetic:
         return "recorded"
-    return str((synthetic.get("camera") or {}).get("look_family") or "project")
+    return str(synthetic.get("look_family") or (synthetic.get("camera") or {}).get("look_family") or "project")
 
 
 def look_groups(test: list[Prepared], float_metrics: dict, int8_metrics: dict) -> dict[str, dict[str, dict]]:
@@ -572,10 +666,15 @@ def look_groups(test: list[Prepared], float_metrics: dict, int8_metrics: dict) -
 def metadata(spec: MarimbaSpec, params: NoteParams, cx: dict, args: argparse.Namespace,
              folders: dict[str, list[Path]], parts: dict[str, list[Prepared]], synthetic: bool) -> dict[str, Any]:
     if synthetic:
+        from training.datasets.marimba_looks import HELDOUT_FAMILIES, TRAIN_FAMILIES
         from training.datasets.marimba_synth import SynthConfig
 
-        description = (f"synthetic marimba videos (training.datasets.marimba_synth, {args.seconds:g} s each, "
-                       f"{spec.frame_size[1]}x{spec.frame_size[0]} px, random camera pose/lighting/noise per video)")
+        description = (f"synthetic marimba videos, {args.seconds:g} s each: {args.own_look_share:.0%} the project's "
+                       f"own look (training.datasets.marimba_synth), the rest drawn from look families "
+                       f"{', '.join(TRAIN_FAMILIES)} (training.datasets.marimba_looks: materials, backgrounds, "
+                       f"mallets and hands, light, perspective poses); held out: families "
+                       f"{', '.join(HELDOUT_FAMILIES)} and the evaluation instrument; every frame rectified to "
+                       f"the canonical bar-row view (true corners in training, automatic calibration on held-out)")
         seeds = {part: [p.rec.manifest.get("synthetic", {}).get("seed") for p in v] for part, v in parts.items()}
         extra = {"renderer": {k: v if not isinstance(v, tuple) else list(v)
                               for k, v in SynthConfig(seconds=args.seconds).__dict__.items()}}
@@ -583,6 +682,7 @@ def metadata(spec: MarimbaSpec, params: NoteParams, cx: dict, args: argparse.Nam
         description = f"recorded marimba dataset folders: {', '.join(str(d) for d in args.data)}"
         seeds = None
         extra = {}
+    extra["calibration"] = {part: sorted({p.calibration_source for p in v}) for part, v in parts.items()}
     return {
         "kind": "marimba",
         "labels": spec.labels,
