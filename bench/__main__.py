@@ -26,7 +26,7 @@ from . import report
 from .machine import load_average, machine_info
 
 
-SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "taught_onset")
+SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "taught_onset", "mapping")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -135,6 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         run.section("taught_onset", lambda: bench_taught_onset(sound_model, args.quick))
     else:
         run.unavailable["taught_onset"] = f"not available: {report.shown(sound_model)} missing"
+
+    # Mappings taught by demonstration (issue 13 §2): held-out error, jitter, fit time, per-hop cost, plot.
+    from .mapping import bench_mapping
+
+    if sound_model.is_file():
+        run.section("mapping", lambda: bench_mapping(sound_model, Path(args.out), args.quick))
+    else:
+        run.unavailable["mapping"] = f"not available: {report.shown(sound_model)} missing"
 
     from device.config import SoundConfig
 

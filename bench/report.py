@@ -15,6 +15,7 @@ SECTIONS = (
     ("e2e_sound_onset.", "End to end: sound, onset design (simulated real time)"),
     ("e2e_sound_window.", "End to end: sound, earlier window design (simulated real time)"),
     ("e2e_marimba.", "End to end: marimba (simulated real time)"),
+    ("mapping.", "Mappings taught by demonstration"),
 )
 
 

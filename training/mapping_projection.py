@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     block = {"embedding_version": model.embedding_version, **projection(emb),
              "source": f"{counts['family_windows']} windows of {counts['families']} training families of the sound "
                        f"world (2 instances each) and {counts['class_windows']} windows of {counts['clips_per_class']} "
-                       "generated clips per built-in class", "windows": int(len(emb))}
+                       "generated clips per built-in class", "windows": len(emb)}
     meta_path = metadata_path_for(args.model)
     write_projection(meta_path, block)
     print(f"{meta_path}: {PROJECTION_KEY} from {len(emb)} windows (explained variance "

@@ -11,8 +11,8 @@ into SetLed / Midi actions (``Responder.on_hop``). What it does with each kind o
 - a gated hop (the box's own synth sounding) or a stale one: everything holds.
 
 Values are smoothed with one pole (time constant ``[continuous] smoothing_s``, by stream time, so
-the hop length does not matter) and reported only when they change as the devices see them: the LED
-in 8-bit colour steps and 1 % brightness steps, a CC in whole MIDI steps.
+the hop length does not matter) and reported only when they change by a visible or audible step
+from what was last sent (``CC_STEPS``, ``COLOUR_STEPS``, ``BRIGHTNESS_STEP``; the LED going dark always).
 
 ``EmbeddingTap`` wraps the sound model so the app can hand the responder the embedding of the
 window the pipeline just classified, without a second inference.
@@ -33,8 +33,14 @@ from device.sound.open_set import infer
 
 log = logging.getLogger("saysee")
 
+DEFAULTS = ContinuousConfig()  # the [continuous] section's one source of defaults
 MIN_BRIGHTNESS = 0.15  # a sound just above the gate still visibly lights the LED (as the class mapping)
 LOUDNESS_RANGE_DB = 30.0  # from the silence gate to full brightness
+# Hysteresis: a value is sent again only when it moved this far from what was sent, so a steady sound whose
+# smoothed value wobbles around x.5 sends nothing (one step would send every hop).
+CC_STEPS = 1.0  # MIDI CC steps
+COLOUR_STEPS = 2.0  # 8-bit colour steps, largest channel
+BRIGHTNESS_STEP = 0.02
 
 
 class EmbeddingTap:
@@ -67,7 +73,7 @@ def latest_embedding(decision: Any) -> np.ndarray | None:
 class ContinuousMapper:
     """One mapping's outputs, smoothed per hop and reported on change (see module doc)."""
 
-    def __init__(self, mapping: Any, settings: ContinuousConfig = ContinuousConfig(),
+    def __init__(self, mapping: Any, settings: ContinuousConfig = DEFAULTS,
                  silence_dbfs: float = -45.0, max_distance: float | None = None):
         self.mapping = mapping
         self.tau = settings.smoothing_s
@@ -111,15 +117,17 @@ class ContinuousMapper:
         self.brightness += a * (target_b - self.brightness)
         led = None
         if self.drives_led and self.colour is not None:
-            b = round(self.brightness, 2)
+            b = round(float(self.brightness), 2) if self.brightness >= 0.005 else 0.0
             q = (tuple(round(float(x) * 255) / 255 for x in self.colour), b) if b > 0 else ((0.0, 0.0, 0.0), 0.0)
-            if q != self._sent_led:
+            last = self._sent_led
+            if last is None or (b == 0) != (last[1] == 0) or (b > 0 and (
+                    abs(b - last[1]) >= BRIGHTNESS_STEP
+                    or max(abs(x - y) for x, y in zip(q[0], last[0])) * 255 >= COLOUR_STEPS)):
                 self._sent_led = led = q
         changed = {}
         for n, v in self.cc.items():
-            iv = int(min(127, max(0, round(v))))
-            if self._sent_cc.get(n) != iv:
-                self._sent_cc[n] = changed[n] = iv
+            if n not in self._sent_cc or abs(v - self._sent_cc[n]) >= CC_STEPS:
+                self._sent_cc[n] = changed[n] = int(min(127, max(0, round(v))))
         return led, changed
 
 
@@ -157,7 +165,8 @@ def continuous_mapping(cfg: Config, model: Any) -> tuple[Any, ContinuousMapper |
             log.info("continuous mapping: nothing taught in %s yet, the default mapping runs", store.folder)
     if mapping is None:
         meta = getattr(model, "metadata", {}) or {}
-        proj, why = projection_from_metadata(meta, model.embedding_dim, model.embedding_version)
+        dim = int(getattr(model, "embedding_dim", None) or (meta.get("embedding") or {}).get("dim") or 0)
+        proj, why = projection_from_metadata(meta, dim, model.embedding_version)
         try:
             mapping = DefaultMapping(proj, c.cc)
         except MappingError as e:

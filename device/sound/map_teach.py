@@ -11,13 +11,13 @@ Each ``--example FILE...`` (or ``--record N``: N takes from the box's mic) start
 the ``--rgb`` (LED colour, ``#RRGGBB``) and ``--cc`` (``NUMBER=VALUE`` pairs, CC 0..119, value
 0..127) after it are the outputs that sound should produce. Every example sets the same outputs.
 A file may hold several takes separated by silence. No retraining: each take's windows go through
-the sound model's embedding and a small regression (``device.sound.mapping``, kernel ridge) maps
-embedding -> outputs; the box runs it every hop with ``[continuous] mode = "taught"``.
+the sound model's embedding and a small regression (``device.sound.mapping``: k nearest windows, inverse-distance
+weights) maps embedding -> outputs; the box runs it every hop with ``[continuous] mode = "taught"``.
 
 Refused with one line, nothing saved changed: fewer than two examples, examples asking for the same
 outputs, outputs missing from some example, values out of range or not numbers, bad colours,
 silent / too short / clipped takes, and two examples that are the same sound but ask for very
-different outputs (``--force`` fits them anyway). The mapping is saved beside the taught sounds
+different outputs (the regression could only average them). The mapping is saved beside the taught sounds
 (``DIR/.mapping``, see ``device.sound.mapping_store``), with the takes, so it follows a model update.
 """
 
@@ -36,8 +36,20 @@ import numpy as np
 from device.config import parse_colour
 from device.errors import ConfigError, ModelError
 from device.frontend import LogMelParams
-from device.sound.mapping import CC_NUMBERS, DEFAULT_METHOD, MappingError, leave_one_take_out
-from device.sound.mapping_store import Example, MappingStore, conflicts, demonstrations, describe_outputs, output_names
+from device.sound.mapping import (
+    CC_NUMBERS,
+    DEFAULT_METHOD,
+    MappingError,
+    leave_one_take_out,
+)
+from device.sound.mapping_store import (
+    Example,
+    MappingStore,
+    conflicts,
+    demonstrations,
+    describe_outputs,
+    output_names,
+)
 
 _CC_PAIR = re.compile(r"^(?:cc)?(\d+)=(.+)$", re.IGNORECASE)
 
@@ -116,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--rgb", action=_Output, metavar="#RRGGBB", help="LED colour the latest example should give")
     ap.add_argument("--cc", action=_Output, metavar="N=V[,N=V]", help="MIDI CC values the latest example should give")
     ap.add_argument("--add", action="store_true", help="add these examples to the saved mapping's")
-    ap.add_argument("--force", action="store_true", help="replace a saved mapping; fit conflicting examples anyway")
+    ap.add_argument("--force", action="store_true", help="replace a saved mapping")
     ap.add_argument("--taught", "--out", dest="taught", help="taught-sounds folder (default: config [teach] dir)")
     ap.add_argument("--model", help="sound model (default: config [sound] model)")
     ap.add_argument("--config", help="config file (default /etc/saysee/config.toml if present)")
@@ -172,12 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     demo = demonstrations(examples, embed)
     embed_s = time.monotonic() - t0
     problems = conflicts(examples, demo)
-    for p in problems:
-        print(f"map-teach: warning: {p}")
-    if problems and not args.force:
+    if problems:  # the regression could only average them: no --force for that
         raise MappingError(f"mapping not taught: {problems[0]}" + (f" (and {len(problems) - 1} more)"
                                                                    if len(problems) > 1 else "")
-                           + "; --force fits them anyway")
+                           + "; give one sound one set of outputs")
     t1 = time.monotonic()
     m = store.save(examples, demo, params.sample_rate, model.embedding_version, DEFAULT_METHOD,
                    replace=args.add or args.force)

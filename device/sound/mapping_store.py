@@ -26,16 +26,23 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from device.atomic import fsync_dir, write_atomic
 from device.errors import ConfigError
-from device.sound.mapping import (DEFAULT_METHOD, MappingError, TaughtMapping, encode, output_columns,
-                                  regressor)
+from device.sound.mapping import (
+    DEFAULT_METHOD,
+    MappingError,
+    TaughtMapping,
+    encode,
+    output_columns,
+    regressor,
+)
 from device.sound.taught import colour_hex
 from device.wavfile import read_wav, write_wav
 
@@ -83,7 +90,7 @@ def describe_outputs(outputs: dict[str, Any]) -> str:
     parts = []
     for k in sorted(outputs, key=lambda k: (k != "rgb", int(k[2:]) if k.startswith("cc") else 0)):
         v = outputs[k]
-        parts.append(colour_hex(v) if k == "rgb" else f"{k}={int(round(v))}")
+        parts.append(colour_hex(v) if k == "rgb" else f"{k}={round(v)}")
     return " ".join(parts)
 
 
@@ -97,7 +104,7 @@ def output_names(examples: Sequence[Example]) -> list[str]:
         if not ex.outputs:
             raise MappingError(f"example {i} ({ex.source}): no outputs; give --rgb and/or --cc")
         if set(ex.outputs) != set(names):
-            extra = sorted(set(ex.outputs) ^ set(names))[0]
+            extra = min(set(ex.outputs) ^ set(names))
             has, lacks = (i, 1) if extra in ex.outputs else (1, i)
             src = {1: first.source, i: ex.source}
             raise MappingError(f"example {has} ({src[has]}) sets {extra} but example {lacks} ({src[lacks]}) "
@@ -183,7 +190,7 @@ class StoredMapping:
 
 
 def _outputs_to_json(outputs: dict[str, Any]) -> dict[str, Any]:
-    return {k: (colour_hex(v) if k == "rgb" else int(round(v))) for k, v in outputs.items()}
+    return {k: (colour_hex(v) if k == "rgb" else round(v)) for k, v in outputs.items()}
 
 
 def _outputs_from_json(outputs: dict[str, Any]) -> dict[str, Any]:
