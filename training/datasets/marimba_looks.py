@@ -54,7 +54,7 @@ from training.datasets.marimba_synth import (
     render_audio,
 )
 
-RENDERER_VERSION = 1  # bump when the picture changes (cached renders are keyed by it)
+RENDERER_VERSION = 2  # bump when the picture changes (cached renders are keyed by it)
 RENDERER = "marimba_looks"
 BOX_HALF = 0.25  # the bar-row box: X in [0, 1], Y in [-BOX_HALF, BOX_HALF]
 BOX_CORNERS = ((0.0, -BOX_HALF), (1.0, -BOX_HALF), (1.0, BOX_HALF), (0.0, BOX_HALF))  # TL, TR, BR, BL
@@ -611,16 +611,18 @@ class _Scene:
         img[sl] += cov * (shade - img[sl])
 
     def _shadow(self, img: np.ndarray, x: float, y: float, h: float) -> None:
-        sx = x + self.light_dir[0] * h
-        sy = y + self.light_dir[1] * h / self.cam.aspect
+        """The head's shadow on the bars: leaves the head as it rises, grows and softens."""
+        z = h * self.lift
+        sx = x + self.light_dir[0] * z
+        sy = y + self.light_dir[1] * z / self.cam.aspect
         cx, cy, depth = self.cam.project(sx, sy, 0.0)
-        r = self.head_r * (1 + 0.6 * h / self.lift) * self.cam.focal / depth
-        soft = 1.0 + 2.0 * h / self.lift
+        r = self.head_r * (1 + 0.6 * h) * self.cam.focal / depth
+        soft = 1.0 + 2.0 * h
         sl = self._patch(cx - r - soft - 1, cx + r + soft + 1, cy - r - soft - 1, cy + r + soft + 1)
         if sl is None:
             return
         d = np.hypot(self.cols[sl] - cx, self.rows[sl] - cy)
-        img[sl] *= 1 - (0.5 - 0.3 * min(1.0, h / self.lift)) * np.clip(0.5 + (r - d) / soft, 0, 1)
+        img[sl] *= 1 - (0.5 - 0.3 * min(1.0, h)) * np.clip(0.5 + (r - d) / soft, 0, 1)
 
     def mallet_points(self, m: int, x: float, y: float, h: float):
         """Pixel position and radius of the head, and the hand's pixel position and radius."""
