@@ -168,22 +168,33 @@ def per_hop_us(mapping, embedding: np.ndarray, settings: ContinuousConfig, n: in
 
 
 def plot(demo, mapping: TaughtMapping, path: Path, title: str) -> Path:
-    """Demonstration windows in the plane of their two principal components; the background is the
-    mapping's LED colour for the (unit) embedding at each grid point of that plane."""
+    """Demonstration windows in the plane that best separates them; the background is the mapping's LED
+    colour for the embedding at each grid point of that plane (lifted as said below)."""
     from training.plots import _plt
 
     plt = _plt()
     x = demo.rows / np.linalg.norm(demo.rows, axis=1, keepdims=True)
     mean = x.mean(axis=0)
-    # The plane through the examples' mean embeddings (their principal components): it separates the
-    # demonstrated sounds, where the windows' own first components mostly spread onsets from bodies.
+    # The plane that best separates the demonstrated sounds (the top two Fisher discriminant directions,
+    # shrunk within-sound scatter, made orthonormal so the grid is a true slice of the embedding space).
     ex = demo.take_example[demo.row_take]
     centres = np.stack([x[ex == i].mean(axis=0) for i in np.unique(ex)])
-    _, _, vt = np.linalg.svd(centres - centres.mean(axis=0), full_matrices=False)
+    within = sum(np.cov(x[ex == i].T, bias=True) * np.sum(ex == i) for i in np.unique(ex)) / len(x)
+    between = np.cov((centres - mean).T, bias=True)
+    vals, vecs = np.linalg.eig(np.linalg.solve(within + 0.1 * np.trace(within) / len(within) * np.eye(len(within)),
+                                               between))
+    top = np.real(vecs[:, np.argsort(-np.real(vals))[:2]])
+    vt = np.linalg.qr(top)[0].T
     z = (x - mean) @ vt[:2].T
     lo, hi = z.min(axis=0) - 0.15, z.max(axis=0) + 0.15
     gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 120), np.linspace(lo[1], hi[1], 120))
-    grid = mean + np.stack([gx.ravel(), gy.ravel()], axis=1) @ vt[:2]
+    # Each grid point is lifted back into the embedding with the off-plane part of the demonstration window
+    # nearest to it in the plane, so the background at a dot is what that window gets, and in between it
+    # shows how the mapping blends as a sound moves along the plane.
+    p = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    residual = x - mean - z @ vt[:2]
+    nearest = np.argmin(((p[:, None, :] - z[None]) ** 2).sum(-1), axis=1)
+    grid = mean + p @ vt[:2] + residual[nearest]
     pred, _ = mapping.model.predict(grid)
     img = np.clip(pred[:, :3], 0, 1).reshape(120, 120, 3)
     fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
@@ -191,8 +202,8 @@ def plot(demo, mapping: TaughtMapping, path: Path, title: str) -> Path:
     colours = np.clip(demo.targets[:, :3], 0, 1)
     ax.scatter(z[:, 0], z[:, 1], c=colours, edgecolors="black", linewidths=0.6, s=28)
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("embedding PC 1 (of the demonstrated sounds)")
-    ax.set_ylabel("embedding PC 2")
+    ax.set_xlabel("embedding, discriminant direction 1 of the demonstrated sounds")
+    ax.set_ylabel("discriminant direction 2")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -263,8 +274,7 @@ def evaluate(model_path: str | Path, out: Path, quick: bool = False, seed: int =
                         "default_unsmoothed": run_steady(model, default_map, ContinuousConfig(smoothing_s=0.0))}
     result["plot"] = str(plot(demo, knn, out / "mapping.png",
                               "map-teach: 5 held-out families + a steady tone, 3 takes each\n"
-                              "dots: demonstration windows in their colour; background: the taught mapping's LED "
-                              "colour (k-NN)"))
+                              "dots: demonstration windows, their colour; background: the mapping's LED colour"))
     return result
 
 

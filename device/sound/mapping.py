@@ -157,6 +157,10 @@ class NearestNeighbours:
     def predict(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         d = np.maximum(1.0 - _unit_rows(e) @ self.x.T, 0.0)
         k = min(self.k, d.shape[1])
+        if len(d) == 1:  # the box's case, one window a hop: plain vector work, no batched gather
+            idx = np.argpartition(d[0], k - 1)[:k]
+            w = 1.0 / (d[0, idx] + _EPS) ** self.power
+            return (w @ self.y[idx] / w.sum())[None], d[0, idx].min(keepdims=True)
         idx = np.argpartition(d, k - 1, axis=1)[:, :k]
         dk = np.take_along_axis(d, idx, axis=1)
         w = 1.0 / (dk + _EPS) ** self.power
