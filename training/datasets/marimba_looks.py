@@ -26,7 +26,9 @@ Geometry
     corners go into the manifest as ``synthetic.camera.corners``:
     ``[[x, y], ...]`` in pixels (x = column, y = row, pixel centres at
     integers), in the order TL, TR, BR, BL, i.e. (X, Y) = (0, -0.25),
-    (1, -0.25), (1, 0.25), (0, 0.25).
+    (1, -0.25), (1, 0.25), (0, 0.25). In about one video in ten (``clipped``:
+    true) a side edge of the frame cuts 1.5 % of the box (a quarter bar; every
+    bar centre stays in the picture), so corners can lie just outside it.
 
 Speed
     The static scene (table, instrument, light) is drawn once per video in
@@ -276,16 +278,16 @@ class Camera:
         slack = np.array([W - 1, Hh - 1]) - (hi - lo)
         margin = np.minimum(0.03 * np.array([W, Hh]), np.maximum(slack / 2, 0))
         shift = np.array([rng.uniform(margin[i], max(margin[i], slack[i] - margin[i])) for i in range(2)]) - lo
-        if rng.random() < look["clip_p"]:
+        clipped = bool(rng.random() < look["clip_p"])
+        if clipped:  # flush with a side edge and a little past it
             over = 0.015 * (hi - lo)[0]
-            shift[0] += -over if rng.random() < 0.5 else over
-            shift[0] = np.clip(shift[0], -lo[0] - over, W - 1 - hi[0] + over)
+            shift[0] = -lo[0] - over if rng.random() < 0.5 else W - 1 - hi[0] + over
         self.P = np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1.0]]) @ P
         self.H = self.P[:, [0, 1, 3]] @ np.diag([1.0, self.aspect, 1.0])  # world (X, Y, 1) -> pixel
         self.corners = self.project_plane(np.array(BOX_CORNERS))
         self.focal, self.distance = f, dist
         self.info = {"tilt_deg": look["tilt"], "yaw_deg": look["yaw"], "roll_deg": look["roll"],
-                     "focal_px": float(f), "aspect": float(self.aspect), "fill": float(fill),
+                     "focal_px": float(f), "aspect": float(self.aspect), "fill": float(fill), "clipped": clipped,
                      "homography": np.round(self.H / self.H[2, 2], 9).tolist()}
 
     @staticmethod
