@@ -56,7 +56,7 @@ from training.datasets.marimba_synth import (
     render_audio,
 )
 
-RENDERER_VERSION = 2  # bump when the picture changes (cached renders are keyed by it)
+RENDERER_VERSION = 3  # bump when the picture changes (cached renders are keyed by it)
 RENDERER = "marimba_looks"
 BOX_HALF = 0.25  # the bar-row box: X in [0, 1], Y in [-BOX_HALF, BOX_HALF]
 BOX_CORNERS = ((0.0, -BOX_HALF), (1.0, -BOX_HALF), (1.0, BOX_HALF), (0.0, BOX_HALF))  # TL, TR, BR, BL
