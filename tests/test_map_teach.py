@@ -423,3 +423,19 @@ def test_regressors_reproduce_their_demonstrations_and_leave_one_out_reports_err
     assert max(abs(x - y) for x, y in zip(out.colour, (0, 1, 0))) < 0.2 and abs(out.cc[1] - 0.5 * 127) < 20
     loo = leave_one_take_out(rows, row_take, targets, ["rgb", "cc1"], method)
     assert loo["nearest_ok"] == 1.0 and loo["rgb"] < 40 and loo["windows"] == 18
+
+
+def test_an_example_recorded_from_the_sim_mic(tmp_path, capsys, standin):
+    playlist = wav(tmp_path, "mic.wav", join(*(part for f in (LOW, LOW * 1.01) for part in
+                                               (silence(0.6), tone(f, 0.6), silence(0.3)))))
+    cfg = tmp_path / "box.toml"  # countdown 0.5 s + take 1.0 s: each take window holds one 0.6 s tone
+    cfg.write_text(f'[teach]\ntake_s = 1.0\ncountdown_s = 0.5\ndir = "{tmp_path / "t"}"\n')
+    high = wav(tmp_path, "high.wav", take(HIGH))
+    rc, out, err = run(capsys, "map-teach", "--config", str(cfg), "--sim", playlist,
+                       "--record", "2", "--rgb", "#ff0000", "--cc", "74=10", "--example", high, "--rgb", "#0000ff",
+                       "--cc", "74=120")
+    assert rc == 0, err
+    assert out.count("get ready") == 2 and "2 examples, 3 takes" in out
+    assert "2 recorded take(s) of example 1" in out
+    m = MappingStore(tmp_path / "t").load()
+    assert [len(ex["takes"]) for ex in m.examples] == [2, 1]
