@@ -797,8 +797,12 @@ def render_look_dataset(folder: str | Path, seeds: Sequence[int], families: Sequ
 
 
 def contact_sheet(path: str | Path, families: Sequence[str] = tuple(FAMILIES), seed: int = 0,
-                  config: LookConfig = LookConfig(), columns: int = 4) -> Path:
-    """A PNG with one frame per family, the true bar-row box outlined, held-out families marked."""
+                  config: LookConfig = LookConfig(), columns: int = 4, include_eval: bool = True) -> Path:
+    """A PNG with one frame per family, the true bar-row box outlined, held-out families marked.
+
+    The last panel is the evaluation instrument (``marimba_eval_look``, its own code) when
+    ``include_eval``.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -806,16 +810,26 @@ def contact_sheet(path: str | Path, families: Sequence[str] = tuple(FAMILIES), s
 
     cfg = LookConfig(seconds=1.0, fps=config.fps, sample_rate=config.sample_rate, height=config.height,
                      width=config.width, notes=config.notes, mallets=config.mallets)
-    rows = -(-len(families) // columns)
+    panels: list[tuple[str, Any]] = [
+        (fam + (" (held out)" if fam in HELDOUT_FAMILIES else ""), lambda fam=fam: render_look(seed, fam, cfg))
+        for fam in families]
+    if include_eval:
+        from training.datasets import marimba_eval_look as ev
+
+        panels.append((f"{ev.LOOK_FAMILY} (eval, own code)",
+                       lambda: ev.render_eval(seed, seconds=cfg.seconds, width=cfg.width, height=cfg.height)))
+    rows = -(-len(panels) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.2 * rows * cfg.height / cfg.width + 0.4 * rows))
     for ax in np.ravel(axes):
         ax.axis("off")
-    for ax, fam in zip(np.ravel(axes), families):
-        v = render_look(seed, fam, cfg)
+    for ax, (title, draw) in zip(np.ravel(axes), panels):
+        v = draw()
         ax.imshow(v.frames[len(v.frames) // 2], cmap="gray", vmin=0, vmax=255)
         c = np.array(v.camera["corners"] + v.camera["corners"][:1])
         ax.plot(c[:, 0], c[:, 1], "-", color="tab:orange", lw=0.8, alpha=0.8)
-        ax.set_title(fam + (" (held out)" if fam in HELDOUT_FAMILIES else ""), fontsize=9)
+        ax.set_xlim(-0.5, cfg.width - 0.5)  # a clipped pose's box runs past the picture
+        ax.set_ylim(cfg.height - 0.5, -0.5)
+        ax.set_title(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
