@@ -1,0 +1,485 @@
+"""Find the bar row in a recording: corners of the bar-row box from where the mallets land when a note sounds.
+
+``auto_calibrate(frames, onsets, frame_times)`` -> ``Calibration``. The audio
+says which bar was struck when; the video says where something landed then.
+
+1. Background: the temporal median of the frames (mallets and hands move, the
+   instrument does not).
+2. Per-bar strike heat maps: for each strike, |frame - background| in the
+   frames around the strike time; averaged over the strikes of bar j, minus
+   the average over all strikes, which cancels what is there at every strike
+   (hands, shafts, the other mallet, lighting changes). Its smoothed peak is
+   where bar j is hit; a peak that does not stand out of the map's noise is
+   dropped.
+3. The bar centres lie on one line across the row, bar j at u = (j + 0.5) / n;
+   a 1-D projective map p(u) = (A u + B) / (c u + 1) (a line seen in
+   perspective) is fitted with RANSAC over triples of bars, refitted on the
+   inliers, and extrapolated to the row's ends u = 0 and u = 1. The RMS
+   distance of the inlier bars from it is the reported residual.
+4. Bar-row height: in the background, the bars' long axis at each bar (the
+   structure tensor's orientation: bar edges and grain run along it) and, along
+   it, where each bar ends (the profile through the bar's centre crosses half
+   way between bar and table). Each end's distance, in units of the row's
+   local scale |dp/du|, is fitted across bars (log-linear in pitch, robust
+   Theil-Sen: bars shorten with pitch; a misread bar does not move the fit),
+   and the longest bar's ends set the box's top and bottom at both row ends.
+   Where the bar ends cannot be read (low contrast), the height falls back to
+   the synthetic instrument's proportion (longest bar = half the row width).
+
+Needs at least ``MIN_BARS`` distinct bars struck, spanning a third of the row,
+else one ``SaySeeError`` line says so. Pure numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any, Sequence
+
+import numpy as np
+
+from device.errors import SaySeeError
+from device.marimba.rectify import Calibration
+
+MIN_BARS = 4
+STRIKE_LAG_S = 0.015  # audio onsets (window starts) come ~13 ms before the strike (measured on renders)
+DEFAULT_HALF_HEIGHT = 0.25  # bar-row box half height / row width when the bar ends can't be read
+MEDIAN_FRAMES = 120  # frames the background median is taken over (evenly spaced)
+HINT = "play each bar a few times or use --corners"
+
+
+@dataclass
+class Detection:
+    """What ``auto_calibrate`` found, for reports and pictures (the calibration is ``calibration``)."""
+
+    calibration: Calibration
+    bar_points: dict[int, tuple[float, float]]  # bar index -> strike centre (pixels)
+    inliers: list[int]
+    residual_px: float
+    projective: bool
+    height_source: str  # "bar ends" | "default proportion"
+    background: np.ndarray = field(repr=False)
+    strikes: int = 0
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _box_blur(img: np.ndarray, r: int) -> np.ndarray:
+    """Mean over a (2r+1)^2 box, edges by reflection (separable cumulative sums)."""
+    if r <= 0:
+        return img
+    out = img
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (r + 1, r)
+        c = np.cumsum(np.pad(out, pad, mode="reflect"), axis=axis, dtype=np.float64)
+        n = out.shape[axis]
+        hi = np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis)
+        lo = np.take(c, np.arange(0, n), axis=axis)
+        out = (hi - lo) / (2 * r + 1)
+    return out
+
+
+def _bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Sample img at continuous pixel coordinates (pixel centres at i + 0.5), clamped at the edges."""
+    H, W = img.shape
+    fx, fy = np.clip(x - 0.5, 0, W - 1), np.clip(y - 0.5, 0, H - 1)
+    x0, y0 = np.minimum(np.floor(fx).astype(int), W - 2), np.minimum(np.floor(fy).astype(int), H - 2)
+    ax, ay = fx - x0, fy - y0
+    return ((1 - ay) * ((1 - ax) * img[y0, x0] + ax * img[y0, x0 + 1])
+            + ay * ((1 - ax) * img[y0 + 1, x0] + ax * img[y0 + 1, x0 + 1]))
+
+
+class _LineMap:
+    """p(u) = o + D a(u), a(u) = (alpha u + beta) / (c u + 1): a straight row seen in perspective (c = 0: affine)."""
+
+    def __init__(self, o: np.ndarray, D: np.ndarray, alpha: float, beta: float, c: float):
+        self.o, self.D, self.alpha, self.beta, self.c = o, D, float(alpha), float(beta), float(c)
+
+    def a(self, u: Any) -> np.ndarray:
+        u = np.asarray(u, dtype=np.float64)
+        return (self.alpha * u + self.beta) / (self.c * u + 1.0)
+
+    def __call__(self, u: Any) -> np.ndarray:
+        return self.o + self.D * self.a(u)[..., None]
+
+    def derivative(self, u: Any) -> np.ndarray:
+        u = np.asarray(u, dtype=np.float64)
+        return self.D * ((self.alpha - self.c * self.beta) / (self.c * u + 1.0) ** 2)[..., None]
+
+
+def _fit_a(u: np.ndarray, a: np.ndarray, w: np.ndarray | None = None, projective: bool = True
+           ) -> tuple[float, float, float] | None:
+    """Least squares a (c u + 1) = alpha u + beta; None when c would fold the row."""
+    w = np.ones(len(u)) if w is None else np.sqrt(w)
+    if projective:
+        M = np.stack([u, np.ones_like(u), -u * a], axis=1) * w[:, None]
+    else:
+        M = np.stack([u, np.ones_like(u)], axis=1) * w[:, None]
+    sol, *_ = np.linalg.lstsq(M, a * w, rcond=None)
+    c = float(sol[2]) if projective else 0.0
+    if not -0.8 < c < 4.0:  # the denominator must stay positive and tame over u in 0..1
+        return None
+    return float(sol[0]), float(sol[1]), c
+
+
+def _theil_sen(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Robust line y = a + b x (median of pairwise slopes)."""
+    if len(x) == 1:
+        return float(y[0]), 0.0
+    i, j = np.triu_indices(len(x), 1)
+    dx = x[j] - x[i]
+    ok = np.abs(dx) > 1e-9
+    b = float(np.median((y[j] - y[i])[ok] / dx[ok])) if ok.any() else 0.0
+    return float(np.median(y - b * x)), b
+
+
+# --------------------------------------------------------------- the steps
+
+
+def background(frames: np.ndarray) -> np.ndarray:
+    """Temporal median of up to MEDIAN_FRAMES evenly spaced frames, float32."""
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MEDIAN_FRAMES)).round().astype(int))
+    return np.median(np.asarray(frames)[idx], axis=0).astype(np.float32)
+
+
+def _box_1d(img: np.ndarray, r: int, axis: int) -> np.ndarray:
+    """Mean over 2r+1 samples along one axis (reflected edges)."""
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (r + 1, r)
+    c = np.cumsum(np.pad(img, pad, mode="reflect"), axis=axis, dtype=np.float64)
+    n = img.shape[axis]
+    return (np.take(c, np.arange(2 * r + 1, 2 * r + 1 + n), axis=axis) - np.take(c, np.arange(n), axis=axis)) / (2 * r + 1)
+
+
+def blob_response(d: np.ndarray, r: int) -> np.ndarray:
+    """How much a blob of radius ~r stands out of ``d``: lines (shafts, arms' edges) answer weakly.
+
+    min(horizontal, vertical) local means: a blob fills both, a line only the
+    one along it; minus the surround, so broad changes (light, a whole arm)
+    cancel.
+    """
+    core = np.minimum(_box_1d(_box_1d(d, r, 1), max(1, r // 2), 0), _box_1d(_box_1d(d, r, 0), max(1, r // 2), 1))
+    return core - _box_blur(d, 3 * r)
+
+
+def strike_points(frames: np.ndarray, onsets: Sequence[tuple[float, int]], frame_times: np.ndarray,
+                  bg: np.ndarray, n_bars: int) -> tuple[dict[int, tuple[float, float, float]], int]:
+    """bar -> (x, y, strength): where the mallet head is at that bar's strikes; and the strikes used.
+
+    Per strike: |frame - background| around the strike time, minus its mean
+    over all strikes (what is there at every strike: hands, lighting), then
+    the strongest blob; per bar, the median of its strikes' blobs (a strike
+    whose blob is the other mallet is outvoted).
+    """
+    H, W = bg.shape
+    times = np.asarray(frame_times, dtype=np.float64)
+    diffs: list[np.ndarray] = []
+    bars: list[int] = []
+    for t, bar in onsets:
+        if not 0 <= int(bar) < n_bars:
+            continue
+        i = int(np.argmin(np.abs(times - (t + STRIKE_LAG_S))))
+        acc = np.zeros((H, W), np.float32)
+        for k, wk in ((i - 1, 0.5), (i, 1.0), (i + 1, 0.5)):  # the head is on or near the bar around the strike
+            if 0 <= k < len(frames):
+                acc += wk * np.abs(frames[k].astype(np.float32) - bg)
+        diffs.append(acc)
+        bars.append(int(bar))
+    if not diffs:
+        return {}, 0
+    mean_all = np.mean(diffs, axis=0)
+    r = max(1, round(W / 50))  # about a mallet head's radius when the row fills the frame
+    out = {}
+    for bar in sorted(set(bars)):
+        mine = [d for d, b in zip(diffs, bars) if b == bar]
+        resp = blob_response(np.mean(mine, axis=0) - mean_all, r)
+        noise = 1.4826 * float(np.median(np.abs(resp - np.median(resp)))) + 1e-6
+        y, x = np.unravel_index(int(np.argmax(resp)), resp.shape)
+        strength = float(resp[y, x]) / noise
+        if strength < 6.0:  # nothing stands out where this bar was struck
+            continue
+        y0, y1, x0, x1 = max(0, y - r), min(H, y + r + 1), max(0, x - r), min(W, x + r + 1)
+        patch = np.clip(resp[y0:y1, x0:x1] - 0.5 * resp[y, x], 0, None)  # centroid of the peak's upper half
+        yy, xx = np.mgrid[y0:y1, x0:x1]
+        s = patch.sum()
+        out[bar] = (float((patch * xx).sum() / s) + 0.5, float((patch * yy).sum() / s) + 0.5, strength)
+    return out, len(diffs)
+
+
+def fit_row(points: dict[int, tuple[float, float, float]], n_bars: int) -> tuple[_LineMap, list[int], float, bool]:
+    """RANSAC + refit of the bar centres to p(u); (map, inlier bars, RMS residual along the row px, projective?).
+
+    Where along a bar the mallet lands varies from strike to strike, so only
+    the position ALONG the row is trusted for the fit (and the residual); the
+    row's position across is a robust line through the points, refined later
+    from the bar ends.
+    """
+    bars = np.array(sorted(points))
+    u = (bars + 0.5) / n_bars
+    p = np.array([points[b][:2] for b in bars])
+    w = np.array([min(points[b][2], 50.0) for b in bars])
+    # Row direction: robust slope of each coordinate against u (a misplaced strike point doesn't tilt it).
+    o = np.median(p, axis=0)
+    ks = np.array([_theil_sen(u, p[:, 0])[1], _theil_sen(u, p[:, 1])[1]])
+    along = ks / np.linalg.norm(ks)
+    across = np.array([-along[1], along[0]])
+    a_all, e_all = (p - o) @ along, (p - o) @ across
+    pitch = float(np.linalg.norm(ks)) / n_bars
+    thr = max(1.0, 0.3 * pitch)
+    projective = len(bars) >= 6 and (bars.max() - bars.min()) >= n_bars / 2
+    best, best_in, best_cost = None, np.zeros(len(bars), bool), np.inf
+    for tri in combinations(range(len(bars)), 3):
+        idx = list(tri)
+        if (u[idx[2]] - u[idx[0]]) < 0.15:
+            continue
+        m = _fit_a(u[idx], a_all[idx], projective=projective)
+        if m is None:
+            continue
+        r = np.abs((m[0] * u + m[1]) / (m[2] * u + 1) - a_all)
+        inl = r < thr
+        cost = float(np.minimum(r, thr).sum())  # MSAC: inliers by how well they fit, outliers a flat price
+        if cost < best_cost:
+            best, best_in, best_cost = m, inl, cost
+    keep = best_in if best_in.sum() >= 3 else np.ones(len(bars), bool)
+    spread = bars[keep].max() - bars[keep].min()
+    proj = projective and keep.sum() >= 6 and spread >= n_bars / 2
+    m = _fit_a(u[keep], a_all[keep], w[keep], projective=proj) or _fit_a(u[keep], a_all[keep], w[keep], False)
+    alpha, beta, c = m
+    res = float(np.sqrt(np.mean(((alpha * u + beta) / (c * u + 1) - a_all)[keep] ** 2)))
+    g, d = _theil_sen(a_all[keep], e_all[keep])  # across = g + d * along
+    row = _LineMap(o + g * across, along + d * across, alpha, beta, c)
+    return row, [int(b) for b in bars[keep]], res, proj
+
+
+def recentre(row: _LineMap, ends: np.ndarray, axes: np.ndarray, n_bars: int) -> _LineMap:
+    """The row line through the bars' middles: each bar's point slides along the bar's own axis to halfway
+    between its measured ends (where along a bar the mallets landed no longer matters), then the row is refitted.
+    """
+    both = np.all(np.isfinite(ends), axis=1)
+    if both.sum() < 4:
+        return row
+    u = (np.arange(n_bars) + 0.5) / n_bars
+    mids = row(u) + axes * ((ends[:, 1] + ends[:, 0]) / 2)[:, None]
+    points = {int(j): (float(mids[j, 0]), float(mids[j, 1]), 10.0) for j in np.flatnonzero(both)}
+    return fit_row(points, n_bars)[0]
+
+
+def bar_axes(bg: np.ndarray, row: _LineMap, n_bars: int) -> np.ndarray:
+    """(n_bars, 2) unit vectors along each bar's length, oriented 'down' (clockwise from the row direction)."""
+    g = _box_blur(bg.astype(np.float64), 1)
+    gy, gx = np.gradient(g)
+    u = (np.arange(n_bars) + 0.5) / n_bars
+    centres, d = row(u), row.derivative(u)
+    pitch = np.linalg.norm(d, axis=1) / n_bars
+    along = d / np.linalg.norm(d, axis=1, keepdims=True)
+    perp = np.stack([-along[:, 1], along[:, 0]], axis=1)  # clockwise in image coordinates (y down)
+    H, W = bg.shape
+    ang, wts = [], []
+    for j in range(n_bars):
+        r = max(2, int(round(pitch[j] * 1.2)))
+        cx, cy = int(centres[j, 0]), int(centres[j, 1])
+        y0, y1, x0, x1 = max(0, cy - 2 * r), min(H, cy + 2 * r + 1), max(0, cx - r), min(W, cx + r + 1)
+        if y1 - y0 < 3 or x1 - x0 < 3:
+            ang.append(0.0), wts.append(0.0)
+            continue
+        jx, jy = gx[y0:y1, x0:x1], gy[y0:y1, x0:x1]
+        jxx, jyy, jxy = (jx * jx).sum(), (jy * jy).sum(), (jx * jy).sum()
+        phi = 0.5 * math.atan2(2 * jxy, jxx - jyy)  # dominant gradient direction: across the bar
+        coherence = math.hypot(jxx - jyy, 2 * jxy) / (jxx + jyy + 1e-9)
+        axis = np.array([-math.sin(phi), math.cos(phi)])
+        # angle of the bar axis relative to the row's perpendicular (small for a sane view)
+        rel = math.atan2(perp[j, 0] * axis[1] - perp[j, 1] * axis[0], perp[j] @ axis)
+        rel = (rel + math.pi / 2) % math.pi - math.pi / 2
+        ang.append(rel), wts.append(coherence)
+    ang, wts = np.asarray(ang), np.asarray(wts)
+    good = (wts > 0.3) & (np.abs(ang) < math.radians(35))
+    if good.sum() >= 4:
+        a, b = _theil_sen(u[good], ang[good])
+        rel = a + b * u
+    else:
+        rel = np.zeros(n_bars)
+    c, s = np.cos(rel), np.sin(rel)
+    return np.stack([c * perp[:, 0] - s * perp[:, 1], s * perp[:, 0] + c * perp[:, 1]], axis=1)
+
+
+def bar_ends(bg: np.ndarray, row: _LineMap, axes: np.ndarray, n_bars: int) -> np.ndarray:
+    """(n_bars, 2) signed distance in pixels along each bar's axis from the row line to its top (negative)
+    and bottom end; nan where the bar can't be told from the table.
+
+    The profile through the bar's middle (a band across its width) is
+    classified against the table level (the profile's outer parts) at half the
+    bar's contrast; the bar is the longest run of bar-like samples (short
+    gaps closed), so the row line need not be centred on the bars yet.
+    """
+    u = (np.arange(n_bars) + 0.5) / n_bars
+    centres, d = row(u), row.derivative(u)
+    along = d / np.linalg.norm(d, axis=1, keepdims=True)
+    pitch = np.linalg.norm(d, axis=1) / n_bars
+    length = float(np.linalg.norm(row(1.0) - row(0.0)))
+    step = 0.5
+    t = np.arange(-0.6 * length, 0.6 * length + step / 2, step)
+    outer = np.abs(t) > 0.45 * length
+    gap = max(2, int(round(0.02 * length / step)))
+    out = np.full((n_bars, 2), np.nan)
+    for j in range(n_bars):
+        offs = np.linspace(-0.2, 0.2, 5) * pitch[j]  # a band across the bar, inside its width
+        pts = centres[j][None, None, :] + t[None, :, None] * axes[j] + offs[:, None, None] * along[j]
+        prof = _bilinear(bg, pts[..., 0], pts[..., 1]).mean(axis=0)
+        table = float(np.median(prof[outer]))
+        dev = prof - table
+        inner = ~outer
+        lo, hi = np.percentile(dev[inner], [5, 95])
+        peak = hi if abs(hi) >= abs(lo) else lo  # the bar is brighter or darker than the table
+        if abs(peak) < 10.0:
+            continue
+        bar = dev * np.sign(peak) > abs(peak) / 2
+        # close short gaps (grain, a cord, a resting mallet), then take the longest run
+        idx = np.flatnonzero(bar)
+        if len(idx) < 2:
+            continue
+        for a_, b_ in zip(idx[:-1], idx[1:]):
+            if 1 < b_ - a_ <= gap:
+                bar[a_:b_] = True
+        edges = np.flatnonzero(np.diff(np.r_[0, bar.astype(np.int8), 0]))
+        starts, stops = edges[::2], edges[1::2]
+        k = int(np.argmax(stops - starts))
+        s0, s1 = int(starts[k]), int(stops[k]) - 1  # first and last bar sample
+        if s0 == 0 or s1 == len(t) - 1 or (s1 - s0) * step < 0.08 * length:
+            continue
+        mid = table + peak / 2
+
+        def cross(i_out: int, i_in: int) -> float:
+            a, b = prof[i_out] - mid, prof[i_in] - mid
+            f = a / (a - b) if a != b else 0.5
+            return float(t[i_out] + f * (t[i_in] - t[i_out]))
+
+        out[j] = cross(s0 - 1, s0), cross(s1 + 1, s1)
+    return out
+
+
+def refine_along(bg: np.ndarray, row: _LineMap, axes: np.ndarray, ends: np.ndarray, n_bars: int
+                 ) -> dict[int, tuple[float, float, float]]:
+    """Each bar's centre along the row from the background: the symmetry centre of the profile across it.
+
+    The strikes say which bar is where to within a fraction of a pitch (a
+    shaft or the point of impact may pull them aside); the bar itself, a
+    symmetric strip between gaps, fixes its centre. Of the candidate symmetry
+    centres (bar middles and gap middles alternate) the one that looks like
+    bar, not table, is taken. Bars whose profile is unclear keep their row point.
+    """
+    u = (np.arange(n_bars) + 0.5) / n_bars
+    centres, d = row(u), row.derivative(u)
+    along = d / np.linalg.norm(d, axis=1, keepdims=True)
+    pitch = np.linalg.norm(d, axis=1) / n_bars
+    length = float(np.linalg.norm(row(1.0) - row(0.0)))
+    # Bars brighter or darker than the gaps between them? The row line is mostly bar, far off it is table.
+    on_row = _bilinear(bg, *row(np.linspace(0.02, 0.98, 200)).T)
+    off = np.concatenate([_bilinear(bg, *(centres + sign * 0.45 * length * axes).T) for sign in (-1, 1)])
+    polarity = 1.0 if np.median(on_row) >= np.median(off) else -1.0
+    out: dict[int, tuple[float, float, float]] = {}
+    for j in range(n_bars):
+        if np.all(np.isfinite(ends[j])):
+            mid, half = (ends[j, 0] + ends[j, 1]) / 2, (ends[j, 1] - ends[j, 0]) / 2
+            band = mid + np.linspace(-0.6, 0.6, 9) * half
+        else:
+            band = np.linspace(-0.04, 0.04, 9) * length
+        step = max(0.1, pitch[j] / 40)
+        xs = np.arange(-1.2 * pitch[j], 1.2 * pitch[j] + step / 2, step)
+        pts = centres[j][None, None, :] + band[:, None, None] * axes[j] + xs[None, :, None] * along[j]
+        prof = _bilinear(bg, pts[..., 0], pts[..., 1]).mean(axis=0)
+        table = float(np.percentile(prof, 10)), float(np.percentile(prof, 90))
+        n_half = int(round(0.7 * pitch[j] / step))
+        best, best_cost = None, np.inf
+        for k in range(n_half, len(xs) - n_half):
+            if abs(xs[k]) > 0.45 * pitch[j]:
+                continue
+            left, right = prof[k - n_half: k][::-1], prof[k + 1: k + 1 + n_half]
+            cost = float(np.mean(np.abs(left - right)))
+            # bar-like: the centre is on the bars' side of halfway between bar and gap levels
+            lo, hi = table
+            if (prof[k] - (lo + hi) / 2) * polarity <= 0 or hi - lo < 10.0:
+                continue
+            if cost < best_cost:
+                best, best_cost = xs[k], cost
+        if best is None:
+            continue
+        p = centres[j] + best * along[j]
+        out[j] = (float(p[0]), float(p[1]), 10.0)
+    return out
+
+
+def auto_calibrate(frames: np.ndarray, onsets: Sequence[tuple[float, int]], frame_times: Sequence[float],
+                   n_bars: int = 18, notes: Sequence[int] | None = None, what: str = "the recording",
+                   detail: bool = False) -> Calibration | Detection:
+    """Corners of the bar-row box from frames (N, H, W) uint8 and audio onsets [(t_seconds, bar_index)].
+
+    ``notes`` (MIDI per bar) lets the bar-length fit use pitch (bars shorten
+    with pitch); ``what`` names the recording in messages; ``detail=True``
+    returns a ``Detection`` (bar points, inliers, residual) instead.
+    """
+    frames = np.asarray(frames)
+    if frames.ndim == 4:
+        frames = frames.mean(axis=3).astype(np.uint8)
+    if frames.ndim != 3 or len(frames) < 3:
+        raise SaySeeError(f"{what}: too few frames to calibrate from ({len(frames)})")
+    struck = sorted({int(b) for _, b in onsets if 0 <= int(b) < n_bars})
+    need = f"at least {MIN_BARS} different bars spread over a third of the row are needed; {HINT}"
+    if len(struck) < MIN_BARS or struck[-1] - struck[0] < n_bars / 3:
+        raise SaySeeError(f"{what}: only {len(struck)} bars were struck"
+                          f"{' (' + ', '.join(str(b + 1) for b in struck) + ')' if struck else ''}; {need}")
+    bg = background(frames)
+    points, n_strikes = strike_points(frames, onsets, np.asarray(frame_times, dtype=np.float64), bg, n_bars)
+    found = sorted(points)
+    if len(found) < MIN_BARS or found[-1] - found[0] < n_bars / 3:
+        raise SaySeeError(f"{what}: no clear motion where {len(struck) - len(found)} of the {len(struck)} struck "
+                          f"bars were played (mallets seen at only {len(found)} bars); is the camera on the "
+                          f"instrument? {HINT}")
+    row, inliers, residual, projective = fit_row(points, n_bars)
+    for _ in range(2):  # the strikes fix the row along; the bar ends fix it across
+        axes = bar_axes(bg, row, n_bars)
+        ends = bar_ends(bg, row, axes, n_bars)
+        row = recentre(row, ends, axes, n_bars)
+    for _ in range(2):  # then the bars themselves fix it along
+        refined = refine_along(bg, row, axes, ends, n_bars)
+        if len(refined) < max(MIN_BARS, n_bars // 2):
+            break
+        row, inliers, residual, projective = fit_row(refined, n_bars)
+        axes = bar_axes(bg, row, n_bars)
+        ends = bar_ends(bg, row, axes, n_bars)
+    axes = bar_axes(bg, row, n_bars)
+    ends = bar_ends(bg, row, axes, n_bars)
+    u = (np.arange(n_bars) + 0.5) / n_bars
+    scale = np.linalg.norm(row.derivative(u), axis=1)  # pixels per unit u (row width) at each bar
+    x = np.asarray(notes, dtype=np.float64)[:n_bars] if notes is not None and len(notes) >= n_bars else u
+    half = []
+    height_source = "bar ends"
+    for side in (0, 1):
+        ok = np.isfinite(ends[:, side])
+        if ok.sum() >= max(4, n_bars // 3):
+            a, b = _theil_sen(x[ok], np.log(np.maximum(np.abs(ends[ok, side]), 0.5) / scale[ok]))
+            half.append(float(np.exp(a + b * x).max()))  # the longest bar sets the box
+        else:
+            half.append(np.nan)
+    if not np.all(np.isfinite(half)):
+        known = [h for h in half if np.isfinite(h)]
+        half = [known[0]] * 2 if known else [DEFAULT_HALF_HEIGHT] * 2
+        height_source = "bar ends (one side)" if known else "default proportion"
+    ends_u = np.array([0.0, 1.0])
+    p, s = row(ends_u), np.linalg.norm(row.derivative(ends_u), axis=1)
+    # bar axis at the row ends: extrapolate the per-bar axes linearly in u
+    ax = np.stack([np.polyval(np.polyfit(u, axes[:, k], 1), ends_u) for k in (0, 1)], axis=1)
+    ax /= np.linalg.norm(ax, axis=1, keepdims=True)
+    tl, tr = p[0] - ax[0] * half[0] * s[0], p[1] - ax[1] * half[0] * s[1]
+    br, bl = p[1] + ax[1] * half[1] * s[1], p[0] + ax[0] * half[1] * s[0]
+    H, W = frames.shape[1:3]
+    try:
+        cal = Calibration.from_pixels([tl, tr, br, bl], (H, W), source="auto", residual_px=residual)
+    except ValueError as e:
+        raise SaySeeError(f"{what}: the bars found do not form a row ({e}); {HINT}") from None
+    if not detail:
+        return cal
+    return Detection(cal, {b: points[b][:2] for b in points}, inliers, residual, projective, height_source, bg,
+                     n_strikes)
