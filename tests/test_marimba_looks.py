@@ -31,6 +31,11 @@ def apply(Hm: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return q[:, :2] / q[:, 2:3]
 
 
+def same_notes(a, b) -> bool:
+    """Equal (onset, midi, velocity) lists, onsets to notes.csv's microsecond."""
+    return len(a) == len(b) and all(abs(x[0] - y[0]) < 2e-6 and x[1:] == y[1:] for x, y in zip(a, b))
+
+
 def test_families_split_into_train_and_held_out():
     assert set(ml.TRAIN_FAMILIES).isdisjoint(ml.HELDOUT_FAMILIES)
     assert set(ml.TRAIN_FAMILIES) | set(ml.HELDOUT_FAMILIES) == set(ml.FAMILIES)
@@ -51,6 +56,22 @@ def test_deterministic_by_seed():
     assert not np.array_equal(a.frames[0], c.frames[0]) and a.camera["corners"] != c.camera["corners"]
     d = ml.render_look(4, None, ml.LookConfig(seconds=0.2))
     assert d.camera["look_family"] == ml.TRAIN_FAMILIES[4 % len(ml.TRAIN_FAMILIES)]
+
+
+def test_quick_repeats_of_one_bar_are_added_to_the_score():
+    cfg = ml.LookConfig(seconds=30.0, repeat_probability=0.3)
+    from training.datasets.marimba_synth import _score
+
+    base = _score(np.random.default_rng(1), cfg.synth())
+    same = ml._add_repeats(np.random.default_rng(2), base, ml.LookConfig(seconds=30.0, repeat_probability=0.0))
+    assert [[(s.t, s.bar) for s in m] for m in same] == [[(s.t, s.bar) for s in m] for m in base]
+    more = ml._add_repeats(np.random.default_rng(2), base, cfg)
+    quick = 0
+    for strikes in more:
+        t = np.array([s.t for s in strikes])
+        assert np.all(np.diff(t) >= 0.12 - 1e-9) and t[-1] <= cfg.seconds - 0.35
+        quick += sum(a.bar == b.bar and b.t - a.t <= 0.2 + 1e-9 for a, b in itertools.pairwise(strikes))
+    assert quick >= 5
 
 
 @pytest.mark.parametrize("family", list(ml.FAMILIES))
@@ -98,7 +119,7 @@ def test_look_manifest_round_trip(tmp_path):
     assert syn["renderer"] == "marimba_looks" and syn["seed"] == 2
     assert np.allclose(syn["camera"]["corners"], v.camera["corners"])
     assert rec.frames.shape == v.frames.shape
-    assert [(round(t, 5), m, vel) for t, m, vel in rec.notes] == [(round(t, 5), m, vel) for t, m, vel in v.events]
+    assert same_notes(rec.notes, v.events)
 
 
 def test_dataset_assigns_families_and_keeps_finished_folders(tmp_path):
@@ -178,7 +199,7 @@ def test_eval_recording_round_trip_with_true_corners(tmp_path):
     tl, tr, br, bl = corners
     assert tl[0] < tr[0] and bl[0] < br[0] and tl[1] < bl[1]
     assert np.all((corners >= 0) & (corners <= [319, 239]))
-    assert [(round(t, 5), m) for t, m, _ in rec.notes] == [(round(t, 5), m) for t, m, _ in v.events]
+    assert same_notes(rec.notes, v.events)
 
 
 @pytest.mark.parametrize("pose", ["A", "B"])

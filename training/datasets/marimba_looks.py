@@ -1,9 +1,10 @@
 """Synthetic marimba videos in many looks: the wide world a model should see before it sees yours.
 
 ``marimba_synth`` draws one instrument (wooden bars, dark table, a nearly
-frontal camera). This module draws the same performances (its score, mallet
-motion and audio, imported, so the sound and the ground truth are the
-project's) on instruments from named *look families*: wooden marimbas, rainbow
+frontal camera). This module draws performances from its score, mallet motion
+and audio (imported, so the sound is the project's; quick repeats of one bar,
+0.12-0.2 s apart, are added, which its scores never have, and strokes between
+close strikes are lower) on instruments from named *look families*: wooden marimbas, rainbow
 toy xylophones, painted and pastel bars, glockenspiels with specular metal,
 on plain, striped, checked, gingham, plank or cluttered tables, struck by
 ball, yarn or rubber mallets held by hands and sleeved arms that enter from the
@@ -38,6 +39,7 @@ Speed
 
 from __future__ import annotations
 
+import bisect
 import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -53,10 +55,11 @@ from training.datasets.marimba_synth import (
     _jsonable,
     _mallet_state,
     _score,
+    _Strike,
     render_audio,
 )
 
-RENDERER_VERSION = 3  # bump when the picture changes (cached renders are keyed by it)
+RENDERER_VERSION = 4  # bump when the picture changes (cached renders are keyed by it)
 RENDERER = "marimba_looks"
 BOX_HALF = 0.25  # the bar-row box: X in [0, 1], Y in [-BOX_HALF, BOX_HALF]
 BOX_CORNERS = ((0.0, -BOX_HALF), (1.0, -BOX_HALF), (1.0, BOX_HALF), (0.0, BOX_HALF))  # TL, TR, BR, BL
@@ -74,6 +77,10 @@ class LookConfig:
     width: int = 160
     notes: tuple[int, ...] = DIATONIC_C4_F6
     mallets: int = 2
+    # Quick repeats of one bar (marimba_synth's scores have none): after a strike, with this
+    # probability the same mallet strikes the same bar again 1-3 times, repeat_gap apart.
+    repeat_probability: float = 0.12
+    repeat_gap: tuple[float, float] = (0.12, 0.2)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "notes", tuple(int(n) for n in self.notes))
@@ -116,6 +123,7 @@ BASE: dict[str, Any] = {
     "tint": (0.0, 0.15),  # colour cast of the light (collapsed to gray)
     "hard_shadow_p": 0.15,
     "noise": (1.0, 4.0),  # sensor noise sd, grey levels
+    "defocus": (0.0, 0.25),  # weight of the neighbours in a 3-tap lens blur
     "jpeg_p": 0.1,
     "exposure": (0.004, 0.02),  # seconds: motion blur of fast mallets
     "tilt": (0.0, 30.0),  # degrees from looking straight down, towards the player
@@ -540,6 +548,7 @@ class _Scene:
         self.light = light.astype(np.float32)
         self.black = float(rng.uniform(2, 12))
         self.noise = look["noise"]
+        self.defocus = np.float32(look["defocus"])
         self.flicker = float(rng.uniform(0.0, 0.02))
         self.jpeg_step = float(rng.uniform(4, 14)) if look["jpeg_p"] > rng.random() else 0.0
         self.exposure = look["exposure"]
@@ -678,6 +687,10 @@ class _Scene:
             if self.arms:
                 self._fist(img, gx, gy, gr)
         light = self.light * np.float32(1 + self.flicker * rng.standard_normal())
+        if self.defocus > 0.01:  # separable [w, 1 - 2w, w]
+            w = self.defocus
+            img[1:-1] = w * (img[:-2] + img[2:]) + (1 - 2 * w) * img[1:-1]
+            img[:, 1:-1] = w * (img[:, :-2] + img[:, 2:]) + (1 - 2 * w) * img[:, 1:-1]
         out = 255 * img * light + self.black + self.noise * rng.standard_normal(img.shape).astype(np.float32)
         if self.jpeg_step > 0:
             out = _blocky(out, self.jpeg_step)
@@ -713,6 +726,40 @@ def _family_of(seed: int, families: Sequence[str]) -> str:
     return families[seed % len(families)]
 
 
+def _add_repeats(rng: np.random.Generator, score: list[list[_Strike]], cfg: LookConfig) -> list[list[_Strike]]:
+    """Quick re-strikes of one bar by the mallet that just struck it, before that mallet moves on."""
+    t_end = cfg.seconds - 0.35  # as marimba_synth: a full analysis window after every onset
+    others = [[(s.t, s.bar) for s in strikes] for strikes in score]
+    out = []
+    for m, strikes in enumerate(score):
+        new: list[_Strike] = []
+        for i, s in enumerate(strikes):
+            new.append(s)
+            if rng.random() >= cfg.repeat_probability:
+                continue
+            t_next = strikes[i + 1].t if i + 1 < len(strikes) else t_end + 0.15
+            gap = float(rng.uniform(*cfg.repeat_gap))
+            t = s.t
+            for _ in range(int(rng.integers(1, 4))):
+                t += gap
+                clash = any(abs(t - t2) < 0.1 and b2 == s.bar for k, o in enumerate(others) if k != m for t2, b2 in o)
+                if t > min(t_end, t_next - 0.15) or clash:
+                    break
+                vel = int(np.clip(s.velocity + rng.integers(-12, 13), cfg.synth().velocity_range[0], 127))
+                new.append(_Strike(t, s.bar, vel, float(np.clip(s.y + rng.uniform(-0.02, 0.02), -0.15, 0.15))))
+        out.append(new)
+    return out
+
+
+def _state(strikes: list[_Strike], t: float, x_of_bar, rest: tuple[float, float]) -> tuple[float, float, float]:
+    """marimba_synth's mallet state, with lower strokes between strikes close together (quick repeats bounce)."""
+    x, y, h = _mallet_state(strikes, t, x_of_bar, rest)
+    i = bisect.bisect_right([s.t for s in strikes], t)
+    if 0 < i < len(strikes):
+        h *= float(np.clip((strikes[i].t - strikes[i - 1].t) / 0.3, 0.35, 1.0))
+    return x, y, h
+
+
 def _setup(seed: int, family: str | None, cfg: LookConfig) -> tuple[np.random.Generator, _Scene]:
     """The video's random stream and static scene (the first draws of ``render_look``)."""
     family = family or _family_of(seed, TRAIN_FAMILIES)
@@ -732,7 +779,7 @@ def render_look(seed: int, family: str | None = None, config: LookConfig = LookC
     cfg = config
     rng, scene = _setup(seed, family, cfg)
     scfg = cfg.synth()
-    score = _score(rng, scfg)
+    score = _add_repeats(rng, _score(rng, scfg), cfg)
     events = sorted((s.t, cfg.notes[s.bar], s.velocity) for strikes in score for s in strikes)
     audio = render_audio(events, cfg.seconds, cfg.sample_rate, seed=int(rng.integers(1 << 31)))
     n_frames = round(cfg.seconds * cfg.fps)
@@ -744,12 +791,12 @@ def render_look(seed: int, family: str | None = None, config: LookConfig = LookC
     for i, t in enumerate(times):
         states = []
         for m, strikes in enumerate(score):
-            now = _mallet_state(strikes, t, x_of_bar, rests[m])
-            before = _mallet_state(strikes, t - scene.exposure, x_of_bar, rests[m])
+            now = _state(strikes, t, x_of_bar, rests[m])
+            before = _state(strikes, t - scene.exposure, x_of_bar, rests[m])
             (ax, ay, _), _, _ = scene.mallet_points(m, *now)
             (bx, by, _), _, _ = scene.mallet_points(m, *before)
             if np.hypot(ax - bx, ay - by) > 1.5:
-                sub = [_mallet_state(strikes, t - scene.exposure * (1 - q / (k - 1)), x_of_bar, rests[m])
+                sub = [_state(strikes, t - scene.exposure * (1 - q / (k - 1)), x_of_bar, rests[m])
                        for q in range(k - 1)]
                 states.append(sub + [now])
             else:
