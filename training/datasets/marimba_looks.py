@@ -59,7 +59,7 @@ from training.datasets.marimba_synth import (
     render_audio,
 )
 
-RENDERER_VERSION = 4  # bump when the picture changes (cached renders are keyed by it)
+RENDERER_VERSION = 5  # bump when the picture changes (cached renders are keyed by it)
 RENDERER = "marimba_looks"
 BOX_HALF = 0.25  # the bar-row box: X in [0, 1], Y in [-BOX_HALF, BOX_HALF]
 BOX_CORNERS = ((0.0, -BOX_HALF), (1.0, -BOX_HALF), (1.0, BOX_HALF), (0.0, BOX_HALF))  # TL, TR, BR, BL
@@ -124,6 +124,7 @@ BASE: dict[str, Any] = {
     "hard_shadow_p": 0.15,
     "noise": (1.0, 4.0),  # sensor noise sd, grey levels
     "defocus": (0.0, 0.25),  # weight of the neighbours in a 3-tap lens blur
+    "gamma": (0.75, 1.35),  # the camera's tone curve on every grey (contrast of darks vs lights)
     "jpeg_p": 0.1,
     "exposure": (0.004, 0.02),  # seconds: motion blur of fast mallets
     "tilt": (0.0, 30.0),  # degrees from looking straight down, towards the player
@@ -148,7 +149,7 @@ FAMILIES: dict[str, dict[str, Any]] = {
     "wood-clutter": {"background": ["clutter"], "bg_value": (0.1, 0.8), "hard_shadow_p": 0.5,
                      "bg_saturation": (0.0, 0.9)},
     "low-light": {"material": ["wood-light", "wood-dark", "rainbow", "painted"], "gain": (0.35, 0.7),
-                  "noise": (4.0, 10.0), "jpeg_p": 0.5, "exposure": (0.015, 0.035),
+                  "noise": (4.0, 10.0), "jpeg_p": 0.5, "exposure": (0.015, 0.035), "gamma": (0.55, 0.9),
                   "background": ["plain", "stripes", "planks", "clutter"], "bg_value": (0.05, 0.6)},
     "sunlit": {"material": ["wood-light", "rainbow", "painted"], "gain": (1.1, 1.6), "gradient": (0.2, 0.6),
                "hard_shadow_p": 0.8, "tint": (0.1, 0.3), "specular": (0.1, 0.4), "exposure": (0.002, 0.006),
@@ -531,7 +532,8 @@ class _Scene:
                 p_ = _soft(d, px)[..., None]
                 bar = bar * (1 - p_) + pin * p_
         img = img * (1 - cover[..., None]) + np.clip(bar, 0, 1.5) * cover[..., None]
-        self.albedo = _to_gray(img, self.tint).astype(np.float32)
+        gamma = look["gamma"]
+        self.albedo = (np.clip(_to_gray(img, self.tint), 0, None) ** gamma).astype(np.float32)
         # Light: gain, a gradient, vignetting, sometimes a hard shadow edge (window frame, a person).
         rows, cols = np.mgrid[0:H, 0:W].astype(np.float64)
         u, v = cols / W - 0.5, rows / H - 0.5
@@ -564,6 +566,8 @@ class _Scene:
         self.skin_gray = float(_to_gray(skin, self.tint))
         self.sleeve_gray = float(_to_gray(_random_colour(rng, (0.05, 0.95), 0.8), self.tint)) \
             if look["sleeve_p"] > rng.random() else self.skin_gray
+        self.head_gray, self.shaft_gray, self.skin_gray, self.sleeve_gray = (
+            g ** gamma for g in (self.head_gray, self.shaft_gray, self.skin_gray, self.sleeve_gray))
         self.hand_r = look["hand_radius"]
         hands = look["hands"]
         self.arms = hands != "none"
