@@ -26,7 +26,7 @@ from . import report
 from .machine import load_average, machine_info
 
 
-SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "taught_onset", "mapping")
+SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "generator", "taught_onset", "mapping")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -127,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     from .models import bench_models
 
     run.section("models", lambda: bench_models(models, reports, args.repeats, args.min_time, work))
+
+    # Sound -> picture (issue 13 §1): the dream mode's generator against the sound model, same run.
+    from .generator import bench_generator
+
+    run.section("generator", lambda: bench_generator(models, args.repeats, args.min_time))
 
     # Taught sounds through the streaming pipeline on held-out families (bench/taught_onset.py).
     from .taught_onset import bench_taught_onset

@@ -80,7 +80,7 @@ def pi_estimates(figures: dict[str, Any], sound_hops: dict[str, float] | None = 
         "assumed_mac_per_s": {board: rate for board, (_, rate) in BOARDS.items()},
         "models": {},
     }
-    for kind in ("sound", "marimba"):
+    for kind in ("sound", "marimba", "generator"):
         macs = figures.get(f"{kind}.macs")
         if macs is None:
             continue

@@ -96,6 +96,22 @@ def _write_outputs(out: Path, events: list[Any], devices, phase: str) -> dict[st
     return files
 
 
+def dream_frames(out: Path, n: int = 6) -> list[str]:
+    """A few of the sound phase's frames (dream mode: the pictures generated from the sound), copied to
+    ``out/dream/``, evenly spaced through the run."""
+    frames = sorted((out / "frames").glob("frame_*.png"))
+    if not frames:
+        return []
+    picked = [frames[round(i * (len(frames) - 1) / max(n - 1, 1))] for i in range(min(n, len(frames)))]
+    (out / "dream").mkdir(exist_ok=True)
+    copies = []
+    for i, f in enumerate(dict.fromkeys(picked)):
+        dest = out / "dream" / f"dream_{i + 1}.png"
+        shutil.copyfile(f, dest)
+        copies.append(str(dest))
+    return copies
+
+
 def render_marimba_input(folder: Path, seed: int, seconds: float = 12.0):
     """A synthetic marimba video (a seed never used in training) as the camera; returns (video, true strikes).
 
@@ -188,11 +204,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             print(f"demo: skipping the {phase} phase: {model} not found (run `make models`)")
             continue
         if phase == "teach":
-            cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, modes=("sound",)))
+            # Cards, not dreams: this phase shows the taught sound's card and the "teach me" card.
+            cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, modes=("sound",)),
+                                      display=dataclasses.replace(cfg.display, picture_mode="cards"))
             result = teach_phase(cfg, out / "teach")
             if result is not None:
                 summary[phase] = result
             continue
+        if phase == "sound" and cfg.display.picture_mode == "dream" and not Path(cfg.display.generator).is_file():
+            print(f"demo: the sound phase shows cards: {cfg.display.generator} not found (run `make train-generator`)")
+            cfg = dataclasses.replace(cfg, display=dataclasses.replace(cfg.display, picture_mode="cards"))
         reference = None
         if phase == "marimba" and not cfg.camera.video:
             video, reference = render_marimba_input(out / "marimba-input", args.marimba_seed)
@@ -203,6 +224,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result: dict[str, Any] = {"events": len(events), "files": files, "status": app.status_dict()}
         if phase == "sound":
             from device.sound.pipeline import ClassDetected
+
+            if cfg.display.picture_mode == "dream":
+                result["dream frames"] = dream_frames(out / phase)
+                print(f"  dream mode: {len(result['dream frames'])} generated-picture frames in {out / phase / 'dream'}")
 
             truth = load_truth(cfg.mic.playlist[0])
             score = score_detections(truth, [e for e in events if isinstance(e, ClassDetected)])

@@ -44,7 +44,8 @@ for), interpolation.png (walks between classes' held-out sounds),
 curves.png, metrics.json: int8 generation time per image through
 ``device.model.Model`` (1 thread), recognisability (a separately trained judge
 CNN, trained only on variants drawn from other seeds, names the intended class
-of generated pictures), diversity (mean pairwise pixel distance within vs
+of generated pictures: per 1 s window, per clip, and smoothed over hops as the
+box shows them), diversity (mean pairwise pixel distance within vs
 between classes), continuity (per-step distances along the walks), params and
 MACs (``export.complexity``), float/int8 parity.
 """
@@ -66,6 +67,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 from device.atomic import write_atomic  # noqa: E402
+from device.config import PROJECT_ROOT  # noqa: E402
 from device.errors import SaySeeError  # noqa: E402
 from device.frontend import LogMelParams, dbfs, sliding_windows  # noqa: E402
 from device.model import Model  # noqa: E402
@@ -97,14 +99,15 @@ class Settings:
 
 
 FULL = Settings(clips_per_class=24, heldout_per_class=6, world_families=192, variants_per_window=2,
-                epochs=8, batch_size=32, judge_per_class=240, judge_epochs=4, width=1)
+                epochs=16, batch_size=32, judge_per_class=240, judge_epochs=4, width=1)
 QUICK = Settings(clips_per_class=2, heldout_per_class=1, world_families=6, variants_per_window=1,
                  epochs=1, batch_size=16, judge_per_class=12, judge_epochs=1, width=1)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=f"python -m training.{PROG.replace('-', '_')}", description=__doc__.split("\n")[0])
-    p.add_argument("--sound-model", default="models/sound.tflite", help="int8 sound model whose embedding is the input")
+    p.add_argument("--sound-model", default=str(PROJECT_ROOT / "models" / "sound.tflite"),
+                   help="int8 sound model whose embedding is the input (default: the committed one)")
     p.add_argument("--out", default="reports/generator", help="report folder")
     p.add_argument("--export", default=None, help="also install the int8 model here (e.g. models/generator.tflite)")
     p.add_argument("--quick", action="store_true", help="tiny run (tests): a few clips, one epoch")
@@ -141,10 +144,10 @@ def clip_indices(n: int, held_out: bool) -> list[int]:
 
 def class_windows(model: Model, labels: list[str], n_clips: int, held_out: bool,
                   params: LogMelParams) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(embeddings, dBFS, class index, clip id) of the loud windows of each class's clips."""
+    """(embeddings, dBFS, class index, clip id, sound model's top class) of the loud windows of each class's clips."""
     from training.datasets.synthetic_sound import synthesize_clip
 
-    embs, levels, ys, clips = [], [], [], []
+    embs, levels, ys, clips, tops = [], [], [], [], []
     for ci, label in enumerate(labels):
         for i in clip_indices(n_clips, held_out):
             clip = synthesize_clip(label, i, params.sample_rate)
@@ -154,12 +157,14 @@ def class_windows(model: Model, labels: list[str], n_clips: int, held_out: bool,
                 hop = seg[-params.samples_per_hop :]
                 if dbfs(hop) < params.silence_dbfs or dbfs(seg) < params.silence_dbfs:
                     continue  # the box's silence gate: these windows are never classified
-                _, e = model.infer(feats)
+                probs, e = model.infer(feats)
                 embs.append(e)
+                tops.append(int(np.argmax(probs)))
                 levels.append(dbfs(seg))
                 ys.append(ci)
                 clips.append(ci * 100_000 + i)
-    return np.array(embs, np.float32), np.array(levels, np.float32), np.array(ys), np.array(clips)
+    return (np.array(embs, np.float32), np.array(levels, np.float32), np.array(ys, int), np.array(clips, int),
+            np.array(tops, int))
 
 
 def world_windows(model: Model, n_families: int, params: LogMelParams, held_out: bool = False) -> np.ndarray:
@@ -399,8 +404,9 @@ def _fit(model, x, t, settings: Settings, seed: int):
     n_val = max(1, len(x) // 20)
     idx = np.random.default_rng([seed, 7]).permutation(len(x))
     va, tr = idx[:n_val], idx[n_val:]
+    # Full rate for the first half, then halving every fifth of the run.
     schedule = keras.callbacks.LearningRateScheduler(
-        lambda epoch, lr: 2e-3 * (0.5 ** max(0, epoch - settings.epochs // 2)))
+        lambda epoch, lr: 2e-3 * 0.5 ** (max(0, epoch - settings.epochs // 2) / max(1, settings.epochs // 5)))
     h = model.fit(x[tr], t[tr], validation_data=(x[va], t[va]), epochs=settings.epochs,
                   batch_size=settings.batch_size, shuffle=True, verbose=2, callbacks=[schedule])
     return {k: [float(v) for v in vals] for k, vals in h.history.items()}
@@ -434,9 +440,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if labels != list(URBANSOUND_CLASSES):
         print(f"{PROG}: note: training on the classes that have drawings: {', '.join(labels)}")
 
-    embs, levels, ys, _ = class_windows(sound, labels, settings.clips_per_class, False, params)
+    embs, levels, ys, _, _ = class_windows(sound, labels, settings.clips_per_class, False, params)
     world = world_windows(sound, settings.world_families, params)
-    h_embs, h_levels, h_ys, h_clips = class_windows(sound, labels, settings.heldout_per_class, True, params)
+    h_embs, h_levels, h_ys, h_clips, h_tops = class_windows(sound, labels, settings.heldout_per_class, True, params)
     print(f"{PROG}: {len(embs)} training windows of {len(labels)} classes, {len(world)} world sounds, "
           f"{len(h_embs)} held-out windows ({time.monotonic() - t_start:.0f} s)", flush=True)
     controls = Controls.fit(embs, ys, len(labels), world)
@@ -499,7 +505,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         metrics["time_ratio_generator_vs_sound_model"] = round(
             metrics["time_ms_per_image_int8_1thread"] / max(metrics["sound_model_ms_per_invoke_1thread"], 1e-9), 3)
     if not args.no_eval and len(hx):
-        metrics |= evaluate(args, settings, out, g, labels, controls, h_embs, h_ys, h_clips, h_levels, gen_imgs,
+        metrics |= evaluate(args, settings, out, g, labels, controls, h_embs, h_ys, h_clips, h_levels, h_tops, gen_imgs,
                             world_windows(sound, 24 if not args.quick else 2, params, held_out=True))
     from training.plots import plot_curves
 
@@ -518,7 +524,37 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def evaluate(args, settings, out, g, labels, controls, h_embs, h_ys, h_clips, h_levels, gen_imgs, world_test):
+def _per_clip_and_smoothed(g, judge, h_embs, h_ys, h_clips, h_levels) -> tuple[float, float]:
+    """Two more views of recognisability on the same held-out windows.
+
+    Per clip: one picture from the clip's mean embedding (its loud windows, re-normalised) at its
+    mean loudness. Smoothed like the box: the clip's windows in order through ``DreamPicture``
+    (0.25 s apart, the box's moving average), every picture after the first judged.
+    """
+    from device.screen.dream import DreamPicture
+
+    clip_imgs, clip_ys, box_imgs, box_ys = [], [], [], []
+    for cid in dict.fromkeys(h_clips.tolist()):
+        idx = np.flatnonzero(h_clips == cid)
+        e = _unit(h_embs[idx].mean(axis=0))
+        clip_imgs.append(g.predict(np.append(e, loudness(float(np.mean(h_levels[idx])))).astype(np.float32)))
+        clip_ys.append(h_ys[idx[0]])
+        d = DreamPicture(g.predict)
+        for k, i in enumerate(idx):
+            img = d.step(h_embs[i], float(h_levels[i]), None if k == 0 else 0.25)
+            if k:
+                box_imgs.append(img.copy())
+                box_ys.append(h_ys[i])
+
+    def acc(imgs, ys):
+        if not imgs:
+            return None
+        return round(float(np.mean(np.argmax(judge.predict(np.array(imgs), verbose=0), axis=1) == np.array(ys))), 4)
+
+    return acc(clip_imgs, clip_ys), acc(box_imgs, box_ys)
+
+
+def evaluate(args, settings, out, g, labels, controls, h_embs, h_ys, h_clips, h_levels, h_tops, gen_imgs, world_test):
     """Judge, diversity, continuity and the report figures (held-out sounds only)."""
     import keras
 
@@ -537,7 +573,13 @@ def evaluate(args, settings, out, g, labels, controls, h_embs, h_ys, h_clips, h_
     targets = np.array([V.class_variant(labels[c], u, loudness(lv))
                         for c, u, lv in zip(h_ys, controls.class_u(h_embs, h_ys), h_levels)])
     target_acc = float(np.mean(np.argmax(judge.predict(targets, verbose=0), axis=1) == h_ys))
+    right = h_tops == h_ys  # windows the sound model itself names correctly (a diagnostic split)
+    clip_acc, box_acc = _per_clip_and_smoothed(g, judge, h_embs, h_ys, h_clips, h_levels)
     recog = {"accuracy": round(float(np.mean(pred == h_ys)), 4), "images": int(len(pred)),
+             "per_clip_accuracy": clip_acc, "smoothed_like_the_box_accuracy": box_acc,
+             "accuracy_where_sound_model_right": round(float(np.mean(pred[right] == h_ys[right])), 4) if right.any() else None,
+             "accuracy_where_sound_model_wrong": round(float(np.mean(pred[~right] == h_ys[~right])), 4) if (~right).any() else None,
+             "sound_model_window_accuracy": round(float(np.mean(right)), 4),
              "per_class": per_class, "judge_accuracy_on_its_own_held_out_variants": round(judge_val, 4),
              "judge_accuracy_on_the_targets_of_these_sounds": round(target_acc, 4),
              "held_out": f"synthetic_sound fold-10 clips (i % 10 == 9), {settings.heldout_per_class}/class, loud windows",
@@ -548,16 +590,18 @@ def evaluate(args, settings, out, g, labels, controls, h_embs, h_ys, h_clips, h_
     div["targets_between_class_mean"] = round(div_t["between_class_mean"], 4)
     div["distance"] = "mean absolute pixel difference, RGB in [0, 1]"
 
-    # Continuity: walk from the middle window of one class's first held-out clip to another's.
+    # Continuity: walk from one class's most typical held-out window (nearest its training centre) to another's.
     strips, names, walks = [], [], {}
     for a, b in WALKS:
         if a not in labels or b not in labels:
             continue
-        ea = h_embs[h_ys == labels.index(a)]
-        eb = h_embs[h_ys == labels.index(b)]
-        if not len(ea) or not len(eb):
+        ends = []
+        for c in (labels.index(a), labels.index(b)):
+            e_c = h_embs[h_ys == c]
+            ends.append(e_c[int(np.argmax(e_c @ controls.centres[c]))] if len(e_c) else None)
+        if ends[0] is None or ends[1] is None:
             continue
-        imgs, d = walk(g, ea[len(ea) // 2], eb[len(eb) // 2], 12, 0.8)
+        imgs, d = walk(g, ends[0], ends[1], 12, 0.8)
         strips.append(imgs)
         names.append(f"{a} -> {b}")
         walks[f"{a}->{b}"] = {"per_step": [round(v, 4) for v in d], "max": round(max(d), 4),

@@ -145,6 +145,7 @@ class Scene:
     # image; empty = the notes split the image width evenly, lowest on the left.
     note_regions: dict[int, tuple[float, float, float, float]] = field(default_factory=dict)
     level: float | None = None  # input loudness 0..1 for the level meter; None = from spectrogram
+    generated: np.ndarray | None = None  # dream mode: (h, w, 3) uint8 picture generated from the sound
     status: str = ""
     timestamp: float = field(default_factory=time.monotonic)
 

@@ -105,6 +105,14 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
 
         # The model behind a tap: the responder gets each classified window's embedding every hop.
         sound, continuous = continuous_mapping(cfg, sound)
+    dream = None
+    if sound is not None and cfg.display.picture_mode == "dream":
+        from device.runtime.continuous import EmbeddingTap
+        from device.screen.dream import DreamPicture
+
+        # A generator trained on another embedding is refused here, before any hardware opens.
+        dream = DreamPicture.from_model(cfg.display.generator, sound.metadata)
+        sound = sound if isinstance(sound, EmbeddingTap) else EmbeddingTap(sound)
     decision, taught = None, []
     if sound is not None:
         from device.sound.teach import open_set_model
@@ -115,6 +123,11 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
     watchdog = Watchdog(Notifier(), on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
     responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else (),
                           taught={c.label: c.class_mapping() for c in taught}, continuous=continuous)
+    if dream is not None:
+        from device.runtime.continuous import latest_embedding
+
+        dream.source = lambda: latest_embedding(decision)  # the embedding of the window just classified
+        responder.dream = dream
     teach_button = None
     if decision is not None and cfg.teach.button_pin is not None and not sim:
         from device.sound.teach_button import open_button

@@ -28,7 +28,8 @@ log = logging.getLogger("saysee")
 # sound front end's silence gate (-45 dBFS, DESIGN.md) less a margin; the top is a
 # loud, close sound. One source: training.train_generator imports these.
 LOUDNESS_DBFS = (-50.0, -6.0)
-SMOOTHING = 0.35  # weight of the newest hop in the moving average (0.25 s hops: ~0.6 s to settle)
+SMOOTHING_S = 0.3  # time constant of the moving averages, in stream seconds (whatever the decision hop)
+SMOOTHING = 0.35  # weight of the newest step when ``step`` is called without a time step
 PICTURE_SIDE = 64  # the generator's output: PICTURE_SIDE x PICTURE_SIDE x 3
 DISPLAY_SIDE = 256  # the picture is scaled up to this side before the renderer fits it on screen
 
@@ -67,21 +68,33 @@ class DreamPicture:
     metadata lays out) to a (64, 64, 3) picture in [0, 1]; ``from_model`` builds
     one from ``models/generator.tflite``. ``step(embedding, level_dbfs)`` is
     called once per hop: a new embedding moves the running average by
-    ``smoothing``; a hop without one (silence) keeps the average and lets the
-    loudness fall, so the picture fades instead of vanishing.
+    ``1 - exp(-dt / smoothing_s)`` (``smoothing`` when no ``dt`` is given); a hop
+    without one (silence) keeps the average and lets the loudness fall, so the
+    picture fades instead of vanishing. A sound that starts after the picture
+    has faded takes over at once (``presence``, the running share of hops that
+    heard a sound, lets the new embedding in by ``1 - presence`` more): sounds
+    that follow each other morph, a sound after silence does not wait for the last one.
     """
 
     def __init__(self, generate: Callable[[np.ndarray], np.ndarray], embedding_dim: int = 64,
-                 smoothing: float = SMOOTHING, side: int = DISPLAY_SIDE):
+                 smoothing: float = SMOOTHING, side: int = DISPLAY_SIDE,
+                 source: Callable[[], np.ndarray | None] | None = None, smoothing_s: float = SMOOTHING_S):
         if not 0.0 < smoothing <= 1.0:
             raise ValueError(f"smoothing must be in (0, 1], not {smoothing}")
         self.generate = generate
         self.embedding_dim = int(embedding_dim)
         self.smoothing = float(smoothing)
+        self.smoothing_s = float(smoothing_s)
         self.side = int(side)
         self.embedding: np.ndarray | None = None  # the smoothed, unit-length embedding
         self.loudness = 0.0
+        self.presence = 0.0  # running share of hops that brought a sound (0 after a silence)
         self.image: np.ndarray | None = None  # the newest generated picture, (64, 64, 3) in [0, 1]
+        # ``follow`` reads the newest classified window's embedding here (the builder wires the sound model's tap).
+        self.source = source
+        self._hop: Any = None
+        self._t: float | None = None
+        self._display: np.ndarray | None = None
 
     @classmethod
     def from_model(cls, path: str | os.PathLike, sound_meta: Mapping[str, Any] | None = None,
@@ -96,17 +109,40 @@ class DreamPicture:
 
     def reset(self) -> None:
         """Forget the running average (a new sound source, e.g. after teaching)."""
-        self.embedding, self.loudness, self.image = None, 0.0, None
+        self.embedding, self.loudness, self.presence, self.image, self._display = None, 0.0, 0.0, None, None
 
-    def step(self, embedding: np.ndarray | None, level_dbfs: float | None) -> np.ndarray | None:
-        """One hop: update the averages and generate; returns the picture (None before any sound)."""
-        a = self.smoothing
+    def follow(self, window: Any) -> np.ndarray | None:
+        """The display picture for a pipeline's newest hop (a ``WindowResult``); steps once per new hop.
+
+        A classified hop brings ``source()``'s embedding; a silent hop only its level (the picture
+        dims); a gated or stale hop holds everything, as the pipeline's decision does.
+        """
+        if window is not None and window is not self._hop:
+            self._hop = window
+            skipped = getattr(window, "skipped", None)
+            t = float(getattr(window, "t", 0.0))
+            if skipped in (None, "silent"):
+                emb = self.source() if skipped is None and self.source is not None else None
+                dt = None if self._t is None else max(t - self._t, 0.0)
+                self.step(emb, window.level_dbfs, dt)
+                self._display = self.display_image()
+            self._t = t  # a held hop still moves the clock: the next step smooths from here
+        return self._display
+
+    def step(self, embedding: np.ndarray | None, level_dbfs: float | None,
+             dt: float | None = None) -> np.ndarray | None:
+        """One hop (``dt`` stream seconds after the last): update the averages and generate;
+        returns the picture (None before any sound)."""
+        a = self.smoothing if dt is None or self.smoothing_s <= 0 else 1.0 - float(np.exp(-dt / self.smoothing_s))
         if embedding is not None:
             e = normalise(embedding)
             if e.shape[0] != self.embedding_dim:
                 raise ValueError(f"embedding has {e.shape[0]} values, the generator takes {self.embedding_dim}")
-            # Average on the sphere the cheap way: mix, then back to unit length.
-            self.embedding = e if self.embedding is None else normalise((1 - a) * self.embedding + a * e)
+            # Average on the sphere the cheap way: mix, then back to unit length. After a silence
+            # (presence near 0) the new sound replaces the faded picture instead of morphing out of it.
+            w = a + (1.0 - a) * (1.0 - self.presence)
+            self.embedding = e if self.embedding is None else normalise((1 - w) * self.embedding + w * e)
+        self.presence += a * (float(embedding is not None) - self.presence)
         self.loudness = (1 - a) * self.loudness + a * loudness(level_dbfs)
         if self.embedding is None:
             return None

@@ -317,7 +317,9 @@ class Renderer:
 
     def _draw_sound(self, s: pygame.Surface, scene: Scene, L: dict[str, pygame.Rect]) -> None:
         radius = round(18 * self._k)
-        if scene.label is None:
+        if scene.generated is not None:
+            self._draw_dream(s, scene, L, radius)
+        elif scene.label is None:
             self._draw_listening(s, scene, L, radius)
         elif scene.label == UNKNOWN:
             self._draw_teach_me(s, L, radius)
@@ -333,6 +335,25 @@ class Renderer:
             self.text(s, name, 40, ink_for(scene.colour), "center", L["name"].center, bold=True, max_width=L["name"].w - 16)
         self._draw_bars(s, scene, L, radius)
         self._draw_spectrogram(s, scene.spectrogram, L["spectrogram"])
+
+    def _draw_dream(self, s, scene: Scene, L, radius) -> None:
+        """Dream mode: the picture generated from the sound, in a frame of the heard class's colour.
+
+        For an unknown or taught sound this is what the generator makes of it, so the name line
+        asks (unknown) or names it (taught); before any class is decided it says "dreaming...".
+        """
+        f = L["frame"]
+        known = scene.label not in (None, UNKNOWN)
+        frame = rgb255(scene.colour) if known else tint(TEACH_ME if scene.label == UNKNOWN else LISTEN, 0.55)
+        pygame.draw.rect(s, frame, f, border_radius=radius)
+        pygame.draw.rect(s, INK, f, max(2, round(3 * self._k)), border_radius=radius)
+        pic = L["picture"]
+        img = np.ascontiguousarray(np.asarray(scene.generated, dtype=np.uint8)[:, :, :3].transpose(1, 0, 2))
+        s.blit(pygame.transform.scale(pygame.surfarray.make_surface(img), pic.size), pic)
+        pygame.draw.rect(s, INK, pic.inflate(4, 4), 2)
+        name = scene.label.replace("_", " ") if known else "what's that?" if scene.label == UNKNOWN else "dreaming..."
+        self.text(s, name, 40, ink_for(scene.colour) if known else INK, "center", L["name"].center, bold=True,
+                  max_width=L["name"].w - 16)
 
     def _draw_listening(self, s, scene, L, radius) -> None:
         f = L["frame"]
