@@ -16,6 +16,7 @@ SECTIONS = (
     ("e2e_sound_window.", "End to end: sound, earlier window design (simulated real time)"),
     ("e2e_marimba.", "End to end: marimba (simulated real time)"),
     ("mapping.", "Mappings taught by demonstration"),
+    ("generator.", "Sound -> picture generator (dream mode)"),
 )
 
 

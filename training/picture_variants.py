@@ -26,16 +26,16 @@ from __future__ import annotations
 import colorsys
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-import pygame  # noqa: E402
+import pygame
 
-from device.screen import pictures as P  # noqa: E402
-from device.screen.palette import class_colour  # noqa: E402
+from device.screen import pictures as P
+from device.screen.palette import class_colour
 
 SIZE = 64  # the generator's output side
 N_CONTROLS = 6  # u: angle, scale, hue, dx, dy, line weight

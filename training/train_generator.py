@@ -64,16 +64,16 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from device.atomic import write_atomic  # noqa: E402
-from device.config import PROJECT_ROOT  # noqa: E402
-from device.errors import SaySeeError  # noqa: E402
-from device.frontend import LogMelParams, dbfs, sliding_windows  # noqa: E402
-from device.model import Model  # noqa: E402
-from device.screen.dream import LOUDNESS_DBFS, PICTURE_SIDE, loudness  # noqa: E402
-from device.sound.labels import URBANSOUND_CLASSES  # noqa: E402
-from training import picture_variants as V  # noqa: E402
+from device.atomic import write_atomic
+from device.config import PROJECT_ROOT
+from device.errors import SaySeeError
+from device.frontend import LogMelParams, dbfs, sliding_windows
+from device.model import Model
+from device.screen.dream import LOUDNESS_DBFS, PICTURE_SIDE, loudness
+from device.sound.labels import URBANSOUND_CLASSES
+from training import picture_variants as V
 
 PROG = "train-generator"
 MAX_PARAMS = 1_100_000
@@ -196,7 +196,7 @@ class Controls:
     world_mean: np.ndarray
 
     @classmethod
-    def fit(cls, embs: np.ndarray, ys: np.ndarray, n_classes: int, world: np.ndarray) -> "Controls":
+    def fit(cls, embs: np.ndarray, ys: np.ndarray, n_classes: int, world: np.ndarray) -> Controls:
         centres = np.stack([_unit(embs[ys == c].mean(axis=0)) for c in range(n_classes)])
         resid = embs - centres[ys]
         _, _, vt = np.linalg.svd(resid - resid.mean(axis=0), full_matrices=False)
@@ -277,8 +277,8 @@ def generator_loss(y_true, y_pred):
     import keras.ops as K
 
     l1 = K.mean(K.abs(y_true - y_pred))
-    dx = lambda t: t[:, :, 1:, :] - t[:, :, :-1, :]  # noqa: E731
-    dy = lambda t: t[:, 1:, :, :] - t[:, :-1, :, :]  # noqa: E731
+    dx = lambda t: t[:, :, 1:, :] - t[:, :, :-1, :]
+    dy = lambda t: t[:, 1:, :, :] - t[:, :-1, :, :]
     edge = K.mean(K.abs(dx(y_true) - dx(y_pred))) + K.mean(K.abs(dy(y_true) - dy(y_pred)))
     return l1 + EDGE_WEIGHT * edge
 
@@ -440,14 +440,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if labels != list(URBANSOUND_CLASSES):
         print(f"{PROG}: note: training on the classes that have drawings: {', '.join(labels)}")
 
-    embs, levels, ys, _, _ = class_windows(sound, labels, settings.clips_per_class, False, params)
+    embs, _, ys, _, _ = class_windows(sound, labels, settings.clips_per_class, False, params)
     world = world_windows(sound, settings.world_families, params)
     h_embs, h_levels, h_ys, h_clips, h_tops = class_windows(sound, labels, settings.heldout_per_class, True, params)
     print(f"{PROG}: {len(embs)} training windows of {len(labels)} classes, {len(world)} world sounds, "
           f"{len(h_embs)} held-out windows ({time.monotonic() - t_start:.0f} s)", flush=True)
     controls = Controls.fit(embs, ys, len(labels), world)
     rng = np.random.default_rng([args.seed, 1])
-    x, t, kinds = make_pairs(embs, ys, world, controls, labels, settings.variants_per_window, rng)
+    x, t, _ = make_pairs(embs, ys, world, controls, labels, settings.variants_per_window, rng)
     print(f"{PROG}: {len(x)} training pairs drawn ({time.monotonic() - t_start:.0f} s)", flush=True)
 
     keras.utils.set_random_seed(args.seed)
@@ -481,7 +481,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "complexity": cx,
         "controls": controls.to_dict(),
         "training_data": {
-            "class_windows": int(len(embs)), "world_sounds": int(len(world)), "pairs": int(len(x)),
+            "class_windows": len(embs), "world_sounds": len(world), "pairs": len(x),
             "description": (f"synthetic_sound clips {settings.clips_per_class}/class from the sound model's training "
                             f"folds (i % 10 < 8) + {len(world)} sound_world training-family sounds; embeddings from "
                             f"{sound_path.name} (int8, device code); targets: training.picture_variants, seed {args.seed}"),
@@ -491,7 +491,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     write_metadata(tfl, meta)
     g = Model(tfl, num_threads=1, kind="generator")
 
-    metrics: dict[str, Any] = {"complexity": cx, "fit_seconds": round(fit_s, 1), "pairs": int(len(x)),
+    metrics: dict[str, Any] = {"complexity": cx, "fit_seconds": round(fit_s, 1), "pairs": len(x),
                                "history_last": {k: v[-1] for k, v in history.items()}}
     hx = np.concatenate([h_embs, np.array([[loudness(v)] for v in h_levels], np.float32)], axis=1)
     if len(hx):
@@ -575,7 +575,7 @@ def evaluate(args, settings, out, g, labels, controls, h_embs, h_ys, h_clips, h_
     target_acc = float(np.mean(np.argmax(judge.predict(targets, verbose=0), axis=1) == h_ys))
     right = h_tops == h_ys  # windows the sound model itself names correctly (a diagnostic split)
     clip_acc, box_acc = _per_clip_and_smoothed(g, judge, h_embs, h_ys, h_clips, h_levels)
-    recog = {"accuracy": round(float(np.mean(pred == h_ys)), 4), "images": int(len(pred)),
+    recog = {"accuracy": round(float(np.mean(pred == h_ys)), 4), "images": len(pred),
              "per_clip_accuracy": clip_acc, "smoothed_like_the_box_accuracy": box_acc,
              "accuracy_where_sound_model_right": round(float(np.mean(pred[right] == h_ys[right])), 4) if right.any() else None,
              "accuracy_where_sound_model_wrong": round(float(np.mean(pred[~right] == h_ys[~right])), 4) if (~right).any() else None,

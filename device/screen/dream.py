@@ -14,15 +14,14 @@ numpy + the TFLite runtime only (through ``device.model.Model``), like all of ``
 
 from __future__ import annotations
 
-import logging
+import functools
 import os
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
 from device.errors import ModelError
-
-log = logging.getLogger("saysee")
 
 # dBFS -> loudness 0..1 for the generator's loudness input. The bottom is the
 # sound front end's silence gate (-45 dBFS, DESIGN.md) less a margin; the top is a
@@ -47,18 +46,30 @@ def normalise(v: np.ndarray) -> np.ndarray:
     return v / max(float(np.linalg.norm(v)), 1e-12)
 
 
+@functools.lru_cache(maxsize=8)
+def _interp_matrix(n: int, side: int) -> np.ndarray:
+    """(side, n) bilinear weights from n samples to side samples, pixel centres aligned."""
+    src = np.clip((np.arange(side) + 0.5) * n / side - 0.5, 0, n - 1)
+    i0 = np.floor(src).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    f = (src - i0).astype(np.float32)
+    a = np.zeros((side, n), np.float32)
+    np.add.at(a, (np.arange(side), i0), 1 - f)
+    np.add.at(a, (np.arange(side), i1), f)
+    return a
+
+
 def upscale(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
-    """(h, w, 3) floats in [0, 1] -> (side, side, 3) uint8, bilinear (pixel centres aligned)."""
+    """(h, w, 3) floats in [0, 1] -> (side, side, 3) uint8, bilinear (pixel centres aligned).
+
+    Two small matrix products (rows, then columns): ~1 ms for 64 -> 256, where gathering
+    four neighbours per output pixel took several times that on the box's budget.
+    """
     img = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     h, w = img.shape[:2]
-    ys = np.clip((np.arange(side) + 0.5) * h / side - 0.5, 0, h - 1)
-    xs = np.clip((np.arange(side) + 0.5) * w / side - 0.5, 0, w - 1)
-    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    top = img[y0][:, x0] * (1 - fx) + img[y0][:, x1] * fx
-    bottom = img[y1][:, x0] * (1 - fx) + img[y1][:, x1] * fx
-    return np.round((top * (1 - fy) + bottom * fy) * 255.0).astype(np.uint8)
+    rows = np.tensordot(_interp_matrix(h, side), img, axes=(1, 0))  # (side, w, 3)
+    out = np.tensordot(rows, _interp_matrix(w, side), axes=(1, 1))  # (side, 3, side)
+    return np.round(np.clip(out.transpose(0, 2, 1), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 class DreamPicture:
@@ -98,7 +109,7 @@ class DreamPicture:
 
     @classmethod
     def from_model(cls, path: str | os.PathLike, sound_meta: Mapping[str, Any] | None = None,
-                   num_threads: int = 1, **kw: Any) -> "DreamPicture":
+                   num_threads: int = 1, **kw: Any) -> DreamPicture:
         """Load the int8 generator; refuse one trained on another embedding than ``sound_meta``'s."""
         from device.model import Model
 
