@@ -336,13 +336,20 @@ def note_amplitudes(segment: np.ndarray, params: NoteParams = NoteParams()) -> n
 
 
 def note_targets(audio: np.ndarray, n_frames: int, params: NoteParams = NoteParams(),
-                 frame_times: Sequence[float] | None = None) -> np.ndarray:
+                 frame_times: Sequence[float] | None = None, labeller: Any = None) -> np.ndarray:
     """Training targets for a video: row i = note amplitudes of the audio under frames i..i+2.
 
     ``frame_times`` (seconds, one per video frame) aligns recordings whose frames
     were not captured at exactly ``fps``; by default frame i starts at i / fps.
-    Returns shape (n_frames - frames_per_window + 1, len(notes)).
+    Returns shape (n_frames - frames_per_window + 1, len(notes)). A ``labeller``
+    (``device.marimba.labeller.HarmonicLabeller`` built on the same ``params``)
+    explains each window with per-note harmonic templates instead of reading
+    each fundamental, in the same amplitude scale.
     """
+    if labeller is not None:
+        if labeller.note_params != params:
+            raise ValueError("the labeller was built on other NoteParams than these targets'")
+        return labeller.note_targets(audio, n_frames, frame_times)
     x = to_float(audio)
     k = params.frames_per_window
     if frame_times is None:

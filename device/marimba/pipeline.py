@@ -409,14 +409,20 @@ def events_to_notes(events: Iterable[NoteOn | NoteOff]) -> list[tuple[float, flo
 
 
 def audio_events(audio: np.ndarray, n_frames: int, spec: MarimbaSpec = MarimbaSpec(),
-                 note_params: NoteParams | None = None, frame_times: Sequence[float] | None = None
-                 ) -> list[NoteOn | NoteOff]:
+                 note_params: NoteParams | None = None, frame_times: Sequence[float] | None = None,
+                 labeller: Any = None) -> list[NoteOn | NoteOff]:
     """Notes heard in a recording: note_targets -> level -> the same peak picker.
 
     The "audio-target extractor": the reference notes for a real recording
-    that has no hand-made labels.
+    that has no hand-made labels. With a ``labeller``
+    (``device.marimba.labeller.HarmonicLabeller``) its harmonic-template notes
+    instead (no phantom notes from a bar's partials, quick repeats kept; times
+    on the audio's clock, which ``frame_times`` share).
     """
     from device.frontend import note_targets
+
+    if labeller is not None:
+        return labeller.events(audio, spec)
 
     note_params = note_params or NoteParams(fps=spec.fps, frames_per_window=spec.frames_per_window,
                                             notes=spec.notes)
