@@ -101,7 +101,14 @@ models: $(STAMP) train-tools
 
 export: models
 
-bench: $(STAMP)
+# basic-pitch (Spotify's transcriber, Apache-2.0) for the labeller comparison; see pyproject's bench extra.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[device,train,dev,bench]' && \
+	  $(BIN)/python -m pip install -q --no-deps 'basic-pitch==0.4.0' && touch $@ || \
+	  echo "note: basic-pitch not installed; the bench lists it as unavailable"
+
+bench: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python -m bench
 
 check: $(STAMP)

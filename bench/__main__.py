@@ -26,7 +26,8 @@ from . import report
 from .machine import load_average, machine_info
 
 
-SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "generator", "taught_onset", "mapping")
+SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "generator", "taught_onset", "mapping",
+            "labeller")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -148,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         run.section("mapping", lambda: bench_mapping(sound_model, Path(args.out), args.quick))
     else:
         run.unavailable["mapping"] = f"not available: {report.shown(sound_model)} missing"
+
+    # Marimba audio labellers (issue 14 §4): old / harmonic / basic-pitch on two timbres, same run.
+    from .labeller import bench_labeller
+
+    run.section("labeller", lambda: bench_labeller(args.quick))
 
     from device.config import SoundConfig
 

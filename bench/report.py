@@ -71,6 +71,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", "Not measured in this run:", ""]
         lines += [f"- {key}: {why}" for key, why in results["unavailable"].items()]
     lines += designs_table(results)
+    labeller = results.get("notes", {}).get("labeller") or {}
+    if labeller.get("table"):  # bench/labeller.py: shares and counts (can be 0), so a table, not figures
+        lines += ["", "## Marimba audio labellers, side by side (same clips, same run)", "", labeller["table"]]
     est = results.get("estimates", {})
     if est.get("models"):
         lines += ["", "## Raspberry Pi estimates (not measured)", "", f"Method: {est['method']}.", "",
