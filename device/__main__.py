@@ -19,6 +19,7 @@ COMMANDS = {
     "transcribe": ("device.marimba.transcribe", "Print the notes the camera sees in a marimba video or recording."),
     "record-sound": ("device.sound.recorder", "Record takes of one sound class for training."),
     "record-marimba": ("device.marimba.recorder", "Record camera + audio for marimba training."),
+    "calibrate-marimba": ("device.marimba.calibrate_cli", "Find the bars in a marimba recording (or take corners) and save it."),
     "teach": ("device.sound.teach", "Teach the box a new sound from a few takes (files or --record N)."),
     "taught": ("device.sound.taught_cli", "List taught sounds; rename one or give it a picture, colour, note."),
     "forget": ("device.sound.forget", "Remove a taught sound."),

@@ -45,6 +45,7 @@ from device.marimba.rectify import Calibration
 MIN_BARS = 4
 STRIKE_LAG_S = 0.015  # audio onsets (window starts) come ~13 ms before the strike (measured on renders)
 DEFAULT_HALF_HEIGHT = 0.25  # bar-row box half height / row width when the bar ends can't be read
+MOTION_GAP_S = 0.1  # a striking mallet is raised this long before and after the strike
 MEDIAN_FRAMES = 120  # frames the background median is taken over (evenly spaced)
 HINT = "play each bar a few times or use --corners"
 
@@ -165,51 +166,128 @@ def blob_response(d: np.ndarray, r: int) -> np.ndarray:
     return core - _box_blur(d, 3 * r)
 
 
-def strike_points(frames: np.ndarray, onsets: Sequence[tuple[float, int]], frame_times: np.ndarray,
-                  bg: np.ndarray, n_bars: int) -> tuple[dict[int, tuple[float, float, float]], int]:
-    """bar -> (x, y, strength): where the mallet head is at that bar's strikes; and the strikes used.
+def _peaks(resp: np.ndarray, k: int, radius: int, min_strength: float) -> list[tuple[float, float, float]]:
+    """Up to k strongest blobs (x, y, strength in noise units), sub-pixel, each ``radius`` apart."""
+    H, W = resp.shape
+    noise = 1.4826 * float(np.median(np.abs(resp - np.median(resp)))) + 1e-6
+    work = resp.copy()
+    out = []
+    for _ in range(k):
+        y, x = np.unravel_index(int(np.argmax(work)), work.shape)
+        strength = float(work[y, x]) / noise
+        if strength < min_strength:
+            break
+        y0, y1, x0, x1 = max(0, y - radius), min(H, y + radius + 1), max(0, x - radius), min(W, x + radius + 1)
+        r = max(1, radius // 2)
+        py0, py1, px0, px1 = max(0, y - r), min(H, y + r + 1), max(0, x - r), min(W, x + r + 1)
+        patch = np.clip(resp[py0:py1, px0:px1] - 0.5 * resp[y, x], 0, None)  # centroid of the peak's upper half
+        yy, xx = np.mgrid[py0:py1, px0:px1]
+        total = patch.sum()
+        out.append((float((patch * xx).sum() / total) + 0.5, float((patch * yy).sum() / total) + 0.5, strength))
+        work[y0:y1, x0:x1] = -np.inf
+    return out
 
-    Per strike: |frame - background| around the strike time, minus its mean
-    over all strikes (what is there at every strike: hands, lighting), then
-    the strongest blob; per bar, the median of its strikes' blobs (a strike
-    whose blob is the other mallet is outvoted).
+
+def strike_candidates(frames: np.ndarray, onsets: Sequence[tuple[float, int]], frame_times: np.ndarray,
+                      bg: np.ndarray, n_bars: int) -> tuple[list[tuple[int, float, float, float]], int]:
+    """[(bar, x, y, strength)]: where a mallet head may be at that bar's strikes; and the strikes used.
+
+    Per strike: what is at the strike frame and neither in the background nor
+    0.1 s before or after (the striking head came down and goes up again; a
+    mallet resting elsewhere cancels), minus its mean over all strikes
+    (hands, lighting); its few strongest blobs are candidates, and so are the
+    strongest blobs of each bar's mean over its strikes. The other mallet
+    often moves too, so which candidate is the striking head is left to the
+    row fit, where only the true ones agree.
     """
     H, W = bg.shape
     times = np.asarray(frame_times, dtype=np.float64)
+    dt = float(np.median(np.diff(times))) if len(times) > 1 else 1 / 30
+    gap = max(1, int(round(MOTION_GAP_S / dt)))
     diffs: list[np.ndarray] = []
     bars: list[int] = []
     for t, bar in onsets:
         if not 0 <= int(bar) < n_bars:
             continue
         i = int(np.argmin(np.abs(times - (t + STRIKE_LAG_S))))
-        acc = np.zeros((H, W), np.float32)
-        for k, wk in ((i - 1, 0.5), (i, 1.0), (i + 1, 0.5)):  # the head is on or near the bar around the strike
-            if 0 <= k < len(frames):
-                acc += wk * np.abs(frames[k].astype(np.float32) - bg)
-        diffs.append(acc)
+        if i - gap < 0 or i + gap >= len(frames):
+            continue
+        f = frames[i].astype(np.float32)
+        diffs.append(np.minimum(np.abs(f - bg), np.minimum(np.abs(f - frames[i - gap]), np.abs(f - frames[i + gap]))))
         bars.append(int(bar))
     if not diffs:
-        return {}, 0
+        return [], 0
     mean_all = np.mean(diffs, axis=0)
     r = max(1, round(W / 50))  # about a mallet head's radius when the row fills the frame
-    out = {}
+    out = []
+    for d, bar in zip(diffs, bars):
+        out += [(bar, x, y, st) for x, y, st in _peaks(blob_response(d - mean_all, r), 3, 3 * r, 5.0)]
     for bar in sorted(set(bars)):
         mine = [d for d, b in zip(diffs, bars) if b == bar]
-        resp = blob_response(np.mean(mine, axis=0) - mean_all, r)
-        noise = 1.4826 * float(np.median(np.abs(resp - np.median(resp)))) + 1e-6
-        y, x = np.unravel_index(int(np.argmax(resp)), resp.shape)
-        strength = float(resp[y, x]) / noise
-        if strength < 6.0:  # nothing stands out where this bar was struck
-            continue
-        y0, y1, x0, x1 = max(0, y - r), min(H, y + r + 1), max(0, x - r), min(W, x + r + 1)
-        patch = np.clip(resp[y0:y1, x0:x1] - 0.5 * resp[y, x], 0, None)  # centroid of the peak's upper half
-        yy, xx = np.mgrid[y0:y1, x0:x1]
-        s = patch.sum()
-        out[bar] = (float((patch * xx).sum() / s) + 0.5, float((patch * yy).sum() / s) + 0.5, strength)
+        if len(mine) >= 2:
+            out += [(bar, x, y, st) for x, y, st in _peaks(blob_response(np.mean(mine, axis=0) - mean_all, r),
+                                                           2, 3 * r, 5.0)]
     return out, len(diffs)
 
 
-def fit_row(points: dict[int, tuple[float, float, float]], n_bars: int) -> tuple[_LineMap, list[int], float, bool]:
+def row_direction(bg: np.ndarray, candidates: Sequence[tuple[int, float, float, float]]) -> np.ndarray:
+    """Unit vector along the row: the bars' edges around the candidates run across it (structure tensor)."""
+    g = _box_blur(bg.astype(np.float64), 1)
+    gy, gx = np.gradient(g)
+    H, W = bg.shape
+    r = max(3, round(W / 25))
+    jxx = jyy = jxy = 0.0
+    for _, x, y, _ in candidates:
+        cx, cy = int(x), int(y)
+        y0, y1, x0, x1 = max(0, cy - r), min(H, cy + r + 1), max(0, cx - r), min(W, cx + r + 1)
+        a, b = gx[y0:y1, x0:x1], gy[y0:y1, x0:x1]
+        jxx, jyy, jxy = jxx + (a * a).sum(), jyy + (b * b).sum(), jxy + (a * b).sum()
+    phi = 0.5 * math.atan2(2 * jxy, jxx - jyy)  # dominant gradient direction = across the bars = along the row
+    d = np.array([math.cos(phi), math.sin(phi)])
+    return d if d[0] >= 0 else -d
+
+
+def vote_bars(candidates: Sequence[tuple[int, float, float, float]], along: np.ndarray, n_bars: int,
+              seed: int = 0) -> dict[int, tuple[float, float, float]]:
+    """bar -> (x, y, support): the candidates that fit one row map a(u) along ``along`` (RANSAC over triples
+    of candidates of different bars; a model scores the number of bars it explains, then how many candidates).
+    """
+    c = np.asarray([(b, x, y, st) for b, x, y, st in candidates], dtype=np.float64)
+    bars = c[:, 0].astype(int)
+    u = (bars + 0.5) / n_bars
+    o = np.median(c[:, 1:3], axis=0)
+    s = (c[:, 1:3] - o) @ along
+    rng = np.random.default_rng(seed)
+    best, best_key, best_in = None, (-1, -1, 0.0), None
+    distinct = np.unique(bars)
+    if len(distinct) < 3:
+        return {}
+    for _ in range(3000):
+        pick_bars = rng.choice(distinct, 3, replace=False)
+        idx = [int(rng.choice(np.flatnonzero(bars == b))) for b in pick_bars]
+        m = _fit_a(u[idx], s[idx], projective=False)
+        if m is None:
+            continue
+        pitch = abs(m[0]) / n_bars
+        if pitch < 1.0:
+            continue
+        r = np.abs(m[0] * u + m[1] - s)
+        inl = r < 0.3 * pitch
+        key = (len(np.unique(bars[inl])), int(inl.sum()), -float(np.minimum(r / (0.3 * pitch), 1).sum()))
+        if key > best_key:
+            best, best_key, best_in = m, key, inl
+    if best is None:
+        return {}
+    out = {}
+    for b in np.unique(bars[best_in]):
+        sel = best_in & (bars == b)
+        w = c[sel, 3]
+        out[int(b)] = (float(np.average(c[sel, 1], weights=w)), float(np.median(c[sel, 2])), float(sel.sum()))
+    return out
+
+
+def fit_row(points: dict[int, tuple[float, float, float]], n_bars: int, along: np.ndarray | None = None
+            ) -> tuple[_LineMap, list[int], float, bool]:
     """RANSAC + refit of the bar centres to p(u); (map, inlier bars, RMS residual along the row px, projective?).
 
     Where along a bar the mallet lands varies from strike to strike, so only
@@ -221,16 +299,16 @@ def fit_row(points: dict[int, tuple[float, float, float]], n_bars: int) -> tuple
     u = (bars + 0.5) / n_bars
     p = np.array([points[b][:2] for b in bars])
     w = np.array([min(points[b][2], 50.0) for b in bars])
-    # Row direction: robust slope of each coordinate against u (a misplaced strike point doesn't tilt it).
+    # Row direction: given (from the bars' edges), else robust slopes of each coordinate against u.
     o = np.median(p, axis=0)
-    ks = np.array([_theil_sen(u, p[:, 0])[1], _theil_sen(u, p[:, 1])[1]])
-    along = ks / np.linalg.norm(ks)
+    if along is None:
+        ks = np.array([_theil_sen(u, p[:, 0])[1], _theil_sen(u, p[:, 1])[1]])
+        along = ks / np.linalg.norm(ks)
+    along = np.asarray(along, dtype=np.float64) / np.linalg.norm(along)
     across = np.array([-along[1], along[0]])
     a_all, e_all = (p - o) @ along, (p - o) @ across
-    pitch = float(np.linalg.norm(ks)) / n_bars
-    thr = max(1.0, 0.3 * pitch)
     projective = len(bars) >= 6 and (bars.max() - bars.min()) >= n_bars / 2
-    best, best_in, best_cost = None, np.zeros(len(bars), bool), np.inf
+    best_in, best_cost = np.zeros(len(bars), bool), np.inf
     for tri in combinations(range(len(bars)), 3):
         idx = list(tri)
         if (u[idx[2]] - u[idx[0]]) < 0.15:
@@ -238,11 +316,12 @@ def fit_row(points: dict[int, tuple[float, float, float]], n_bars: int) -> tuple
         m = _fit_a(u[idx], a_all[idx], projective=projective)
         if m is None:
             continue
+        thr = max(0.5, 0.3 * abs(m[0] - m[2] * m[1]) / n_bars)  # a third of this model's pitch (at u = 0)
         r = np.abs((m[0] * u + m[1]) / (m[2] * u + 1) - a_all)
         inl = r < thr
-        cost = float(np.minimum(r, thr).sum())  # MSAC: inliers by how well they fit, outliers a flat price
+        cost = float(np.minimum(r / thr, 1.0).sum())  # MSAC: inliers by how well they fit, outliers a flat price
         if cost < best_cost:
-            best, best_in, best_cost = m, inl, cost
+            best_in, best_cost = inl, cost
     keep = best_in if best_in.sum() >= 3 else np.ones(len(bars), bool)
     spread = bars[keep].max() - bars[keep].min()
     proj = projective and keep.sum() >= 6 and spread >= n_bars / 2
@@ -350,14 +429,15 @@ def bar_ends(bg: np.ndarray, row: _LineMap, axes: np.ndarray, n_bars: int) -> np
         if s0 == 0 or s1 == len(t) - 1 or (s1 - s0) * step < 0.08 * length:
             continue
         mid = table + peak / 2
-
-        def cross(i_out: int, i_in: int) -> float:
-            a, b = prof[i_out] - mid, prof[i_in] - mid
-            f = a / (a - b) if a != b else 0.5
-            return float(t[i_out] + f * (t[i_in] - t[i_out]))
-
-        out[j] = cross(s0 - 1, s0), cross(s1 + 1, s1)
+        out[j] = _crossing(t, prof, mid, s0 - 1, s0), _crossing(t, prof, mid, s1 + 1, s1)
     return out
+
+
+def _crossing(t: np.ndarray, prof: np.ndarray, level: float, i_out: int, i_in: int) -> float:
+    """Where the profile crosses ``level`` between samples i_out and i_in (linear interpolation)."""
+    a, b = prof[i_out] - level, prof[i_in] - level
+    f = a / (a - b) if a != b else 0.5
+    return float(t[i_out] + f * (t[i_in] - t[i_out]))
 
 
 def refine_along(bg: np.ndarray, row: _LineMap, axes: np.ndarray, ends: np.ndarray, n_bars: int
@@ -431,13 +511,15 @@ def auto_calibrate(frames: np.ndarray, onsets: Sequence[tuple[float, int]], fram
         raise SaySeeError(f"{what}: only {len(struck)} bars were struck"
                           f"{' (' + ', '.join(str(b + 1) for b in struck) + ')' if struck else ''}; {need}")
     bg = background(frames)
-    points, n_strikes = strike_points(frames, onsets, np.asarray(frame_times, dtype=np.float64), bg, n_bars)
+    candidates, n_strikes = strike_candidates(frames, onsets, np.asarray(frame_times, dtype=np.float64), bg, n_bars)
+    along = row_direction(bg, candidates) if candidates else np.array([1.0, 0.0])
+    points = vote_bars(candidates, along, n_bars) if candidates else {}
     found = sorted(points)
     if len(found) < MIN_BARS or found[-1] - found[0] < n_bars / 3:
         raise SaySeeError(f"{what}: no clear motion where {len(struck) - len(found)} of the {len(struck)} struck "
                           f"bars were played (mallets seen at only {len(found)} bars); is the camera on the "
                           f"instrument? {HINT}")
-    row, inliers, residual, projective = fit_row(points, n_bars)
+    row, inliers, residual, projective = fit_row(points, n_bars, along)
     for _ in range(2):  # the strikes fix the row along; the bar ends fix it across
         axes = bar_axes(bg, row, n_bars)
         ends = bar_ends(bg, row, axes, n_bars)
@@ -452,6 +534,11 @@ def auto_calibrate(frames: np.ndarray, onsets: Sequence[tuple[float, int]], fram
     axes = bar_axes(bg, row, n_bars)
     ends = bar_ends(bg, row, axes, n_bars)
     u = (np.arange(n_bars) + 0.5) / n_bars
+    # Residual: how far (along the row) the strikes' bar positions lie from the bars of the final row.
+    seen = np.array(sorted(points))
+    d = row.derivative(u[seen])
+    off = np.sum((np.array([points[b][:2] for b in seen]) - row(u[seen])) * d / np.linalg.norm(d, axis=1)[:, None], 1)
+    residual = float(np.sqrt(np.mean(off ** 2)))
     scale = np.linalg.norm(row.derivative(u), axis=1)  # pixels per unit u (row width) at each bar
     x = np.asarray(notes, dtype=np.float64)[:n_bars] if notes is not None and len(notes) >= n_bars else u
     half = []

@@ -75,7 +75,7 @@ def read_frames(path: str | os.PathLike, expected: int | None = None) -> np.ndar
             frames = frames.mean(axis=3)
         if frames.ndim != 3 or len(frames) == 0:
             raise InputFileError(f"{path}: expected (frames, height, width) images, got shape {frames.shape}")
-        frames = _gray(frames)
+        frames = frames if frames.dtype == np.uint8 else np.clip(frames, 0, 255).astype(np.uint8)
     else:
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's chatter on a cut file: we say it once
         try:
