@@ -256,3 +256,31 @@ def test_training_is_deterministic_for_a_fixed_seed(tmp_path):
     assert ya.shape == (64, 64, 3) and np.array_equal(ya, yb)
     meta = json.loads((outs[0] / "generator.json").read_text())
     assert meta["kind"] == "generator" and meta["input_shape"] == [65]
+
+
+@needs_model
+def test_the_box_in_dream_mode_follows_the_sound_it_hears(tmp_path):
+    """Builder wiring end to end: the sim box's dream picture is driven by the live embedding."""
+    import dataclasses
+
+    from device.config import load_config
+    from device.runtime.builder import build_app
+    from device.wavfile import write_wav
+    from training.datasets.synthetic_sound import synthetic_playlist
+
+    audio, _ = synthetic_playlist(["siren", "dog_bark"], seed=4243, gap_seconds=0.3, event_seconds=1.5)
+    wav = write_wav(tmp_path / "playlist.wav", audio, 16000)
+    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
+    assert cfg.display.picture_mode == "dream"  # make demo's sound phase
+    cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
+                              mic=dataclasses.replace(cfg.mic, playlist=(str(wav),), realtime=False))
+    app, cleanup = build_app(cfg, sim=True, out_dir=tmp_path / "out")
+    try:
+        app.run()
+    finally:
+        cleanup()
+    dream = app.responder.dream
+    assert dream is not None and dream.image is not None
+    centres = json.loads(SOUND_META.read_text())["open_set"]["class_centres"]
+    nearest = max(centres, key=lambda k: float(np.dot(dream.embedding, centres[k])))
+    assert nearest == "dog_bark"  # the last sound heard, not the first
