@@ -78,7 +78,7 @@ class LabellerParams:
     fundamental_support: float = 0.5  # an onset's fundamental must read this share of its activation
     restrike_rise: float = 0.15  # level rise of a ringing bar's own upper partials that is a new strike (0: off)
     partial_decay: float = 0.15  # upper partials' decay time as a share of the fundamental's (restrike timing)
-    own_partials: float = 0.3  # share of its expected upper partials a bar on a lower bar's partial must show
+    own_partials: float = 0.15  # share of its expected upper partials a bar on a lower bar's partial must show
     decay_margin: float = 1.0  # decay times are taken this much longer than measured (>1: fewer repeats found)
 
     def __post_init__(self) -> None:
@@ -240,7 +240,7 @@ class HarmonicLabeller:
                 # Alone: no other note starts nearby, except the ones its own partials may have faked
                 # (those show no upper partials of their own: a real C6 struck with C4 rings at 4x C6 too).
                 others = [int(k) for k in on_j[near] if k != j and (
-                    self.fund_probe[k] not in own or self._own_partials(V[i], k) >= 0.5)]
+                    self.fund_probe[k] not in own or (self._own_partials(V[i], k) or 0.0) >= 0.5)]
                 fund = V[i, self.fund_probe[j]]
                 if others or fund <= 0:
                     continue
@@ -261,7 +261,9 @@ class HarmonicLabeller:
                 if pp is not None and pp != self.fund_probe[j]:
                     W[pp, j] = min(float(q[pp]), lp.max_ratio)
             self.learned[int(p.notes[j])] = len(ratios)
-        # Notes never heard alone take the median learned weight of each partial over the notes that were.
+        # Notes never heard alone take the median learned weight of each partial over the notes that were;
+        # the others at least half of it (loud strokes are brighter: a note heard alone only softly would
+        # get too weak a template and its loud strikes would leave phantoms).
         heard = [j for j in range(len(p.notes)) if int(p.notes[j]) in self.learned]
         for r_i, (ratio, _) in enumerate(lp.partials[1:], start=1):
             have = [W[self.partial_probe[j][r_i], j] for j in heard if self.partial_probe[j][r_i] is not None]
@@ -270,17 +272,20 @@ class HarmonicLabeller:
             scale = float(np.median(have)) / ratio_weight(lp, r_i)
             for j in range(len(p.notes)):
                 pp = self.partial_probe[j][r_i]
-                if j not in heard and pp is not None and pp != self.fund_probe[j]:
-                    W[pp, j] = min(self.default_templates[pp, j] * scale, lp.max_ratio)
+                if pp is None or pp == self.fund_probe[j]:
+                    continue
+                pooled = min(self.default_templates[pp, j] * scale, lp.max_ratio)
+                W[pp, j] = max(W[pp, j], 0.5 * pooled) if j in heard else pooled
         self.templates = W
 
-    def _own_partials(self, v: np.ndarray, k: int) -> float:
+    def _own_partials(self, v: np.ndarray, k: int) -> float | None:
         """How much of note k's expected upper partials one reading row shows, 0..1+: read at k's partial
-        probes that no note's fundamental shares, relative to what its template expects there."""
+        probes that no note's fundamental shares, relative to what its template expects there (None when
+        it expects nothing there: no evidence either way)."""
         fk = self.fund_probe[k]
         probes = [pp for pp in self.partial_probe[k] if pp is not None and pp != fk and pp not in self.fund_probe]
         expect = self.templates[probes, k] * v[fk]
-        return float(v[probes].sum() / expect.sum()) if len(probes) and expect.sum() > 0 else 0.0
+        return float(v[probes].sum() / expect.sum()) if len(probes) and expect.sum() > 1e-3 * v[fk] else None
 
     # ------------------------------------------------------------------- outputs
 
@@ -403,13 +408,21 @@ class HarmonicLabeller:
         later = np.concatenate([fund[lag:], np.repeat(fund[-1:], min(lag, T), axis=0)])[:T]
         is_peak &= later >= lp.sustain * fund * decay[None, :]
         if pk.mask_neighbours > 0:
-            loud = _running_max(level, half)
+            # Over the window and the next one: a loud neighbour's level may peak a little later.
+            loud = _running_max(level, half, ahead=lag)
+            # A small bump on a ringing bar while a louder neighbour starts is that onset's splatter.
+            starting = _running_max(np.where(is_peak, level, -np.inf), half, ahead=lag)
+            small = (level - expected) < 2.5 * pk.min_rise
+            mask = is_peak.copy()
             for d in range(1, pk.mask_neighbours + 1):
-                is_peak[:, d:] &= loud[:, :-d] < level[:, d:] + pk.mask_margin
-                is_peak[:, :-d] &= loud[:, d:] < level[:, :-d] + pk.mask_margin
+                mask[:, d:] &= (loud[:, :-d] < level[:, d:] + pk.mask_margin) & ~(
+                    small[:, d:] & (starting[:, :-d] > level[:, d:]))
+                mask[:, :-d] &= (loud[:, d:] < level[:, :-d] + pk.mask_margin) & ~(
+                    small[:, :-d] & (starting[:, d:] > level[:, :-d]))
+            is_peak = mask
         found: list[tuple[int, int, float, int]] = []  # (window, note, level, kind)
         for i, k in zip(*np.nonzero(is_peak)):
-            j = self._attribute(H, V, level, is_peak, i, k, half, pk.threshold)
+            j = self._attribute(A, H, V, level, is_peak, i, k, half, lag, pk.threshold)
             if j is not None:  # kind 2: a lower bar struck again, seen in its fresh partial at bar k
                 found.append((int(i), j, float(level[i, j]), 0 if j == k else 2))
         if lp.restrike_rise > 0:
@@ -465,25 +478,34 @@ class HarmonicLabeller:
             out += [(int(i), j, float(level[i, j]), 1) for i in np.flatnonzero(ok)]
         return out
 
-    def _attribute(self, H: np.ndarray, V: np.ndarray, level: np.ndarray, is_peak: np.ndarray, i: int, k: int,
-                   half: int, threshold: float) -> int | None:
+    def _attribute(self, A: np.ndarray, H: np.ndarray, V: np.ndarray, level: np.ndarray, is_peak: np.ndarray,
+                   i: int, k: int, half: int, lag: int, threshold: float) -> int | None:
         """Which note struck note k's onset at window i: k itself, a lower note whose partial lands on k's
         fundamental, or none.
 
         Only a lower note that sounds then can have made it, and only when k shows too little of its own
         upper partials (``own_partials``; a real C6 struck with C4 rings at 4x C6 too). If that note
         starts there as well, the onset is its partial read beyond its template: dropped. If it was
-        ringing, it was struck again: its fundamental, adding at a random phase, need not grow, but its
-        fresh partial does.
+        ringing, it was struck again (its fundamental, adding at a random phase, need not grow, but its
+        fresh partial does), unless the strike that partial implies is too loud for what that note's
+        fundamental reads.
         """
         fk = self.fund_probe[k]
-        roots = [j for j in range(H.shape[1]) if j != k and self.templates[fk, j] >= 0.1
-                 and self.fund_probe[j] != fk and level[i, j] >= threshold]
-        if not roots or self._own_partials(V[i], k) >= self.params.own_partials:
+        # Partials proper, not a neighbour's main lobe (E4 reads F4 at -20 dB: no partial of it).
+        roots = [j for j in range(H.shape[1]) if j != k and fk in self.partial_probe[j][1:]
+                 and self.templates[fk, j] >= 0.1 and level[i, j] >= threshold]
+        own = self._own_partials(V[i], k)
+        if not roots or own is None or own >= self.params.own_partials:
             return k
         j = max(roots, key=lambda m: self.templates[fk, m] * H[i, m])
         lo, hi = max(i - half, 0), i + half + 1
-        return None if is_peak[lo:hi, j].any() else j
+        if is_peak[lo:i + lag + 1, j].any():  # j starts here too (its level may peak up to a window later)
+            return None
+        # A restrike of amplitude a_new on a ringing a_old leaves at least a_new - a_old at the fundamental,
+        # whatever the phase: a partial jump too big for what j's fundamental shows is k's own strike.
+        a_new = A[i, k] / self.templates[fk, j]
+        a_old = A[max(i - lag, 0), j]
+        return j if A[lo:hi, j].max() >= 0.7 * (a_new - a_old) else k
 
     def _hops(self, seconds: float) -> int:
         return max(1, round(seconds / self.params.hop_s))
@@ -494,11 +516,12 @@ def ratio_weight(params: LabellerParams, index: int) -> float:
     return max(params.partials[index][1], 1e-6)
 
 
-def _running_max(x: np.ndarray, half: int) -> np.ndarray:
-    """Max over +/- half rows of a (T, J) array (edges padded with -inf)."""
+def _running_max(x: np.ndarray, half: int, ahead: int | None = None) -> np.ndarray:
+    """Max over rows i - half .. i + ahead (default half) of a (T, J) array (edges padded with -inf)."""
     J = x.shape[1]
-    pad = np.concatenate([np.full((half, J), -np.inf), x, np.full((half, J), -np.inf)])
-    return np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1, axis=0).max(axis=2)
+    ahead = half if ahead is None else ahead
+    pad = np.concatenate([np.full((half, J), -np.inf), x, np.full((ahead, J), -np.inf)])
+    return np.lib.stride_tricks.sliding_window_view(pad, half + ahead + 1, axis=0).max(axis=2)
 
 
 def _peaks_and_lows(level: np.ndarray, half: int, lag: int) -> tuple[np.ndarray, np.ndarray]:
