@@ -96,6 +96,22 @@ def _write_outputs(out: Path, events: list[Any], devices, phase: str) -> dict[st
     return files
 
 
+def dream_unusable(cfg) -> str | None:
+    """Why dream mode cannot run with this config's models (None = it can): the demo then shows cards."""
+    from device.errors import ModelError
+    from device.model import metadata_path_for, read_metadata
+    from device.screen.dream import check_sound_model
+
+    gen = Path(cfg.display.generator)
+    if not gen.is_file():
+        return f"{gen} not found"
+    try:
+        check_sound_model(read_metadata(metadata_path_for(gen)), read_metadata(metadata_path_for(cfg.sound.model)), gen)
+    except ModelError as e:
+        return str(e).split(";")[0]
+    return None
+
+
 def dream_frames(out: Path, n: int = 6) -> list[str]:
     """A few of the sound phase's frames (dream mode: the pictures generated from the sound), copied to
     ``out/dream/``, evenly spaced through the run."""
@@ -211,9 +227,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if result is not None:
                 summary[phase] = result
             continue
-        if phase == "sound" and cfg.display.picture_mode == "dream" and not Path(cfg.display.generator).is_file():
-            print(f"demo: the sound phase shows cards: {cfg.display.generator} not found (run `make train-generator`)")
-            cfg = dataclasses.replace(cfg, display=dataclasses.replace(cfg.display, picture_mode="cards"))
+        if phase == "sound" and cfg.display.picture_mode == "dream":
+            why = dream_unusable(cfg)
+            if why:
+                print(f"demo: the sound phase shows cards: {why} (run `make train-generator`)")
+                cfg = dataclasses.replace(cfg, display=dataclasses.replace(cfg.display, picture_mode="cards"))
         reference = None
         if phase == "marimba" and not cfg.camera.video:
             video, reference = render_marimba_input(out / "marimba-input", args.marimba_seed)

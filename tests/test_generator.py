@@ -284,3 +284,24 @@ def test_the_box_in_dream_mode_follows_the_sound_it_hears(tmp_path):
     centres = json.loads(SOUND_META.read_text())["open_set"]["class_centres"]
     nearest = max(centres, key=lambda k: float(np.dot(dream.embedding, centres[k])))
     assert nearest == "dog_bark"  # the last sound heard, not the first
+
+
+@needs_model
+def test_demo_falls_back_to_cards_when_the_generator_does_not_fit(tmp_path):
+    import dataclasses
+    import shutil
+
+    from demo.driver import dream_unusable
+    from device.config import load_config
+
+    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
+    assert dream_unusable(cfg) is None
+    gen = tmp_path / "generator.tflite"
+    shutil.copy(GENERATOR, gen)
+    meta = json.loads(GENERATOR.with_suffix(".json").read_text())
+    meta["sound_model"]["embedding_version"] = "older"
+    gen.with_suffix(".json").write_text(json.dumps(meta))
+    why = dream_unusable(dataclasses.replace(cfg, display=dataclasses.replace(cfg.display, generator=str(gen))))
+    assert "trained on sound embedding older" in why
+    missing = dataclasses.replace(cfg, display=dataclasses.replace(cfg.display, generator=str(tmp_path / "no.tflite")))
+    assert "not found" in dream_unusable(missing)
