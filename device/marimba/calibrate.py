@@ -248,42 +248,62 @@ def row_direction(bg: np.ndarray, candidates: Sequence[tuple[int, float, float, 
 
 
 def vote_bars(candidates: Sequence[tuple[int, float, float, float]], along: np.ndarray, n_bars: int,
-              seed: int = 0) -> dict[int, tuple[float, float, float]]:
-    """bar -> (x, y, support): the candidates that fit one row map a(u) along ``along`` (RANSAC over triples
-    of candidates of different bars; a model scores the number of bars it explains, then how many candidates).
+              seed: int = 0, max_tilt_deg: float = 45.0, trials: int = 400
+              ) -> tuple[dict[int, tuple[float, float, float]], np.ndarray]:
+    """bar -> (x, y, support), and the row direction: the candidates that fit one row.
+
+    For each trial direction (``along`` and every 1.5 degrees within
+    ``max_tilt_deg`` of horizontal), candidates project to positions s along
+    it; RANSAC over triples of candidates of different bars fits s = alpha u +
+    beta (u = bar centre); a model scores the number of bars it explains (a
+    candidate within a third of its pitch), then the number of candidates.
+    Where the mallets land across the row varies, so a wrong direction mixes
+    that spread into the positions and explains fewer bars.
     """
     c = np.asarray([(b, x, y, st) for b, x, y, st in candidates], dtype=np.float64)
     bars = c[:, 0].astype(int)
-    u = (bars + 0.5) / n_bars
-    o = np.median(c[:, 1:3], axis=0)
-    s = (c[:, 1:3] - o) @ along
-    rng = np.random.default_rng(seed)
-    best, best_key, best_in = None, (-1, -1, 0.0), None
     distinct = np.unique(bars)
     if len(distinct) < 3:
-        return {}
-    for _ in range(3000):
-        pick_bars = rng.choice(distinct, 3, replace=False)
-        idx = [int(rng.choice(np.flatnonzero(bars == b))) for b in pick_bars]
-        m = _fit_a(u[idx], s[idx], projective=False)
-        if m is None:
-            continue
-        pitch = abs(m[0]) / n_bars
-        if pitch < 1.0:
-            continue
-        r = np.abs(m[0] * u + m[1] - s)
-        inl = r < 0.3 * pitch
-        key = (len(np.unique(bars[inl])), int(inl.sum()), -float(np.minimum(r / (0.3 * pitch), 1).sum()))
-        if key > best_key:
-            best, best_key, best_in = m, key, inl
-    if best is None:
-        return {}
+        return {}, along
+    u = (bars + 0.5) / n_bars
+    o = np.median(c[:, 1:3], axis=0)
+    rng = np.random.default_rng(seed)
+    # Triples of candidates from three different bars (the same triples for every direction).
+    picks = np.stack([rng.permutation(distinct)[:3] for _ in range(trials)])
+    by_bar = {b: np.flatnonzero(bars == b) for b in distinct}
+    idx = np.array([[rng.choice(by_bar[b]) for b in row] for row in picks])
+    onehot = (bars[None, :] == distinct[:, None])  # (bars, candidates)
+    base = math.atan2(along[1], along[0])
+    angles = np.unique(np.r_[base, np.deg2rad(np.arange(-max_tilt_deg, max_tilt_deg + 1e-9, 1.5))])
+    best = (-1, -1, 0.0)
+    best_in, best_dir = None, along
+    for ang in angles:
+        d = np.array([math.cos(ang), math.sin(ang)])
+        s = (c[:, 1:3] - o) @ d
+        uu, ss = u[idx], s[idx]  # (trials, 3)
+        um, sm = uu.mean(axis=1, keepdims=True), ss.mean(axis=1, keepdims=True)
+        var = ((uu - um) ** 2).sum(axis=1)
+        alpha = ((uu - um) * (ss - sm)).sum(axis=1) / np.maximum(var, 1e-12)
+        beta = sm[:, 0] - alpha * um[:, 0]
+        thr = 0.3 * np.abs(alpha) / n_bars  # a third of the pitch
+        ok = (var > 1e-4) & (np.abs(alpha) / n_bars >= 1.0)
+        r = np.abs(alpha[:, None] * u[None, :] + beta[:, None] - s[None, :])  # (trials, candidates)
+        inl = (r < thr[:, None]) & ok[:, None]
+        n_bars_ok = (inl.astype(np.int32) @ onehot.T.astype(np.int32) > 0).sum(axis=1)
+        n_in = inl.sum(axis=1)
+        cost = np.minimum(r / np.maximum(thr[:, None], 1e-9), 1.0).sum(axis=1)
+        k = int(np.lexsort((cost, -n_in, -n_bars_ok))[0])
+        key = (int(n_bars_ok[k]), int(n_in[k]), -float(cost[k]))
+        if key > best:
+            best, best_in, best_dir = key, inl[k], d
+    if best_in is None or not best_in.any():
+        return {}, along
     out = {}
     for b in np.unique(bars[best_in]):
         sel = best_in & (bars == b)
         w = c[sel, 3]
         out[int(b)] = (float(np.average(c[sel, 1], weights=w)), float(np.median(c[sel, 2])), float(sel.sum()))
-    return out
+    return out, best_dir
 
 
 def fit_row(points: dict[int, tuple[float, float, float]], n_bars: int, along: np.ndarray | None = None
@@ -386,36 +406,41 @@ def bar_axes(bg: np.ndarray, row: _LineMap, n_bars: int) -> np.ndarray:
 
 def bar_ends(bg: np.ndarray, row: _LineMap, axes: np.ndarray, n_bars: int) -> np.ndarray:
     """(n_bars, 2) signed distance in pixels along each bar's axis from the row line to its top (negative)
-    and bottom end; nan where the bar can't be told from the table.
+    and bottom end; nan where the bar can't be told from its surroundings.
 
-    The profile through the bar's middle (a band across its width) is
-    classified against the table level (the profile's outer parts) at half the
-    bar's contrast; the bar is the longest run of bar-like samples (short
-    gaps closed), so the row line need not be centred on the bars yet.
+    Bars alternate with gaps at exactly the bar pitch, so along any line
+    parallel to the row (the row line moved along the bars' axes) the bars
+    show as a component with period 1/n in u, in phase with the bar centres
+    (perspective does not change a period measured in u). Its strength in a
+    window of two pitches around bar j, as a function of the distance t along
+    the bar's axis, is high on the bar and falls at its ends. This needs
+    contrast between bars and gaps only, not between bars and table, and a
+    patterned table is not in phase with the bars.
     """
-    u = (np.arange(n_bars) + 0.5) / n_bars
-    centres, d = row(u), row.derivative(u)
-    along = d / np.linalg.norm(d, axis=1, keepdims=True)
-    pitch = np.linalg.norm(d, axis=1) / n_bars
+    u_c = (np.arange(n_bars) + 0.5) / n_bars
     length = float(np.linalg.norm(row(1.0) - row(0.0)))
     step = 0.5
     t = np.arange(-0.6 * length, 0.6 * length + step / 2, step)
-    outer = np.abs(t) > 0.45 * length
-    gap = max(2, int(round(0.02 * length / step)))
+    k = np.arange(-8, 9) / 8.0  # offsets in pitches: two pitches, 8 samples each
+    hann = np.cos(np.pi * k / 2) ** 2
+    wave = hann * np.cos(2 * np.pi * k)  # bar centres at whole pitches
     out = np.full((n_bars, 2), np.nan)
+    gap = max(2, int(round(0.02 * length / step)))
     for j in range(n_bars):
-        offs = np.linspace(-0.2, 0.2, 5) * pitch[j]  # a band across the bar, inside its width
-        pts = centres[j][None, None, :] + t[None, :, None] * axes[j] + offs[:, None, None] * along[j]
-        prof = _bilinear(bg, pts[..., 0], pts[..., 1]).mean(axis=0)
-        table = float(np.median(prof[outer]))
-        dev = prof - table
-        inner = ~outer
-        lo, hi = np.percentile(dev[inner], [5, 95])
-        peak = hi if abs(hi) >= abs(lo) else lo  # the bar is brighter or darker than the table
-        if abs(peak) < 10.0:
+        u = u_c[j] + k / n_bars
+        base = row(u)  # (17, 2)
+        ax = np.stack([np.interp(u, u_c, axes[:, 0]), np.interp(u, u_c, axes[:, 1])], axis=1)
+        ax /= np.linalg.norm(ax, axis=1, keepdims=True)
+        pts = base[None, :, :] + t[:, None, None] * ax[None, :, :]  # (T, 17, 2)
+        f = _bilinear(bg, pts[..., 0], pts[..., 1])
+        c = (f - f.mean(axis=1, keepdims=True)) @ wave
+        centre = np.abs(t) < 0.04 * length
+        polarity = np.sign(np.median(c[centre])) or 1.0
+        c = c * polarity
+        peak = float(np.percentile(c[np.abs(t) < 0.15 * length], 90))
+        if peak < 4.0:  # grey levels: no bars to be seen here
             continue
-        bar = dev * np.sign(peak) > abs(peak) / 2
-        # close short gaps (grain, a cord, a resting mallet), then take the longest run
+        bar = c > 0.5 * peak
         idx = np.flatnonzero(bar)
         if len(idx) < 2:
             continue
@@ -423,13 +448,16 @@ def bar_ends(bg: np.ndarray, row: _LineMap, axes: np.ndarray, n_bars: int) -> np
             if 1 < b_ - a_ <= gap:
                 bar[a_:b_] = True
         edges = np.flatnonzero(np.diff(np.r_[0, bar.astype(np.int8), 0]))
-        starts, stops = edges[::2], edges[1::2]
-        k = int(np.argmax(stops - starts))
-        s0, s1 = int(starts[k]), int(stops[k]) - 1  # first and last bar sample
-        if s0 == 0 or s1 == len(t) - 1 or (s1 - s0) * step < 0.08 * length:
+        starts, stops = edges[::2], edges[1::2] - 1
+        i0 = int(np.argmin(np.abs(t)))
+        hit = np.flatnonzero((starts <= i0 + gap) & (stops >= i0 - gap))
+        if not len(hit):
             continue
-        mid = table + peak / 2
-        out[j] = _crossing(t, prof, mid, s0 - 1, s0), _crossing(t, prof, mid, s1 + 1, s1)
+        s0, s1 = int(starts[hit[0]]), int(stops[hit[-1]])
+        if s0 == 0 or s1 == len(t) - 1 or (s1 - s0) * step < 0.05 * length:
+            continue
+        level = 0.5 * peak
+        out[j] = _crossing(t, c, level, s0 - 1, s0), _crossing(t, c, level, s1 + 1, s1)
     return out
 
 
@@ -491,6 +519,83 @@ def refine_along(bg: np.ndarray, row: _LineMap, axes: np.ndarray, ends: np.ndarr
     return out
 
 
+def _disagreement(row: _LineMap, points: dict[int, tuple[float, float, float]], n_bars: int,
+                  rms_px: bool = False) -> float:
+    """How far along the row the strikes' bar positions lie from ``row``'s bars: median in pitches,
+    or (``rms_px``) the RMS in pixels (the reported residual)."""
+    seen = np.array(sorted(points))
+    u = (seen + 0.5) / n_bars
+    d = row.derivative(u)
+    norm = np.linalg.norm(d, axis=1)
+    off = np.sum((np.array([points[b][:2] for b in seen]) - row(u)) * d / norm[:, None], axis=1)
+    if rms_px:
+        return float(np.sqrt(np.mean(off ** 2)))
+    return float(np.median(np.abs(off) / (norm / n_bars)))
+
+
+def _corners(ref: _LineMap, axes: np.ndarray, top: float, bottom: float) -> np.ndarray:
+    """TL, TR, BR, BL from a reference line, the bars' axes and the box's offsets from the line."""
+    n = len(axes)
+    u = (np.arange(n) + 0.5) / n
+    ends_u = np.array([0.0, 1.0])
+    p, s = ref(ends_u), np.linalg.norm(ref.derivative(ends_u), axis=1)
+    # bar axis at the row ends: extrapolate the per-bar axes linearly in u
+    ax = np.stack([np.polyval(np.polyfit(u, axes[:, k], 1), ends_u) for k in (0, 1)], axis=1)
+    ax /= np.linalg.norm(ax, axis=1, keepdims=True)
+    return np.array([p[0] + ax[0] * top * s[0], p[1] + ax[1] * top * s[1],
+                     p[1] + ax[1] * bottom * s[1], p[0] + ax[0] * bottom * s[0]])
+
+
+def box_corners(row: _LineMap, axes: np.ndarray, ends: np.ndarray, n_bars: int, notes: np.ndarray | None,
+                frame_size: Sequence[int]) -> tuple[np.ndarray, str]:
+    """The bar-row box's corners from the bars' ends, and which line of the bars it was built on.
+
+    The box's top and bottom are lines of the world across the bars. Which
+    line of the instrument runs that way: the bars' middles (bars centred on
+    one line, as on most marimbas), their tops or their bottoms (a row
+    aligned at one end)? From each candidate line, each bar's ends are
+    offsets; across bars they are fitted (Theil-Sen) as a + b g, g the bar
+    length law 2^(-semitones/24) (bars shorten as 1/sqrt(f)), and the most
+    extreme fitted end on each side is the box's edge (the longest bar's
+    ends). The line that meets the bars squarest (median angle to the bars'
+    normals; perspective leans bars both ways) is taken, but the middles
+    unless another is clearly squarer: centred rows are the rule and
+    perspective tilts every line a few degrees. (Tried and dropped: the
+    pinhole constraint r1 . r2 = 0 over plausible focal lengths chose worse
+    on the looks renderer's held-out families.)
+    """
+    u = (np.arange(n_bars) + 0.5) / n_bars
+    both = np.all(np.isfinite(ends), axis=1)
+    if both.sum() < max(4, n_bars // 3):
+        # ends unreadable: the synthetic instrument's proportion (longest bar half the row width)
+        return _corners(row, axes, -DEFAULT_HALF_HEIGHT, DEFAULT_HALF_HEIGHT), "default proportion"
+    semis = (notes - notes[0]) if notes is not None else np.arange(n_bars) * 12 / 7  # diatonic on average
+    g = 2.0 ** (-semis / 24.0)
+    base = row(u)
+    lines = {"middles": base + axes * ((ends[:, 0] + ends[:, 1]) / 2)[:, None],
+             "tops": base + axes * ends[:, [0]], "bottoms": base + axes * ends[:, [1]]}
+    boxes: dict[str, tuple[float, np.ndarray]] = {}
+    for name, pts in lines.items():
+        cand = {int(j): (float(pts[j, 0]), float(pts[j, 1]), 10.0) for j in np.flatnonzero(both)}
+        ref = fit_row(cand, n_bars, row.D / np.linalg.norm(row.D))[0]
+        scale = np.linalg.norm(ref.derivative(u), axis=1)
+        offs = []
+        for side in (0, 1):
+            o = np.sum((base + axes * ends[:, [side]] - ref(u)) * axes, axis=1) / scale
+            a, b = _theil_sen(g[both], o[both])
+            fitted = a + b * g
+            offs.append(float(fitted.min() if side == 0 else fitted.max()))
+        d = ref.derivative(u)
+        normal = np.stack([-axes[:, 1], axes[:, 0]], axis=1)  # perpendicular to each bar
+        ang = np.arctan2(d[:, 0] * normal[:, 1] - d[:, 1] * normal[:, 0], np.sum(d * normal, axis=1))
+        tilt = abs(float(np.median(np.rad2deg((ang[both] + np.pi / 2) % np.pi - np.pi / 2))))
+        boxes[name] = (tilt, _corners(ref, axes, offs[0], offs[1]))
+    name = min(boxes, key=lambda k: boxes[k][0])
+    if name != "middles" and not boxes[name][0] < min(0.5 * boxes["middles"][0], boxes["middles"][0] - 2.0):
+        name = "middles"
+    return boxes[name][1], f"bar ends (box from the bars' {name})"
+
+
 def auto_calibrate(frames: np.ndarray, onsets: Sequence[tuple[float, int]], frame_times: Sequence[float],
                    n_bars: int = 18, notes: Sequence[int] | None = None, what: str = "the recording",
                    detail: bool = False) -> Calibration | Detection:
@@ -513,7 +618,7 @@ def auto_calibrate(frames: np.ndarray, onsets: Sequence[tuple[float, int]], fram
     bg = background(frames)
     candidates, n_strikes = strike_candidates(frames, onsets, np.asarray(frame_times, dtype=np.float64), bg, n_bars)
     along = row_direction(bg, candidates) if candidates else np.array([1.0, 0.0])
-    points = vote_bars(candidates, along, n_bars) if candidates else {}
+    points, along = vote_bars(candidates, along, n_bars) if candidates else ({}, along)
     found = sorted(points)
     if len(found) < MIN_BARS or found[-1] - found[0] < n_bars / 3:
         raise SaySeeError(f"{what}: no clear motion where {len(struck) - len(found)} of the {len(struck)} struck "
@@ -523,45 +628,26 @@ def auto_calibrate(frames: np.ndarray, onsets: Sequence[tuple[float, int]], fram
     for _ in range(2):  # the strikes fix the row along; the bar ends fix it across
         axes = bar_axes(bg, row, n_bars)
         ends = bar_ends(bg, row, axes, n_bars)
-        row = recentre(row, ends, axes, n_bars)
-    for _ in range(2):  # then the bars themselves fix it along
+        moved = recentre(row, ends, axes, n_bars)
+        if _disagreement(moved, points, n_bars) <= max(0.25, _disagreement(row, points, n_bars)):
+            row = moved
+    for _ in range(2):  # then the bars themselves fix it along, where they agree with the strikes
         refined = refine_along(bg, row, axes, ends, n_bars)
         if len(refined) < max(MIN_BARS, n_bars // 2):
             break
-        row, inliers, residual, projective = fit_row(refined, n_bars)
+        better = fit_row(refined, n_bars)[0]
+        if _disagreement(better, points, n_bars) > 0.3:
+            break  # the background's bars are not the struck ones (a frame, extra bars, low contrast)
+        row = better
         axes = bar_axes(bg, row, n_bars)
         ends = bar_ends(bg, row, axes, n_bars)
     axes = bar_axes(bg, row, n_bars)
     ends = bar_ends(bg, row, axes, n_bars)
     u = (np.arange(n_bars) + 0.5) / n_bars
-    # Residual: how far (along the row) the strikes' bar positions lie from the bars of the final row.
-    seen = np.array(sorted(points))
-    d = row.derivative(u[seen])
-    off = np.sum((np.array([points[b][:2] for b in seen]) - row(u[seen])) * d / np.linalg.norm(d, axis=1)[:, None], 1)
-    residual = float(np.sqrt(np.mean(off ** 2)))
-    scale = np.linalg.norm(row.derivative(u), axis=1)  # pixels per unit u (row width) at each bar
-    x = np.asarray(notes, dtype=np.float64)[:n_bars] if notes is not None and len(notes) >= n_bars else u
-    half = []
-    height_source = "bar ends"
-    for side in (0, 1):
-        ok = np.isfinite(ends[:, side])
-        if ok.sum() >= max(4, n_bars // 3):
-            a, b = _theil_sen(x[ok], np.log(np.maximum(np.abs(ends[ok, side]), 0.5) / scale[ok]))
-            half.append(float(np.exp(a + b * x).max()))  # the longest bar sets the box
-        else:
-            half.append(np.nan)
-    if not np.all(np.isfinite(half)):
-        known = [h for h in half if np.isfinite(h)]
-        half = [known[0]] * 2 if known else [DEFAULT_HALF_HEIGHT] * 2
-        height_source = "bar ends (one side)" if known else "default proportion"
-    ends_u = np.array([0.0, 1.0])
-    p, s = row(ends_u), np.linalg.norm(row.derivative(ends_u), axis=1)
-    # bar axis at the row ends: extrapolate the per-bar axes linearly in u
-    ax = np.stack([np.polyval(np.polyfit(u, axes[:, k], 1), ends_u) for k in (0, 1)], axis=1)
-    ax /= np.linalg.norm(ax, axis=1, keepdims=True)
-    tl, tr = p[0] - ax[0] * half[0] * s[0], p[1] - ax[1] * half[0] * s[1]
-    br, bl = p[1] + ax[1] * half[1] * s[1], p[0] + ax[0] * half[1] * s[0]
+    residual = _disagreement(row, points, n_bars, rms_px=True)
+    x = np.asarray(notes, dtype=np.float64)[:n_bars] if notes is not None and len(notes) >= n_bars else None
     H, W = frames.shape[1:3]
+    (tl, tr, br, bl), height_source = box_corners(row, axes, ends, n_bars, x, (H, W))
     try:
         cal = Calibration.from_pixels([tl, tr, br, bl], (H, W), source="auto", residual_px=residual)
     except ValueError as e:
