@@ -42,6 +42,7 @@ import numpy as np
 from device.errors import SaySeeError
 from device.marimba.rectify import Calibration
 
+CALIBRATION_FILE = "calibration.json"  # its name beside a recording (calibrate-marimba writes it, training reads it)
 MIN_BARS = 4
 STRIKE_LAG_S = 0.015  # audio onsets (window starts) come ~13 ms before the strike (measured on renders)
 DEFAULT_HALF_HEIGHT = 0.25  # bar-row box half height / row width when the bar ends can't be read
@@ -425,7 +426,7 @@ def bar_ends(bg: np.ndarray, row: _LineMap, axes: np.ndarray, n_bars: int) -> np
     hann = np.cos(np.pi * k / 2) ** 2
     wave = hann * np.cos(2 * np.pi * k)  # bar centres at whole pitches
     out = np.full((n_bars, 2), np.nan)
-    gap = max(2, int(round(0.02 * length / step)))
+    gap = max(2, int(round(0.06 * length / step)))  # bridges mounting pins, cords, a resting mallet
     for j in range(n_bars):
         u = u_c[j] + k / n_bars
         base = row(u)  # (17, 2)
@@ -438,9 +439,13 @@ def bar_ends(bg: np.ndarray, row: _LineMap, axes: np.ndarray, n_bars: int) -> np
         polarity = np.sign(np.median(c[centre])) or 1.0
         c = c * polarity
         peak = float(np.percentile(c[np.abs(t) < 0.15 * length], 90))
-        if peak < 4.0:  # grey levels: no bars to be seen here
+        floor = 5.0 * float(np.std(c[np.abs(t) > 0.45 * length]))  # what the table alone gives
+        if peak < max(4.0, floor):  # grey levels: no bars to be seen here
             continue
-        bar = c > 0.5 * peak
+        # A fifth of the peak, not half: light falls off along a bar (specular metal, a lamp's gradient)
+        # while past its end the component drops to the table's noise.
+        level = max(0.2 * peak, floor)
+        bar = c > level
         idx = np.flatnonzero(bar)
         if len(idx) < 2:
             continue
@@ -456,7 +461,6 @@ def bar_ends(bg: np.ndarray, row: _LineMap, axes: np.ndarray, n_bars: int) -> np
         s0, s1 = int(starts[hit[0]]), int(stops[hit[-1]])
         if s0 == 0 or s1 == len(t) - 1 or (s1 - s0) * step < 0.05 * length:
             continue
-        level = 0.5 * peak
         out[j] = _crossing(t, c, level, s0 - 1, s0), _crossing(t, c, level, s1 + 1, s1)
     return out
 

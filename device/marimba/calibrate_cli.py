@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from device.errors import SaySeeError
+from device.marimba.calibrate import CALIBRATION_FILE as DEFAULT_NAME
 from device.marimba.rectify import Calibration
 
-DEFAULT_NAME = "calibration.json"
 PICTURE_NAME = "calibration.png"
 
 
