@@ -150,5 +150,5 @@ def test_a_video_file_that_cannot_be_decoded_is_one_line(tmp_path, short_recordi
     m["video"] = "video.avi"
     (d / "manifest.json").write_text(json.dumps(m))
     (d / "video.avi").write_bytes(b"RIFF\x00\x00\x00\x00AVI garbage")
-    with pytest.raises(InputFileError, match=r"video.avi: undecodable video"):
+    with pytest.raises(InputFileError, match=r"video.avi: unreadable video"):
         read_recording(d)

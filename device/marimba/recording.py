@@ -94,7 +94,7 @@ def read_frames(path: str | os.PathLike, expected: int | None = None) -> np.ndar
         finally:
             cap.release()
         if not out:
-            raise InputFileError(f"{path}: undecodable video (no frame could be read)")
+            raise InputFileError(f"{path}: unreadable video (no frames could be decoded)")
         if len({f.shape for f in out}) > 1:
             raise InputFileError(f"{path}: frames of different sizes in one video")
         frames = np.stack(out)
@@ -105,11 +105,14 @@ def read_frames(path: str | os.PathLike, expected: int | None = None) -> np.ndar
 
 
 def read_frame_times(path: str | os.PathLike, n_frames: int, fps: float) -> np.ndarray:
-    """Seconds after audio sample 0 per frame (``index,time_s`` CSV); ``i / fps`` when there is no file."""
+    """Seconds after audio sample 0 per frame (``index,time_s`` CSV, or a .npy); ``i / fps`` when there is no file."""
     path = Path(path)
     if not path.exists():
         return np.arange(n_frames) / float(fps)
     try:
+        if path.suffix == ".npy":
+            times = np.load(path, allow_pickle=False).astype(np.float64).reshape(-1)
+            return _checked_times(path, times, n_frames)
         with open(path, newline="") as f:
             rows = [r for r in csv.reader(f) if r]
         header = [h.strip() for h in rows[0]] if rows else []
@@ -120,6 +123,10 @@ def read_frame_times(path: str | os.PathLike, n_frames: int, fps: float) -> np.n
         times = np.array([float(r[col]) for r in body], dtype=np.float64)
     except (OSError, ValueError, IndexError, UnicodeDecodeError) as e:
         raise InputFileError(f"{path}: unreadable frame times ({e})") from None
+    return _checked_times(path, times, n_frames)
+
+
+def _checked_times(path: Path, times: np.ndarray, n_frames: int) -> np.ndarray:
     if len(times) != n_frames:
         raise InputFileError(f"{path}: {len(times)} frame times for {n_frames} video frames")
     if len(times) > 1 and np.any(np.diff(times) <= 0):

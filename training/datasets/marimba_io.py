@@ -11,7 +11,6 @@ than one frame window.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ import numpy as np
 
 from device.errors import InputFileError
 from device.frontend import NoteParams
-from device.marimba.dataset import AUDIO, FRAME_TIMES, FRAMES_NPY, MANIFEST, VIDEO
+from device.marimba.dataset import AUDIO, FRAME_TIMES, MANIFEST
+from device.marimba.recording import read_frame_times, read_frames, read_manifest, video_path
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".npy")
 
@@ -70,58 +70,14 @@ def find_recordings(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
-def _manifest(folder: Path) -> dict[str, Any]:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise InputFileError(f"{path}: manifest missing (not a marimba dataset folder)")
-    try:
-        m = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(m, dict):
-        raise InputFileError(f"{path}: expected a JSON object")
-    return m
-
-
-def _video_path(folder: Path, m: dict[str, Any]) -> Path:
-    name = m.get("video")
-    if name:
-        return folder / name
-    for cand in (VIDEO, FRAMES_NPY):
-        if (folder / cand).exists():
-            return folder / cand
-    raise InputFileError(f"{folder}: no video (expected {VIDEO} or {FRAMES_NPY})")
+# The numpy-only reading is the box's (calibrate-marimba and transcribe read recordings there too).
+_manifest = read_manifest
+_video_path = video_path
 
 
 def read_video(path: Path) -> np.ndarray:
     """All frames of a video file (or a frames.npy) as (N, H, W) uint8 grayscale."""
-    if not path.is_file():
-        raise InputFileError(f"{path}: video file missing")
-    if path.suffix == ".npy":
-        try:
-            frames = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputFileError(f"{path}: unreadable frames file ({e})") from None
-        if frames.ndim == 4:
-            frames = frames.mean(axis=3)
-        if frames.ndim != 3 or len(frames) == 0:
-            raise InputFileError(f"{path}: expected (frames, height, width) images, got shape {frames.shape}")
-        return np.clip(frames, 0, 255).astype(np.uint8)
-    import cv2
-
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    try:
-        while cap.isOpened():
-            ok, img = cap.read()
-            if not ok:
-                break
-            frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img)
-    finally:
-        cap.release()
-    if not frames:
-        raise InputFileError(f"{path}: unreadable video (no frames could be decoded)")
-    return np.stack(frames)
+    return read_frames(path)
 
 
 def read_audio(path: Path, sample_rate: int) -> np.ndarray:
@@ -142,30 +98,6 @@ def read_audio(path: Path, sample_rate: int) -> np.ndarray:
 
         audio = soxr.resample(audio, sr, sample_rate).astype(np.float32)
     return audio
-
-
-def read_frame_times(path: Path, n_frames: int, fps: float) -> np.ndarray:
-    """Seconds after audio sample 0 per frame; ``i / fps`` when there is no file."""
-    if not path.exists():
-        return np.arange(n_frames) / fps
-    try:
-        if path.suffix == ".npy":
-            times = np.load(path, allow_pickle=False).astype(np.float64).reshape(-1)
-        else:
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
-            header = [h.strip() for h in rows[0]] if rows else []
-            col = header.index("time_s") if "time_s" in header else None
-            body = rows[1:] if col is not None else rows
-            col = 0 if col is None and body and len(body[0]) == 1 else (col if col is not None else 1)
-            times = np.array([float(r[col]) for r in body if r], dtype=np.float64)
-    except (OSError, ValueError, IndexError) as e:
-        raise InputFileError(f"{path}: unreadable frame times ({e})") from None
-    if len(times) != n_frames:
-        raise InputFileError(f"{path}: {len(times)} frame times for {n_frames} video frames")
-    if len(times) > 1 and np.any(np.diff(times) <= 0):
-        raise InputFileError(f"{path}: frame times must increase")
-    return times
 
 
 def read_ground_truth(path: Path) -> list[tuple[float, int, int]]:
