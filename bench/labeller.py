@@ -86,7 +86,7 @@ def old_labeller(audio: np.ndarray, sample_rate: int = 48000) -> Notes:
     params = NoteParams(sample_rate=sample_rate, fps=spec.fps, frames_per_window=spec.frames_per_window,
                         notes=spec.notes)
     n_frames = int(len(audio) / sample_rate * spec.fps)
-    return [(e.t, e.note, e.velocity) for e in audio_events(audio, n_frames, spec, params) if isinstance(e, NoteOn)]
+    return [(e.t, e.note, e.velocity) for e in audio_events(audio, n_frames, spec, params, labeller=None) if isinstance(e, NoteOn)]
 
 
 def harmonic_labeller(audio: np.ndarray, sample_rate: int = 48000) -> Notes:

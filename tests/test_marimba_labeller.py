@@ -45,7 +45,7 @@ def found(notes, midi, t, tol=0.05):
 
 
 def old_notes(audio, seconds):
-    return [(e.t, e.note, e.velocity) for e in audio_events(audio, int(seconds * P.fps), SPEC, P)
+    return [(e.t, e.note, e.velocity) for e in audio_events(audio, int(seconds * P.fps), SPEC, P, labeller=None)
             if isinstance(e, NoteOn)]
 
 

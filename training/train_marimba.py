@@ -175,22 +175,22 @@ def prepare(rec, spec: MarimbaSpec, params: NoteParams, calibrate: str = "truth"
     from training.datasets.marimba_io import usable_windows
     from training.marimba_model import onset_weights
 
-    if rec.notes is not None:
-        reference, source = list(rec.notes), "ground truth"
-    else:
-        ev = audio_events(rec.audio, len(rec.frames), spec, params, rec.frame_times)
-        reference = [(e.t, e.note, e.velocity) for e in ev if isinstance(e, NoteOn)]
-        source = "audio"
+    from device.marimba.labeller import HarmonicLabeller
+
+    # Targets and heard notes come from the marimba-physics labeller (templates fitted to this recording):
+    # a low strike's tuned 4x partial must not teach the model a note two octaves up.
+    labeller = HarmonicLabeller(params)
+    heard = [(e.t, e.note, e.velocity) for e in audio_events(rec.audio, len(rec.frames), spec, params,
+                                                              rec.frame_times, labeller=labeller)
+             if isinstance(e, NoteOn)]
+    reference, source = (list(rec.notes), "ground truth") if rec.notes is not None else (heard, "audio")
     if calibrate == "default":
         calibration, cal_source = None, "default"
     else:
         # Auto calibration hears the notes from the audio, never from ground truth: as on a user's recording.
-        heard = reference if source == "audio" else [
-            (e.t, e.note, e.velocity) for e in audio_events(rec.audio, len(rec.frames), spec, params, rec.frame_times)
-            if isinstance(e, NoteOn)]
         calibration, cal_source = recording_calibration(rec, spec, params, calibrate, heard)
     frames = preprocess_frames(rec.frames, spec, calibration)
-    amps_all = note_targets(rec.audio, len(rec.frames), params, rec.frame_times)
+    amps_all = note_targets(rec.audio, len(rec.frames), params, rec.frame_times, labeller=labeller)
     win = usable_windows(rec, params)
     amps = amps_all[win]
     levels = spec.target.forward(amps)
@@ -583,8 +583,11 @@ def train(args: argparse.Namespace) -> dict:
     float_metrics = combine({p.name: score(p.reference, n) for p, n in zip(test, float_notes)})
     # The audio-target extractor (same peak picker, its default settings) against the ground truth.
     audio_spec = spec.replace(peaks=PeakParams())
+    from device.marimba.labeller import HarmonicLabeller
+
     audio_metrics = combine({p.name: score(p.rec.notes, events_to_notes(audio_events(
-        p.rec.audio, len(p.rec.frames), audio_spec, params, p.rec.frame_times))) for p in test if p.rec.notes is not None})
+        p.rec.audio, len(p.rec.frames), audio_spec, params, p.rec.frame_times, labeller=HarmonicLabeller(params))))
+        for p in test if p.rec.notes is not None})
 
     # int8: calibrate on training windows, then evaluate through the device's own path.
     rng = np.random.default_rng(args.seed)

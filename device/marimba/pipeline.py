@@ -410,17 +410,23 @@ def events_to_notes(events: Iterable[NoteOn | NoteOff]) -> list[tuple[float, flo
 
 def audio_events(audio: np.ndarray, n_frames: int, spec: MarimbaSpec = MarimbaSpec(),
                  note_params: NoteParams | None = None, frame_times: Sequence[float] | None = None,
-                 labeller: Any = None) -> list[NoteOn | NoteOff]:
-    """Notes heard in a recording: note_targets -> level -> the same peak picker.
+                 labeller: Any = "harmonic") -> list[NoteOn | NoteOff]:
+    """Notes heard in a recording: the "audio-target extractor", the reference notes for a real
+    recording that has no hand-made labels (training, calibration, ``transcribe --compare``).
 
-    The "audio-target extractor": the reference notes for a real recording
-    that has no hand-made labels. With a ``labeller``
-    (``device.marimba.labeller.HarmonicLabeller``) its harmonic-template notes
-    instead (no phantom notes from a bar's partials, quick repeats kept; times
-    on the audio's clock, which ``frame_times`` share).
+    By default the marimba-physics labeller (``device.marimba.labeller.HarmonicLabeller``, its
+    templates fitted to this recording: no phantom notes from a bar's partials, quick repeats kept;
+    times on the audio's clock, which ``frame_times`` share); pass a fitted ``labeller`` to reuse one.
+    ``labeller=None``: the old fundamental reading (note_targets -> level -> the device's peak picker),
+    kept for comparisons.
     """
     from device.frontend import note_targets
 
+    if isinstance(labeller, str) and labeller == "harmonic":
+        from device.marimba.labeller import HarmonicLabeller  # imports this module: only when called
+
+        labeller = HarmonicLabeller(note_params or NoteParams(fps=spec.fps, frames_per_window=spec.frames_per_window,
+                                                              notes=spec.notes))
     if labeller is not None:
         return labeller.events(audio, spec)
 
