@@ -103,7 +103,8 @@ def test_one_seed_gives_one_answer_and_fine_tuning_starts_from_the_given_weights
     from training.train_marimba import main
 
     common = ["--data", str(recordings), "--test-data", str(recordings / "rec1"), "--val-data",
-              str(recordings / "rec2"), "--quick", "--max-int8-drop", "1", "--from-scratch", "--epochs", "2"]
+              str(recordings / "rec2"), "--quick", "--max-int8-drop", "1", "--from-scratch", "--epochs", "2",
+              "--test-calibration", "truth"]
     assert main(common + ["--out", str(tmp_path / "a")]) == 0
     assert main(common + ["--out", str(tmp_path / "b")]) == 0
     assert _weights_digest(tmp_path / "a") == _weights_digest(tmp_path / "b")
@@ -111,7 +112,8 @@ def test_one_seed_gives_one_answer_and_fine_tuning_starts_from_the_given_weights
     assert _weights_digest(tmp_path / "c") != _weights_digest(tmp_path / "a")
     # Fine-tuning: starts from a's weights (the small --quick width comes with them), trains, changes them.
     ft = ["--data", str(recordings), "--test-data", str(recordings / "rec1"), "--val-data", str(recordings / "rec2"),
-          "--quick", "--max-int8-drop", "1", "--epochs", "1", "--init", str(tmp_path / "a" / "marimba.keras")]
+          "--quick", "--max-int8-drop", "1", "--epochs", "1", "--init", str(tmp_path / "a" / "marimba.keras"),
+          "--test-calibration", "truth"]
     assert main(ft + ["--out", str(tmp_path / "d")]) == 0
     assert _weights_digest(tmp_path / "d") != _weights_digest(tmp_path / "a")
 

@@ -116,10 +116,18 @@ def test_unreadable_audio(recordings, tmp_path, capsys):
     _expect_error(recordings, tmp_path, capsys, str(recordings / "rec1" / AUDIO), "unreadable audio")
 
 
-def test_wrong_frame_size(recordings, tmp_path, capsys):
-    v = render(4, SynthConfig(seconds=1.0, height=120, width=200))
-    write(v, recordings / "rec0")  # sorts first: its size becomes the expected one
-    _expect_error(recordings, tmp_path, capsys, "wrong frame size", "160x96", "200x120")
+def test_recordings_of_different_frame_sizes_are_rectified_to_one_view(recordings):
+    from device.frontend import NoteParams
+    from device.marimba.pipeline import MarimbaSpec
+    from training.train_marimba import load_parts
+
+    write(render(4, SynthConfig(seconds=1.0, height=120, width=200)), recordings / "rec0")
+    folders = {"train": sorted(recordings.iterdir()), "val": [], "test": []}
+    parts, first = load_parts(folders, MarimbaSpec(), NoteParams())
+    assert first == (120, 200)
+    assert {p.rec.frame_size for p in parts["train"]} == {(120, 200), (96, 160)}
+    assert {p.frames.shape[1:] for p in parts["train"]} == {(48, 128)}
+    assert {p.calibration_source for p in parts["train"]} == {"truth"}
 
 
 def test_manifest_frame_size_disagrees_with_video(recordings, tmp_path, capsys):
