@@ -44,6 +44,7 @@ from device.marimba.rectify import Calibration
 
 CALIBRATION_FILE = "calibration.json"  # its name beside a recording (calibrate-marimba writes it, training reads it)
 MIN_BARS = 4
+END_ALIGNED_MARGIN_DEG = 2.0  # an end-aligned row must meet the bars this much squarer than the middles
 STRIKE_LAG_S = 0.015  # audio onsets (window starts) come ~13 ms before the strike (measured on renders)
 DEFAULT_HALF_HEIGHT = 0.25  # bar-row box half height / row width when the bar ends can't be read
 MOTION_GAP_S = 0.1  # a striking mallet is raised this long before and after the strike
@@ -595,7 +596,8 @@ def box_corners(row: _LineMap, axes: np.ndarray, ends: np.ndarray, n_bars: int, 
         tilt = abs(float(np.median(np.rad2deg((ang[both] + np.pi / 2) % np.pi - np.pi / 2))))
         boxes[name] = (tilt, _corners(ref, axes, offs[0], offs[1]))
     name = min(boxes, key=lambda k: boxes[k][0])
-    if name != "middles" and not boxes[name][0] < min(0.5 * boxes["middles"][0], boxes["middles"][0] - 2.0):
+    if name != "middles" and not boxes[name][0] < min(0.5 * boxes["middles"][0],
+                                                       boxes["middles"][0] - END_ALIGNED_MARGIN_DEG):
         name = "middles"
     return boxes[name][1], f"bar ends (box from the bars' {name})"
 
