@@ -146,7 +146,8 @@ def truth_calibration(rec) -> Calibration | None:
     cam = (rec.manifest.get("synthetic") or {}).get("camera") or {}
     h, w = rec.frame_size
     if cam.get("corners") is not None:
-        return Calibration.from_pixels(cam["corners"], (h, w), source="manual")
+        # Those renderers put pixel centres at whole numbers; a Calibration's pixel i spans i..i+1.
+        return Calibration.from_pixels(np.asarray(cam["corners"], dtype=float) + 0.5, (h, w), source="manual")
     if {"scale", "rotation_deg", "offset_px"} <= set(cam):  # the project's own renderer
         from training.datasets.marimba_synth import SynthConfig, true_corners
 

@@ -43,10 +43,11 @@ def parse_corners(text: str) -> list[tuple[float, float]]:
 
 def recording_onsets(audio: np.ndarray, frame_times: np.ndarray, notes: Sequence[int]) -> list[tuple[float, int]]:
     """(time, bar index) of every note the audio labeller hears (the same labeller training uses)."""
-    from device.marimba.pipeline import MarimbaSpec, NoteOn, audio_events
+    from device.marimba.labeller import heard_events
+    from device.marimba.pipeline import MarimbaSpec, NoteOn
 
     spec = MarimbaSpec(notes=tuple(notes))
-    events = audio_events(audio, len(frame_times), spec, frame_times=frame_times)
+    events = heard_events(audio, spec)
     index = {n: i for i, n in enumerate(spec.notes)}
     return [(e.t, index[e.note]) for e in events if isinstance(e, NoteOn) and e.note in index]
 

@@ -511,6 +511,15 @@ class HarmonicLabeller:
         return max(1, round(seconds / self.params.hop_s))
 
 
+def heard_events(audio: np.ndarray, spec: MarimbaSpec = MarimbaSpec(), note_params: NoteParams | None = None
+                 ) -> list[NoteOn | NoteOff]:
+    """The notes a recording's audio holds, as the project hears them: the harmonic labeller fitted to this
+    recording. The one reference for training targets' notes, automatic calibration and
+    ``transcribe --compare`` (times in seconds from the audio's first sample)."""
+    params = note_params or NoteParams(fps=spec.fps, frames_per_window=spec.frames_per_window, notes=spec.notes)
+    return HarmonicLabeller(params).events(audio, spec)
+
+
 def ratio_weight(params: LabellerParams, index: int) -> float:
     """The physics default weight of partial ``index`` (> 0 so a learned median can rescale it)."""
     return max(params.partials[index][1], 1e-6)

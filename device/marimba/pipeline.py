@@ -410,23 +410,15 @@ def events_to_notes(events: Iterable[NoteOn | NoteOff]) -> list[tuple[float, flo
 
 def audio_events(audio: np.ndarray, n_frames: int, spec: MarimbaSpec = MarimbaSpec(),
                  note_params: NoteParams | None = None, frame_times: Sequence[float] | None = None,
-                 labeller: Any = "harmonic") -> list[NoteOn | NoteOff]:
-    """Notes heard in a recording: the "audio-target extractor", the reference notes for a real
-    recording that has no hand-made labels (training, calibration, ``transcribe --compare``).
+                 labeller: Any = None) -> list[NoteOn | NoteOff]:
+    """Notes heard in a recording from each bar's fundamental: note_targets -> level -> the device's peak
+    picker (the old reading; the project's reference notes are ``device.marimba.labeller.heard_events``).
 
-    By default the marimba-physics labeller (``device.marimba.labeller.HarmonicLabeller``, its
-    templates fitted to this recording: no phantom notes from a bar's partials, quick repeats kept;
-    times on the audio's clock, which ``frame_times`` share); pass a fitted ``labeller`` to reuse one.
-    ``labeller=None``: the old fundamental reading (note_targets -> level -> the device's peak picker),
-    kept for comparisons.
+    With a fitted ``labeller`` (``device.marimba.labeller.HarmonicLabeller``) its harmonic-template notes
+    instead (times on the audio's clock, which ``frame_times`` share).
     """
     from device.frontend import note_targets
 
-    if isinstance(labeller, str) and labeller == "harmonic":
-        from device.marimba.labeller import HarmonicLabeller  # imports this module: only when called
-
-        labeller = HarmonicLabeller(note_params or NoteParams(fps=spec.fps, frames_per_window=spec.frames_per_window,
-                                                              notes=spec.notes))
     if labeller is not None:
         return labeller.events(audio, spec)
 

@@ -193,13 +193,13 @@ def audio_notes(src: Source, n_frames: int, spec: Any) -> list[tuple[float, int]
     The audio is read whole (about 11 MB a minute at 48 kHz); the frames never are.
     """
     from device.frontend import NoteParams
-    from device.marimba.pipeline import NoteOn, audio_events
+    from device.marimba.labeller import heard_events
+    from device.marimba.pipeline import NoteOn
     from device.marimba.recording import read_recording_audio
 
     params = NoteParams(fps=spec.fps, frames_per_window=spec.frames_per_window, notes=spec.notes)
     audio, _ = read_recording_audio(src.path, src.manifest, params.sample_rate)
-    times = src.times[:n_frames] if src.times is not None else None
-    return [(e.t, e.note) for e in audio_events(audio, n_frames, spec, params, times) if isinstance(e, NoteOn)]
+    return [(e.t, e.note) for e in heard_events(audio, spec, params) if isinstance(e, NoteOn)]
 
 
 # ------------------------------------------------------------------ pipeline
