@@ -98,6 +98,9 @@ def build_playlist(clips: int, seeds=PLAYLIST_SEEDS, levels=PLAYLIST_LEVELS_DBFS
     return np.concatenate(pieces), truth
 
 
+EVERYTHING_CLIPS = 20  # the all-features run: a CPU share needs a minute or so, not the whole playlist
+
+
 def sound_playlist(clips: int, workdir: Path) -> tuple[Path, list[dict[str, Any]]]:
     """The bench playlist as a 16 kHz WAV (cut TAIL_S after the last clip) with its truth beside it."""
     from device.wavfile import write_wav
@@ -110,9 +113,10 @@ def sound_playlist(clips: int, workdir: Path) -> tuple[Path, list[dict[str, Any]
 
 
 def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, seconds: float | None = None,
-           timeout: float = 300.0, video: Path | None = None, decision: str | None = None) -> dict[str, Any]:
+           timeout: float = 300.0, video: Path | None = None, decision: str | None = None,
+           everything: bool = False) -> dict[str, Any]:
     """Run bench.e2e_run in a fresh interpreter and return its JSON."""
-    name = f"{mode}_{decision}" if decision else mode
+    name = (f"{mode}_{decision}" if decision else mode) + ("_everything" if everything else "")
     out = workdir / f"e2e_{name}.json"
     log = workdir / f"e2e_{name}.log"
     cmd = [sys.executable, "-m", "bench.e2e_run", "--mode", mode, "--model", str(model),
@@ -125,6 +129,8 @@ def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, 
         cmd += ["--seconds", str(seconds)]
     if video is not None:
         cmd += ["--video", str(video)]
+    if everything:
+        cmd += ["--everything"]
     env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy", PYTHONPATH=str(PROJECT_ROOT))
     with open(log, "w") as f:
         launched_at = time.monotonic()  # system-wide clock: the child's stamps are comparable
@@ -290,6 +296,17 @@ def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]
         }
         notes["e2e_blas_env"] = raw.get("blas_env")
     notes["e2e_sound_designs"] = designs
+    # The whole box at once (issue 13): dream pictures every hop + the continuous mapping, on a shorter
+    # part of the same playlist; only its CPU share and memory are figures (its LED follows the mapping).
+    part = workdir / "everything"
+    part.mkdir(exist_ok=True)
+    short, short_truth = sound_playlist(min(clips, EVERYTHING_CLIPS), part)
+    raw = launch("sound", model, workdir, playlist=short, timeout=short_truth[-1]["offset"] + TAIL_S + 120,
+                 everything=True)
+    figs.update(process_figures("e2e_sound_everything", raw))
+    notes["e2e_sound_everything"] = {"clips": len(short_truth), "features": "dream pictures (generator every hop), "
+                                     "continuous mapping (default projection -> LED colour, 3 CCs), class "
+                                     "mapping, taught/unknown decision", **decision_quality(short_truth, raw["events"])}
     return figs, notes
 
 

@@ -136,11 +136,16 @@ def _bracketed(make):
 
 
 def configure(mode: str, model: str, playlist: str | None, workdir: Path, video: str | None = None,
-              decision: str | None = None):
+              decision: str | None = None, everything: bool = False):
     """The demo config, paced in real time, with the box's default display rate and no files per frame.
 
-    ``decision`` picks the sound decision design ([sound] decision; None = the config's).
+    ``decision`` picks the sound decision design ([sound] decision; None = the config's). The box's
+    defaults otherwise: class picture cards, no continuous mapping, so the latency figures stay the
+    box's. ``everything``: every sound feature at once (dream pictures from the generator every hop and
+    the default continuous mapping to LED and synth CCs), for the CPU share of the whole box.
     """
+    from device.config import ContinuousConfig
+
     cfg = load_config(DEMO_CONFIG)
     app = dataclasses.replace(cfg.app, modes=(mode,), status_file=str(workdir / "status.json"))
     sound, marimba, mic = cfg.sound, cfg.marimba, cfg.mic
@@ -151,10 +156,12 @@ def configure(mode: str, model: str, playlist: str | None, workdir: Path, video:
         marimba = dataclasses.replace(marimba, model=model)
     # The demo draws at 4 fps to keep its PNG folder small; a box draws at the
     # shipped default rate, straight to the screen, so no PNGs are written here.
-    display = dataclasses.replace(cfg.display, out_dir="", max_fps=DisplayConfig().max_fps)
+    display = dataclasses.replace(cfg.display, out_dir="", max_fps=DisplayConfig().max_fps,
+                                  **({} if everything else {"picture_mode": DisplayConfig().picture_mode}))
+    continuous = ContinuousConfig(mode="default") if everything else ContinuousConfig()
     camera = dataclasses.replace(cfg.camera, realtime=True, **({"video": video} if video else {}))
     return dataclasses.replace(cfg, app=app, sound=sound, marimba=marimba, mic=mic, camera=camera,
-                               display=display)
+                               display=display, continuous=continuous)
 
 
 def instrument(app, mode: str, cfg) -> dict[str, Any]:
@@ -196,7 +203,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = configure(args.mode, args.model, args.playlist, workdir, args.video, args.decision)
+    cfg = configure(args.mode, args.model, args.playlist, workdir, args.video, args.decision, args.everything)
     # (time, event, frame being processed when it fired): the camera probe exists
     # only after build_app, so the callback looks it up when called.
     events: list[tuple[float, Any, Any]] = []
@@ -271,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decision", choices=("onset", "window"), default=None,
                     help="sound: the [sound] decision design (default: the config's)")
     ap.add_argument("--seconds", type=float, default=None, help="stop after this long (marimba video)")
+    ap.add_argument("--everything", action="store_true",
+                    help="sound: dream pictures + the default continuous mapping on (CPU of the whole box)")
     ap.add_argument("--launched-at", type=float, default=None, help="parent's time.monotonic() at launch")
     ap.add_argument("--workdir", default=".")
     ap.add_argument("--json", required=True)

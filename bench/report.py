@@ -14,6 +14,7 @@ SECTIONS = (
     ("marimba.", "Marimba model"),
     ("e2e_sound_onset.", "End to end: sound, onset design (simulated real time)"),
     ("e2e_sound_window.", "End to end: sound, earlier window design (simulated real time)"),
+    ("e2e_sound_everything.", "End to end: sound with every feature on (dream pictures, continuous mapping)"),
     ("e2e_marimba.", "End to end: marimba (simulated real time)"),
     ("mapping.", "Mappings taught by demonstration"),
     ("generator.", "Sound -> picture generator (dream mode)"),
