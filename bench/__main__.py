@@ -26,8 +26,8 @@ from . import report
 from .machine import load_average, machine_info
 
 
-SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "generator", "taught_onset", "mapping",
-            "labeller")
+SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "rectify", "generator", "taught_onset",
+            "mapping", "labeller")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -128,6 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     from .models import bench_models
 
     run.section("models", lambda: bench_models(models, reports, args.repeats, args.min_time, work))
+
+    # Marimba frames rectified to the canonical bar-row view (issue 14 §1), against OpenCV.
+    from .rectify import bench_rectify
+
+    run.section("rectify", lambda: bench_rectify(args.repeats, args.min_time))
 
     # Sound -> picture (issue 13 §1): the dream mode's generator against the sound model, same run.
     from .generator import bench_generator

@@ -12,6 +12,7 @@ SECTIONS = (
     ("frontend.", "Front end (log-mel)"),
     ("sound.", "Sound model"),
     ("marimba.", "Marimba model"),
+    ("rectify.", "Marimba frame rectification"),
     ("e2e_sound_onset.", "End to end: sound, onset design (simulated real time)"),
     ("e2e_sound_window.", "End to end: sound, earlier window design (simulated real time)"),
     ("e2e_sound_everything.", "End to end: sound with every feature on (dream pictures, continuous mapping)"),
