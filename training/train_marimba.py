@@ -163,14 +163,19 @@ def recording_calibration(rec, spec: MarimbaSpec, params: NoteParams, how: str,
         cal = truth_calibration(rec)
         if cal is not None:
             return cal, "truth"
-    from device.marimba.calibrate import CALIBRATION_FILE, auto_calibrate
+    from device.marimba.calibrate import CALIBRATION_FILE
 
     path = rec.folder / CALIBRATION_FILE
     if how != "auto-only" and path.is_file():
         return Calibration.load(path), "file"
     index = {n: j for j, n in enumerate(spec.notes)}
     onsets = [(t, index[m]) for t, m, _ in (notes or []) if m in index]
-    return auto_calibrate(rec.frames, onsets, rec.frame_times, n_bars=len(spec.notes)), "auto"
+    # The heat-map estimate refined by the pretrained int8 model (the device's calibrate-marimba does the same).
+    from device.marimba.calibrate_refine import calibrate_with_model, pretrained_model
+
+    model = pretrained_model(PRETRAINED.with_suffix(".tflite"), spec.notes)
+    return calibrate_with_model(rec.frames, rec.frame_times, onsets, model=model, spec=spec,
+                                what=str(rec.folder))[0], "auto"
 
 
 def prepare(rec, spec: MarimbaSpec, params: NoteParams, calibrate: str = "truth") -> Prepared:

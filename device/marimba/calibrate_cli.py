@@ -52,9 +52,21 @@ def recording_onsets(audio: np.ndarray, frame_times: np.ndarray, notes: Sequence
     return [(e.t, index[e.note]) for e in events if isinstance(e, NoteOn) and e.note in index]
 
 
-def calibrate_recording(folder: str | Path, corners: Sequence[tuple[float, float]] | None = None
-                        ) -> tuple[Calibration, Any, np.ndarray | None]:
-    """(calibration, Detection or None, a picture of the scene or None) for one recording folder."""
+def load_marimba_model(path: str | Path) -> Any:
+    """The int8 marimba model (``device.model.Model``) that refines the calibration; one line if unusable."""
+    from device.frontend import NoteParams
+    from device.model import Model
+
+    return Model(path, expected_frontend=NoteParams())
+
+
+def calibrate_recording(folder: str | Path, corners: Sequence[tuple[float, float]] | None = None,
+                        model: Any = None) -> tuple[Calibration, Any, np.ndarray | None]:
+    """(calibration, Detection or None, a picture of the scene or None) for one recording folder.
+
+    With ``model`` (a loaded marimba model, or its path) the heat-map estimate is refined by the model
+    (``device.marimba.calibrate_refine``); the Detection then carries the ``Refinement`` as ``refinement``.
+    """
     from device.frontend import DIATONIC_C4_F6, NoteParams
     from device.marimba.recording import read_frames, read_manifest, read_recording, video_path
 
@@ -68,7 +80,7 @@ def calibrate_recording(folder: str | Path, corners: Sequence[tuple[float, float
         except ValueError as e:
             raise SaySeeError(f"--corners: {e} (frame {w}x{h})") from None
         return cal, None, np.median(frames[:: max(1, len(frames) // 60)], axis=0).astype(np.uint8)
-    from device.marimba.calibrate import auto_calibrate
+    from device.marimba.calibrate_refine import calibrate_with_model
 
     frames, times, audio, _, _, m = read_recording(folder, sample_rate=NoteParams().sample_rate)
     notes = tuple(int(n) for n in m.get("notes") or DIATONIC_C4_F6)
@@ -76,8 +88,40 @@ def calibrate_recording(folder: str | Path, corners: Sequence[tuple[float, float
     if not onsets:
         raise SaySeeError(f"{folder}: no notes heard in {m.get('audio', 'audio.wav')}; play each bar a few times "
                           "or use --corners")
-    det = auto_calibrate(frames, onsets, times, n_bars=len(notes), notes=notes, what=str(folder), detail=True)
-    return det.calibration, det, det.background.astype(np.uint8)
+    spec = None
+    if isinstance(model, (str, Path)):
+        model = load_marimba_model(model)  # after the recording is read: a bad folder is reported first
+    if model is not None:
+        from device.marimba.pipeline import MarimbaSpec
+
+        spec = MarimbaSpec.from_metadata(model.metadata)
+        if tuple(spec.notes) != notes:
+            raise SaySeeError(f"{folder}: the recording's {len(notes)} notes differ from the model's "
+                              f"{len(spec.notes)}; use --no-model")
+    cal, det, ref = calibrate_with_model(frames, times, onsets, model=model, spec=spec, notes=notes,
+                                         what=str(folder))
+    scene = det.background if det is not None else np.median(frames[:: max(1, len(frames) // 60)], axis=0)
+    if scene.ndim == 3:
+        scene = scene.mean(axis=2)
+    return cal, _Found(det, ref), scene.astype(np.uint8)
+
+
+class _Found:
+    """What the automatic search found: the heat-map ``Detection`` (or None) and the model's ``Refinement``."""
+
+    def __init__(self, det: Any, ref: Any):
+        self.det, self.refinement = det, ref
+        self.bar_points = det.bar_points if det is not None else {}
+
+    def describe(self) -> str:
+        d, r = self.det, self.refinement
+        out = (f"from {d.strikes} strikes, {len(d.bar_points)} bars seen, residual {d.residual_px:.2f} px"
+               if d is not None else "heat map refused; from whole-frame guesses")
+        if r is not None:
+            moved = "kept" if r.initial_score is not None and r.score == r.initial_score else "refined"
+            out += (f"; model {moved} it: mean log P(struck bar) {r.score:.2f}"
+                    f"{'' if r.initial_score is None else f' (heat map {r.initial_score:.2f})'}, {r.seconds:.1f} s")
+        return out
 
 
 def draw(scene: np.ndarray, cal: Calibration, n_bars: int, path: str | Path,
@@ -132,16 +176,27 @@ def main(argv: list[str] | None = None) -> int:
                         "bottom-right, bottom-left, lowest note on the left (skips the automatic search)")
     p.add_argument("--show", nargs="?", const="", default=None, metavar="PNG",
                    help=f"draw the detected bars and the rectified view into a PNG (default RECORDING/{PICTURE_NAME})")
+    p.add_argument("--model", default=None, metavar="TFLITE",
+                   help="marimba model that refines the automatic calibration (default: the config's [marimba] model)")
+    p.add_argument("--no-model", action="store_true", help="the heat-map estimate only (no model refinement)")
+    p.add_argument("--config", default=None, help="config TOML (for the default model)")
     args = p.parse_args(argv)
     corners = parse_corners(args.corners) if args.corners is not None else None  # bad input before any reading
     folder = Path(args.recording)
-    cal, det, scene = calibrate_recording(folder, corners)
+    model = None
+    if corners is None and not args.no_model:
+        path = args.model
+        if path is None:
+            from device.sound.teach import load_config
+
+            path = load_config(args.config).marimba.model
+        model = path
+    cal, det, scene = calibrate_recording(folder, corners, model=model)
     out = Path(args.out) if args.out else folder / DEFAULT_NAME
     cal.save(out)
     h, w = cal.frame_size
     pts = " ".join(f"({x:.1f},{y:.1f})" for x, y in cal.corners_px())
-    how = "by hand" if det is None else (f"from {det.strikes} strikes, {len(det.bar_points)} bars seen, "
-                                         f"residual {det.residual_px:.2f} px")
+    how = "by hand" if det is None else det.describe()
     print(f"{out}: bar row at {pts} in {w}x{h} frames (TL TR BR BL), {how}")
     if args.show is not None:
         from device.frontend import DIATONIC_C4_F6
