@@ -50,7 +50,7 @@ NO_STRIKES_HINT = "play each bar a few times, or use --corners"
 TEMPERATURE = 0.1  # levels are 0..~1; a 0.1 lead makes the struck bar e times likelier
 LOG_FLOOR = -5.0
 FINE_TEMPERATURE = 0.1  # pose and corners (a softer 0.3 let the box drift across the row on renders)
-ACROSS_WEIGHT = 0.02  # score (mean log P) a move of 0.1 box heights across the row must gain
+ACROSS_WEIGHT = 0.1  # score (mean log P) a move of 0.1 box heights across the row must gain
 ACCEPT_GAIN = 0.1  # the refined box replaces the initial one only when this much better (mean log P)
 GOOD_ENOUGH = -0.2  # an initial box through which the struck bar gets P > ~0.8 on average is not searched
 BAD = 2 * LOG_FLOOR  # the score of a box that is not a convex quadrilateral
@@ -65,6 +65,8 @@ class Budget:
     corner_strikes: int = 64
     grid_shift_bars: float = 1.0  # the initial box also moved along the row this far each way (half-pitch steps)
     shift_steps: int = 2  # moves by the model's reading of how many bars off the box is
+    shift_tries: int = 8  # ... for this many of the best first guesses
+    prior_rotations: tuple[float, ...] = (-20.0, -10.0, 0.0, 10.0, 20.0)  # degrees, whole-frame guesses
     grid_across: tuple[float, ...] = (-0.15, 0.0, 0.15)  # box heights
     grid_scales: tuple[float, ...] = (0.9, 1.0, 1.1)
     keep: int = 3  # grid winners refined by the pose search
@@ -301,11 +303,11 @@ def pose(c: np.ndarray, shift: float = 0.0, lift: float = 0.0, scale: float = 1.
 
 
 def prior_boxes(frame_size: tuple[int, int]) -> list[np.ndarray]:
-    """Whole-frame guesses (also tried beside an estimate, which can be far off): level rows of a few
-    widths, heights and places; the model's readings of the strikes then move them along the row."""
+    """Whole-frame guesses (also tried beside an estimate, which can be far off): rows of a few
+    widths, heights and places (turned by ``Budget.prior_rotations``); the model's readings of the strikes then move them along the row."""
     h, w = frame_size
     out = []
-    for width in (0.6, 0.75, 0.9):
+    for width in (0.6, 0.8):
         for cy in (0.4, 0.5, 0.6):
             for prop in (0.25, 0.45):  # box height / row length (a flat view ... the synthetic proportion)
                 L = width * w
@@ -318,11 +320,13 @@ def prior_boxes(frame_size: tuple[int, int]) -> list[np.ndarray]:
 # ---------------------------------------------------------------- search
 
 
-def across_penalty(lift: float, budget: "Budget") -> float:
-    """Cost of moving the box across the row by ``lift`` box heights: the model tells bars apart along the
-    row but hardly cares where along a bar the mallet lands, so across the row the estimate is trusted
-    unless the model clearly prefers otherwise."""
-    return budget.across_weight * (lift / 0.1) ** 2
+def across_penalty(c: np.ndarray, ref: np.ndarray, budget: "Budget") -> float:
+    """Cost of moving the corners of ``ref`` across the row (to ``c``), in box heights: the model tells bars
+    apart along the row but hardly cares where along a bar the mallet lands, so across the row (shift,
+    tilt, height) the starting box is trusted unless the model clearly prefers otherwise."""
+    _, _, across, _, height = box_frame(ref)
+    d = (c - ref) @ across / max(height, 1e-9)
+    return budget.across_weight * float(np.mean((d / 0.1) ** 2))
 
 
 def _pattern(score, x0: np.ndarray, steps: np.ndarray, rounds: int, f0: float | None = None
@@ -392,28 +396,34 @@ def refine_with_model(model: Any, spec: Any, frames: np.ndarray, frame_times: Se
                 return cal
             return Refinement(cal, init_score, init_score, len(wins), 1, time.perf_counter() - t_start,
                               {"initial good enough": init_score})
-    # 1. coarse: variants of each seed, each moved along the row by the bars the model sees its strikes at
+    # 1. coarse: every variant of the seeds scored once; the best few then moved along the row by the bars
+    # the model sees their strikes at (its reading of a shift), a step at a time.
     grid = scorer(budget.grid_strikes)
-    scored = []
+    first = []
     for n_seed, seed in enumerate(seeds):
-        variants = ([(s, lift) for s in budget.grid_scales for lift in budget.grid_across] if n_seed == 0
-                    and initial is not None else [(1.0, 0.0)])
-        for s, lift in variants:
-            c = pose(seed, 0.0, lift, s)
-            for _ in range(budget.shift_steps + 1):
-                lv = grid.levels(c)
-                f = margin_score(lv, grid.bars, grid.sounding) if not _bad_quad(c) else BAD
-                scored.append((f, len(scored), c))
-                shift = bar_shift(lv, grid.bars)
-                if not shift:
-                    break
-                c = pose(c, shift)
-    if initial is not None:
-        # The seed moved by whole and half bars (the model's reading of a shift is rounded).
-        for sh in np.arange(-budget.grid_shift_bars, budget.grid_shift_bars + 1e-9, 0.5):
-            if sh:
-                c = pose(seeds[0], sh)
-                scored.append((grid.score(c), len(scored), c))
+        if n_seed == 0 and initial is not None:
+            variants = [(sh, lift, s, 0.0) for s in budget.grid_scales for lift in budget.grid_across for sh in (0.0,)]
+            # The estimate moved by whole and half bars too (the model's reading of a shift is rounded).
+            variants += [(sh, 0.0, 1.0, 0.0) for sh in np.arange(-budget.grid_shift_bars,
+                                                                 budget.grid_shift_bars + 1e-9, 0.5) if sh]
+        else:
+            variants = [(0.0, 0.0, 1.0, r) for r in budget.prior_rotations]
+        for sh, lift, s, r in variants:
+            c = pose(seed, sh, lift, s, 1.0, r)
+            lv = grid.levels(c) if not _bad_quad(c) else None
+            f = margin_score(lv, grid.bars, grid.sounding) if lv is not None else BAD
+            first.append((f, len(first), c, lv))
+    first.sort(key=lambda r: (-r[0], r[1]))
+    scored = [(f, i, c) for f, i, c, _ in first]
+    for f, _, c, lv in first[: budget.shift_tries]:
+        for _ in range(budget.shift_steps):
+            shift = bar_shift(lv, grid.bars) if lv is not None else None
+            if not shift:
+                break
+            c = pose(c, shift)
+            lv = grid.levels(c) if not _bad_quad(c) else None
+            f = margin_score(lv, grid.bars, grid.sounding) if lv is not None else BAD
+            scored.append((f, len(scored), c))
     evaluations += grid.evaluations
     scored.sort(key=lambda r: (-r[0], r[1]))
     stages["grid"] = scored[0][0]
@@ -422,7 +432,7 @@ def refine_with_model(model: Any, spec: Any, frames: np.ndarray, frame_times: Se
     ps.temperature = budget.fine_temperature
     best_c, best_f = None, -np.inf
     for _, _, c in scored[: budget.keep]:
-        f = lambda p, c=c: ps.score(pose(c, *p)) - across_penalty(p[1], budget)  # noqa: E731
+        f = lambda p, c=c: ps.score(pose(c, *p)) - across_penalty(pose(c, *p), c, budget)  # noqa: E731
         p, fp = _pattern(f, np.array([0.0, 0.0, 1.0, 1.0, 0.0]), np.array([0.5, 0.1, 0.05, 0.05, 2.0]),
                          budget.pose_rounds)
         if fp > best_f:
@@ -443,11 +453,8 @@ def refine_with_model(model: Any, spec: Any, frames: np.ndarray, frame_times: Se
     fixed.temperature = held.temperature = budget.fine_temperature
     _, _, _, L, Hb = box_frame(best_c)
     step = np.tile([L / 18 / 4, Hb / 10], 4)
-    centre0, _, across, _, _ = box_frame(best_c)
-
     def corner_score(v: np.ndarray) -> float:
-        c = v.reshape(4, 2)
-        return fixed.score(c) - across_penalty(float((c.mean(axis=0) - centre0) @ across) / Hb, budget)
+        return fixed.score(v.reshape(4, 2)) - across_penalty(v.reshape(4, 2), best_c, budget)
 
     x, fx = _pattern(corner_score, best_c.reshape(-1), step, budget.corner_rounds)
     evaluations += fixed.evaluations + 2
