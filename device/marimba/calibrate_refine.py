@@ -427,14 +427,19 @@ def refine_with_model(model: Any, spec: Any, frames: np.ndarray, frame_times: Se
     evaluations += grid.evaluations
     scored.sort(key=lambda r: (-r[0], r[1]))
     stages["grid"] = scored[0][0]
-    # 2. pose search from the best few
+    # 2. pose search from the best few, each strike at the window where its bar peaks under that box
     ps = scorer(budget.pose_strikes)
-    ps.temperature = budget.fine_temperature
+    pidx = spread(len(wins), budget.pose_strikes)
     best_c, best_f = None, -np.inf
     for _, _, c in scored[: budget.keep]:
-        f = lambda p, c=c: ps.score(pose(c, *p)) - across_penalty(pose(c, *p), c, budget)  # noqa: E731
+        pick = ps.levels(c)[np.arange(len(pidx)), :, bars[pidx]].argmax(axis=1)
+        fixed = Scorer(model, spec, frames, wins[pidx] + np.asarray(WINDOW_OFFSETS)[pick], bars[pidx],
+                       sounding[pidx], blur, (0,))
+        fixed.temperature = budget.fine_temperature
+        f = lambda p, c=c, fixed=fixed: fixed.score(pose(c, *p)) - across_penalty(pose(c, *p), c, budget)  # noqa: E731
         p, fp = _pattern(f, np.array([0.0, 0.0, 1.0, 1.0, 0.0]), np.array([0.5, 0.1, 0.05, 0.05, 2.0]),
                          budget.pose_rounds)
+        evaluations += fixed.evaluations
         if fp > best_f:
             best_c, best_f = pose(c, *p), fp
     evaluations += ps.evaluations
