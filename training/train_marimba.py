@@ -16,7 +16,8 @@ validation recordings (``--val-data``; early stopping and the peak picker are
 tuned on them). Left out, the last recording (after sorting) is held out and
 the one before it validates, and the run says so. A recorded run starts from
 the committed pretrained model (``models/marimba.keras``, trained on the wide
-generated world) unless ``--from-scratch``; the epochs are sized for the data
+generated world) unless ``--from-scratch``, and rehearses a few videos of the
+project's own look (``--replay-videos``); the epochs are sized for the data
 (minutes of video) and early stopping keeps the best validation epoch. One
 seed gives one answer: TensorFlow op determinism, seeded shuffles and seeded
 augmentation (``--seed``).
@@ -90,6 +91,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-calibration", choices=("auto", "truth"), default="auto",
                    help="held-out videos: found from motion at the audio's notes (auto, what a box does) or, for "
                         "synthetic videos, their true corners")
+    p.add_argument("--replay-videos", type=int, default=8,
+                   help="with --data: videos of the project's own look mixed into training (0: none)")
     p.add_argument("--no-augment", action="store_true", help="train on the windows as recorded")
     p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without validation improvement")
     p.add_argument("--out", default="reports/marimba", help="report folder")
@@ -113,7 +116,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.train_videos, args.val_videos, args.test_videos = 2, 1, 1
-        args.heldout_videos, args.eval_videos = 1, 0
+        args.heldout_videos, args.eval_videos, args.replay_videos = 1, 0, min(args.replay_videos, 1)
         args.seconds, args.width = 4.0, 4
         args.epochs = 1 if args.epochs is None else args.epochs
         args.from_scratch = args.from_scratch or not args.init  # the tiny width can't load the real weights
@@ -238,6 +241,17 @@ def synthetic_folders(args: argparse.Namespace, out: Path) -> dict[str, list[Pat
     }
     folders["test"] += eval_look_folders(args, out)
     return folders
+
+
+def replay_folders(args: argparse.Namespace, out: Path) -> list[Path]:
+    """A few videos of the project's own look mixed into fine-tuning, so learning your instrument does not
+    unlearn the rest (rehearsal); their true corners are known, so they add no calibration error."""
+    from training.datasets.marimba_synth import RENDERER_VERSION, SynthConfig, render_dataset
+
+    seconds = 12.0
+    return render_dataset(out / "data" / f"replay-v{RENDERER_VERSION}-{seconds:g}s",
+                          [TRAIN_SEED0 + args.seed * 100 + i for i in range(args.replay_videos)],
+                          SynthConfig(seconds=seconds), progress=True)
 
 
 def eval_look_folders(args: argparse.Namespace, out: Path) -> list[Path]:
@@ -557,6 +571,8 @@ def train(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     synthetic = not args.data
     folders = synthetic_folders(args, out) if synthetic else recorded_folders(args)
+    if not synthetic and args.replay_videos > 0:
+        folders["train"] = folders["train"] + replay_folders(args, out)
     parts, frame_size = load_parts(folders, spec, params, args.test_calibration, args.calibration)
     spec = spec.replace(frame_size=frame_size)
     spec = calibrate_velocity(parts["train"], spec)
