@@ -4,31 +4,41 @@ The audio says which bar sounded when. For a candidate bar-row box, the
 frames around those strikes are rectified to the model's canonical view and
 the model is asked which bar was hit: the right box makes the struck bar's
 level stand out at every strike, a box off by a bar makes the neighbour's
-do so. The score of a box is the mean over strikes of
+do so. The score of a box (``margin_score``) is the mean over strikes of
 
-    level(struck bar) - max(level of every bar not sounding then)
+    log softmax(levels / T)[struck bar]   (T = 0.1, clipped at LOG_FLOOR)
 
-(the best of the 3 windows around the strike; bars struck within
-``CHORD_S`` of it are not counted against it), so it is high only when the
-model, looking through this box, hears the audio's notes. The search:
+over the struck bar and every bar not sounding then (bars struck within
+``CHORD_S`` are left out), on the best of the 3 windows around the strike.
+0 is perfect, log(1/18) ~ -2.9 a blind guess. The search:
 
-1. Coarse (``grid``): the initial box (the heat-map estimate of
-   ``device.marimba.calibrate``, or whole-frame priors when there is none)
-   moved along the row in half-bar steps, across it and scaled, scored on a
-   few strikes; the best few boxes go on.
-2. Pose (``pose``): pattern search over shift along / across, scale, aspect
-   and rotation with halving steps, on more strikes.
-3. Corners (``corners``): pattern search over the 8 corner coordinates
-   (perspective), on the most strikes, each strike's window fixed at the
-   one where its bar peaked.
+1. Coarse: the initial box (the heat-map estimate of
+   ``device.marimba.calibrate``) scaled, lifted and moved by half bars, and
+   whole-frame guesses (``prior_boxes``: 2 widths x 3 heights x 2
+   proportions x 5 tilts; the estimate can be 100+ px off on unfamiliar
+   looks), each scored once on a few strikes. The best few are then moved
+   along the row by the model's own reading of the shift (``bar_shift``:
+   the median of predicted minus struck bar: a box 2 bars off makes the
+   model name every strike 2 bars off).
+2. Pose: pattern search over shift along / across, scale, aspect and
+   rotation with halving steps, from the best few.
+3. Corners: pattern search over the 8 corner coordinates (perspective),
+   fitted on every other strike, kept only if the other strikes agree.
 
-Every stage is deterministic (strike subsets are evenly spaced, not random).
-Rectification during the search is a fast approximation of
-``device.marimba.rectify.Rectifier`` (box pre-blur matched to the
-downscale, then one bilinear sample per output pixel), since building an
-exact Rectifier per candidate costs ~50 ms; the final box is re-scored
-through the exact path the device uses. Cost: about one model window per
-strike per candidate; ~300 candidates in all.
+The model tells bars apart along the row but hardly cares where along a
+bar a mallet lands, so the score is flat across the row; moves across it
+(shift, tilt, height) pay ``across_penalty`` so the box does not drift
+there. Each strike is scored at the window where its bar peaks under the
+stage's starting box (one model window per strike per candidate).
+
+Decision: an initial box through which the model already hears the strikes
+(score >= ``GOOD_ENOUGH``) is returned as is; otherwise the refined box
+replaces it only when it scores ``ACCEPT_GAIN`` better through the device's
+exact rectifier (``exact_score``). Deterministic (strike subsets are evenly
+spaced). Rectification during the search is a fast approximation of
+``device.marimba.rectify.Rectifier`` (``FastWarp``: box pre-blur matched to
+the downscale, one bilinear sample per output pixel), as building an exact
+Rectifier per candidate costs ~50 ms. ~400 candidates, ~15k model windows.
 """
 
 from __future__ import annotations
