@@ -212,7 +212,8 @@ def test_run_hears_a_taught_sound_and_an_unknown_one(tmp_path, capsys, standin, 
     cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
     cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
                               mic=dataclasses.replace(cfg.mic, playlist=(playlist,), realtime=False),
-                              teach=dataclasses.replace(cfg.teach, dir=str(t)))
+                              teach=dataclasses.replace(cfg.teach, dir=str(t)),
+                              display=dataclasses.replace(cfg.display, picture_mode="cards"))
     monkeypatch.setattr(builder, "load_models", lambda cfg: (standin, None))
     events = []
     app, cleanup = builder.build_app(cfg, sim=True, out_dir=tmp_path / "out", on_event=events.append)
@@ -243,7 +244,8 @@ def test_a_sound_taught_with_the_cli_while_the_box_runs_counts_without_a_restart
     cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
     cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
                               mic=dataclasses.replace(cfg.mic, playlist=(playlist,), realtime=False),
-                              teach=dataclasses.replace(cfg.teach, dir=str(t)))
+                              teach=dataclasses.replace(cfg.teach, dir=str(t)),
+                              display=dataclasses.replace(cfg.display, picture_mode="cards"))
     monkeypatch.setattr(builder, "load_models", lambda cfg: (standin, None))
     events = []
 

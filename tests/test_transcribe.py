@@ -116,7 +116,9 @@ def test_json_and_compare_agree_with_the_text_output(rendered, folder_run):
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     text = [(t, m, v) for t, m, _, v in printed_notes(folder_run.stdout)]
-    assert [(round(n["onset_s"], 3), n["midi"], n["velocity"]) for n in out["notes"]] == text
+    # The text prints onsets to 1 ms; the JSON keeps them whole (a half-millisecond may round either way).
+    assert [(n["midi"], n["velocity"]) for n in out["notes"]] == [(m, v) for _, m, v in text]
+    assert all(abs(n["onset_s"] - t) <= 0.0006 for n, (t, _, _) in zip(out["notes"], text))
     assert out["frames"] == int(SECONDS * 30) and out["frame_size"] == [96, 160] and out["warnings"] == []
     truth = [(t, m) for t, m, _ in video.events]
     gt = out["compare"]["ground_truth"]
