@@ -11,7 +11,6 @@ match the tensors. A model that loads therefore never runs "deaf".
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from device.errors import ModelError
+from device.jsonfile import read_json_object
 
 RUNTIMES = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 KINDS = ("sound", "marimba", "generator")
@@ -61,12 +61,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model metadata missing (expected beside the .tflite)")
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ModelError(f"{path}: model metadata is not valid JSON ({e})") from None
-    if not isinstance(meta, dict):
-        raise ModelError(f"{path}: model metadata must be a JSON object")
+    meta = read_json_object(path, ModelError, "model metadata")
     for key in ("kind", "labels", "frontend", "input_shape"):
         if key not in meta:
             raise ModelError(f"{path}: model metadata lacks the key '{key}'")

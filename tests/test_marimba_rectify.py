@@ -245,7 +245,7 @@ def test_run_loads_the_configured_calibration_and_refuses_bad_ones(tmp_path):
     _, pipe = load_models(cfg(calibration="cal.json", threshold=0.5))
     assert pipe.calibration == cal and pipe.spec.peaks.threshold == 0.5
     (tmp_path / "bad.json").write_text("{")
-    with pytest.raises(SaySeeError, match=r"bad\.json: not a valid calibration JSON"):
+    with pytest.raises(SaySeeError, match=r"bad\.json: not valid JSON for a calibration"):
         load_models(cfg(calibration="bad.json"))
     with pytest.raises(SaySeeError, match="camera 320x180 is 16:9 but the model's frame 160x96 is 5:3"):
         load_models(cfg(camera={"width": 320, "height": 180}))

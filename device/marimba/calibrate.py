@@ -397,7 +397,7 @@ def bar_axes(bg: np.ndarray, row: _LineMap, n_bars: int) -> np.ndarray:
     grain) is not in phase with the bars and does not pull the axis.
     """
     u = (np.arange(n_bars) + 0.5) / n_bars
-    centres, d = row(u), row.derivative(u)
+    d = row.derivative(u)
     along = d / np.linalg.norm(d, axis=1, keepdims=True)
     perp = np.stack([-along[:, 1], along[:, 0]], axis=1)  # clockwise in image coordinates (y down)
     length = float(np.linalg.norm(row(1.0) - row(0.0)))
@@ -677,7 +677,6 @@ def auto_calibrate(frames: np.ndarray, onsets: Sequence[tuple[float, int]], fram
         ends = bar_ends(bg, row, axes, n_bars)
     axes = bar_axes(bg, row, n_bars)
     ends = bar_ends(bg, row, axes, n_bars)
-    u = (np.arange(n_bars) + 0.5) / n_bars
     residual = _disagreement(row, points, n_bars, rms_px=True)
     x = np.asarray(notes, dtype=np.float64)[:n_bars] if notes is not None and len(notes) >= n_bars else None
     H, W = frames.shape[1:3]

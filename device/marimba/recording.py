@@ -12,7 +12,6 @@ times that don't match the frames.
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from device.errors import InputFileError
+from device.jsonfile import read_json_object
 from device.marimba.dataset import AUDIO, FRAME_TIMES, FRAMES_NPY, MANIFEST, VIDEO
 
 __all__ = ["read_manifest", "video_path", "read_frames", "read_frame_times", "read_recording_audio",
@@ -33,13 +33,7 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
         raise InputFileError(f"{folder}: no such recording folder")
     if not path.is_file():
         raise InputFileError(f"{path}: manifest missing (not a marimba recording folder)")
-    try:
-        m = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputFileError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(m, dict):
-        raise InputFileError(f"{path}: expected a JSON object")
-    return m
+    return read_json_object(path, InputFileError, "recording manifest")
 
 
 def video_path(folder: str | os.PathLike, manifest: dict[str, Any]) -> Path:

@@ -46,6 +46,7 @@ import numpy as np
 
 from device.atomic import write_atomic
 from device.errors import SaySeeError
+from device.jsonfile import read_json_object
 
 FILL = 128.0  # grey level of the world outside the camera frame (see the module docstring)
 MAX_SUPERSAMPLE = 8  # per axis; beyond this the cost grows with no visible gain
@@ -292,12 +293,7 @@ class Calibration:
         p = Path(path)
         if not p.is_file():
             raise SaySeeError(f"{p}: calibration file missing ({CALIBRATE_HINT} to make one)")
-        try:
-            data = json.loads(p.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise SaySeeError(f"{p}: not a valid calibration JSON ({e})") from None
-        if not isinstance(data, dict):
-            raise SaySeeError(f"{p}: not a calibration (expected a JSON object)")
+        data = read_json_object(p, SaySeeError, "calibration")
         try:
             return cls.from_dict(data, path=str(p))
         except (ValueError, TypeError) as e:
