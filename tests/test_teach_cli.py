@@ -196,11 +196,25 @@ def test_cli_round_trip_in_subprocesses_with_the_real_two_output_model(tmp_path)
     assert r.stdout.splitlines()[1].split()[1] == "moo"
 
 
-def test_run_hears_a_taught_sound_and_an_unknown_one(tmp_path, capsys, standin, monkeypatch):
-    """teach through the CLI, then the box (build_app on the sim backends) shows the taught sound and 'unknown'."""
+def sim_box(tmp_path, playlist, taught_dir, monkeypatch, model):
+    """The demo config on sim backends fed by ``playlist`` as fast as possible, picture cards, ``model``
+    standing in for the committed one (the builder loads it)."""
     import dataclasses
 
     from device.config import PROJECT_ROOT, load_config
+    from device.runtime import builder
+
+    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
+    monkeypatch.setattr(builder, "load_models", lambda cfg: (model, None))
+    return dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
+                               mic=dataclasses.replace(cfg.mic, playlist=(playlist,), realtime=False),
+                               teach=dataclasses.replace(cfg.teach, dir=str(taught_dir)),
+                               display=dataclasses.replace(cfg.display, picture_mode="cards"))
+
+
+def test_run_hears_a_taught_sound_and_an_unknown_one(tmp_path, capsys, standin, monkeypatch):
+    """teach through the CLI, then the box (build_app on the sim backends) shows the taught sound and 'unknown'."""
+
     from device.runtime import builder
     from device.sound.pipeline import ClassDetected
 
@@ -209,12 +223,7 @@ def test_run_hears_a_taught_sound_and_an_unknown_one(tmp_path, capsys, standin, 
     assert run(capsys, "teach", "moo", *files, "--taught", str(t), "--colour", "#8844ff")[0] == 0
     playlist = wav(tmp_path, "mic.wav", join(silence(0.5), tone(302, 1.0), silence(1.5),
                                              tone(1500, 1.0, vibrato=0.2), silence(1.5)))
-    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
-    cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
-                              mic=dataclasses.replace(cfg.mic, playlist=(playlist,), realtime=False),
-                              teach=dataclasses.replace(cfg.teach, dir=str(t)),
-                              display=dataclasses.replace(cfg.display, picture_mode="cards"))
-    monkeypatch.setattr(builder, "load_models", lambda cfg: (standin, None))
+    cfg = sim_box(tmp_path, playlist, t, monkeypatch, standin)
     events = []
     app, cleanup = builder.build_app(cfg, sim=True, out_dir=tmp_path / "out", on_event=events.append)
     try:
@@ -230,9 +239,7 @@ def test_run_hears_a_taught_sound_and_an_unknown_one(tmp_path, capsys, standin, 
 
 def test_a_sound_taught_with_the_cli_while_the_box_runs_counts_without_a_restart(tmp_path, capsys, standin,
                                                                                 monkeypatch):
-    import dataclasses
 
-    from device.config import PROJECT_ROOT, load_config
     from device.runtime import builder
     from device.sound.pipeline import ClassDetected
 
@@ -241,12 +248,7 @@ def test_a_sound_taught_with_the_cli_while_the_box_runs_counts_without_a_restart
     # The same sound twice, 3 s apart: unknown the first time; taught (by the CLI, as the box runs) in between.
     playlist = wav(tmp_path, "mic.wav", join(silence(0.5), tone(302, 1.0), silence(3.0), tone(302, 1.0),
                                              silence(1.5)))
-    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
-    cfg = dataclasses.replace(cfg, app=dataclasses.replace(cfg.app, status_file=str(tmp_path / "status.json")),
-                              mic=dataclasses.replace(cfg.mic, playlist=(playlist,), realtime=False),
-                              teach=dataclasses.replace(cfg.teach, dir=str(t)),
-                              display=dataclasses.replace(cfg.display, picture_mode="cards"))
-    monkeypatch.setattr(builder, "load_models", lambda cfg: (standin, None))
+    cfg = sim_box(tmp_path, playlist, t, monkeypatch, standin)
     events = []
 
     def on_event(e):
