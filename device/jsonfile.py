@@ -9,6 +9,9 @@ from typing import Any
 
 from device.errors import SaySeeError
 
+# What reading and decoding a JSON file can raise (a missing file included, as OSError).
+JSON_READ_ERRORS = (OSError, UnicodeDecodeError, json.JSONDecodeError)
+
 
 def read_json_object(path: str | os.PathLike, error: type[SaySeeError], what: str) -> dict[str, Any]:
     """The object in ``path``; an unreadable file, bad JSON or a non-object is one ``error`` line naming
@@ -16,7 +19,7 @@ def read_json_object(path: str | os.PathLike, error: type[SaySeeError], what: st
     p = Path(path)
     try:
         data = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except JSON_READ_ERRORS as e:
         raise error(f"{p}: not valid JSON for a {what} ({e})") from None
     if not isinstance(data, dict):
         raise error(f"{p}: a {what} must be a JSON object")

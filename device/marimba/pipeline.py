@@ -463,6 +463,7 @@ class MarimbaPipeline:
         self.levels = np.zeros(len(self.spec.notes), np.float32)  # newest model output
         self.last_image: np.ndarray | None = None
         self._roll: deque[np.ndarray] = deque(maxlen=piano_roll_steps)
+        self._rectifier: Rectifier | None = None  # for the frame size seen last (the camera's, in practice)
 
     def check_frame_size(self, frame_size: Sequence[int]) -> Rectifier:
         """Build the rectifier for this camera size now (refuses a wrong aspect ratio before the app starts)."""
@@ -508,7 +509,11 @@ class MarimbaPipeline:
             self.gaps += 1
         self._last_index = index
         self.last_image = image
-        self._frames.append(preprocess_frame(image, self.spec, self.calibration))
+        img = np.asarray(image)
+        # One rectifier per camera size, looked up when the size changes, not rebuilt or re-keyed per frame.
+        if self._rectifier is None or self._rectifier.frame_size != img.shape[:2]:
+            self._rectifier = rectifier_for(self.spec, img.shape[:2], self.calibration)
+        self._frames.append(self._rectifier(img))
         self._times.append(t)
         if len(self._frames) < self.spec.frames_per_window:
             return []

@@ -35,6 +35,7 @@ import numpy as np
 
 from device.atomic import fsync_dir, write_atomic
 from device.errors import ConfigError
+from device.jsonfile import JSON_READ_ERRORS
 from device.sound.mapping import (
     DEFAULT_METHOD,
     MappingError,
@@ -233,7 +234,7 @@ def _from_json(folder: Path) -> StoredMapping:
         raise MappingError(f"{path}: missing; no mapping taught here") from None
     except MappingError as e:
         raise MappingError(f"{path}: damaged mapping ({e})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, ConfigError) as e:
+    except (*JSON_READ_ERRORS, KeyError, TypeError, ValueError, ConfigError) as e:
         raise MappingError(f"{path}: damaged mapping ({e})") from None
 
 

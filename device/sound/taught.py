@@ -41,8 +41,8 @@ import numpy as np
 
 from device.atomic import fsync_dir, write_atomic
 from device.config import ClassMapping, parse_colour
-from device.errors import ConfigError
-from device.errors import SaySeeError
+from device.errors import ConfigError, SaySeeError
+from device.jsonfile import JSON_READ_ERRORS
 from device.wavfile import read_wav, write_wav
 
 log = logging.getLogger("saysee")
@@ -136,7 +136,7 @@ def _from_json(folder: Path) -> TaughtClass:
             window_embeddings=None if windows is None else _matrix(windows, proto))
     except FileNotFoundError:
         raise TaughtError(f"{path}: missing; the folder is not a taught sound") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, ConfigError) as e:
+    except (*JSON_READ_ERRORS, KeyError, TypeError, ValueError, ConfigError) as e:
         raise TaughtError(f"{path}: damaged taught sound ({e})") from None
 
 
