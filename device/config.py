@@ -73,6 +73,10 @@ class SoundConfig:
     early_threshold: float = _spec(0.85, lo=0.0, hi=1.0, doc="onset: model probability that decides early")
     early_min_sound_s: float = _spec(0.05, lo=0.0, hi=1.0, doc="onset: audio above the gate an early decision needs")
     early_exclude: tuple[str, ...] = _spec(("gun_shot",), doc="onset: classes never decided early")
+    early_agree_s: float = _spec(0.1, lo=0.0, hi=1.0,
+                                 doc="onset: a class that is the model's top choice, at early_agree_threshold or "
+                                     "more, in every window of this long decides early too; 0 = only early_threshold")
+    early_agree_threshold: float = _spec(0.5, lo=0.0, hi=1.0, doc="onset: see early_agree_s")
     max_latency_s: float | None = _spec(0.75, lo=0.0, hi=10.0, doc="None: never skip (unpaced sim runs)")
     gate_while_synth: bool = True
     num_threads: int = _spec(1, lo=1, hi=8)

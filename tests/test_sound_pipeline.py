@@ -185,6 +185,54 @@ def test_a_corrected_early_decision_is_a_replacement():
     assert events[2].t - events[0].t <= 0.25  # within the settle time: the bench counts it as a flicker
 
 
+def scripted(rows):
+    """A model that answers ``rows`` in turn (the last one again and again)."""
+    calls = []
+
+    def predict(feats):
+        calls.append(1)
+        return np.asarray(rows[min(len(calls), len(rows)) - 1], dtype=np.float32)
+
+    return predict
+
+
+def test_agreeing_windows_decide_early_without_one_sure_window():
+    # Never sure (0.7 < early_threshold 0.85), but the first windows of the sound agree: decided after
+    # early_agree_s of agreement, well before the running average settles.
+    audio = np.concatenate([silence(2.0), tone(3000, 1.0), silence(1.0)])
+    agree = run(SoundPipeline(scripted([[0.3, 0.7]]), LABELS, P, ONSET), audio)
+    off = run(SoundPipeline(scripted([[0.3, 0.7]]), LABELS, P, dataclasses.replace(ONSET, early_agree_s=0.0)), audio)
+    assert agree[0].label == "high" and agree[0].early
+    first = 2.0 + ONSET.early_min_sound_s
+    assert agree[0].t <= first + ONSET.early_agree_s + ONSET.decision_hop_s
+    # Without the rule the same model waits for the settled running average.
+    assert off[0].label == "high" and not off[0].early and off[0].t >= agree[0].t + 0.15
+
+
+def test_windows_that_disagree_or_fall_short_do_not_decide_early():
+    audio = np.concatenate([silence(2.0), tone(3000, 1.0), silence(1.0)])
+    flip = run(SoundPipeline(scripted([[0.3, 0.7], [0.7, 0.3]] * 3 + [[0.3, 0.7]]), LABELS, P, ONSET), audio)
+    weak = run(SoundPipeline(scripted([[0.45, 0.55]]), LABELS, P,
+                             dataclasses.replace(ONSET, early_agree_threshold=0.6)), audio)
+    assert not any(getattr(e, "early", False) for e in flip) and weak == []
+    # An early-excluded class needs a sure window however long the agreement.
+    shot = run(SoundPipeline(scripted([[0.3, 0.7]]), LABELS, P, dataclasses.replace(ONSET, early_exclude=("high",))),
+               audio)
+    assert not shot[0].early
+
+
+def test_unknown_never_follows_a_class_within_one_sound():
+    # "high" at first, then the model only knows it is none of ours: the picture fades to listening instead of
+    # flickering to the teach-me card; after a silence "unknown" may be shown again.
+    labels = ["low", "high", "unknown"]
+    rows = [[0.0, 0.95, 0.05]] * 8 + [[0.0, 0.0, 1.0]]
+    sound = np.concatenate([silence(2.0), tone(3000, 1.5)])
+    events = run(SoundPipeline(scripted(rows), labels, P, ONSET), np.concatenate([sound, silence(1.5)]))
+    assert kinds(events) == [("ClassDetected", "high", None), ("ClassCleared", "high", "faded")]
+    again = run(SoundPipeline(scripted(rows), labels, P, ONSET), np.concatenate([sound, silence(1.5), sound]))
+    assert ("ClassDetected", "unknown", None) in kinds(again)[2:]
+
+
 def test_excluded_class_waits_for_min_sound():
     # Every sudden onset looks like a gun shot at first: such classes are never decided on a sliver.
     settings = dataclasses.replace(ONSET, early_exclude=("high",))

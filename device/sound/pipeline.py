@@ -16,8 +16,10 @@ Two decision designs share the streaming front end and the silence gate
 - ``onset`` (default): the same window every 0.05 s. For the first
   ``SETTLE_S`` of a new sound a class is decided *early*, from a window holding
   only ``early_min_sound_s`` of it, when the model is sure of it
-  (``early_threshold``); classes in ``early_exclude`` wait for ``min_sound_s``
-  (every sudden onset looks like a gun shot at first). The running average
+  (``early_threshold``) or when its latest windows (``early_agree_s``) all
+  put the same class first at ``early_agree_threshold`` or more; classes in
+  ``early_exclude`` wait for ``min_sound_s`` and a sure window (every sudden
+  onset looks like a gun shot at first). The running average
   restarts at each new sound and then confirms or corrects the early decision
   as the window fills: a correction is a ``replaced`` ClassCleared followed by
   the new class (the bench counts it as a flicker). Needs a model trained on
@@ -26,7 +28,9 @@ Two decision designs share the streaming front end and the silence gate
 The labels need not be the model's: run through ``device.sound.open_set.OpenSetModel``
 (as the builder does), ``predict`` scores built-in classes, taught sounds and
 ``unknown``, so ClassDetected.label may be any of them. ``unknown`` is never
-decided early.
+decided early, nor after a class was decided for the same sound: a
+recognised sound turning unclear fades to "listening" until the next silence
+instead of flickering to the teach-me card.
 
 Both keep the protections: nothing is classified unless the newest hop is
 louder than the gate (silence, reverb tails), nothing is decided on less
@@ -143,6 +147,9 @@ class SoundPipeline:
         self.last: WindowResult | None = None
         self.spectrogram = np.full((0, params.n_mels), np.log(params.log_floor), dtype=np.float32)
         self._silent_hops = 0
+        self._agree_hops = max(1, int(round(settings.early_agree_s / self.hop_s))) if settings.early_agree_s else 0
+        self._recent: list[np.ndarray] = []  # raw scores of this sound's latest consecutive windows
+        self._sound_had_class = False  # a class was decided since the last silence: "unknown" may not follow
         self.counters = {"windows": 0, "inferences": 0, "silent": 0, "stale": 0, "gated": 0, "early": 0}
 
     def _loud_seconds(self, audio: np.ndarray) -> float:
@@ -197,6 +204,7 @@ class SoundPipeline:
                 skipped = "silent"
                 self._silent_hops += 1
                 if self._silent_hops >= self._clear_hops:
+                    self._sound_had_class = False
                     self._smoothed[:] = 0.0
                     self._averaged_s = 0.0
                     if self.current is not None:
@@ -205,12 +213,14 @@ class SoundPipeline:
             else:
                 skipped = None
             if skipped:
+                self._recent.clear()  # the agreement rule wants consecutive windows of one sound
                 self.counters[skipped] += 1
                 self.last = WindowResult(t, level, None, skipped)
                 continue
             self._silent_hops = 0
             probs = np.asarray(self.predict(feats), dtype=np.float32)
             self.counters["inferences"] += 1
+            self._recent = (self._recent + [probs])[-max(self._agree_hops, 1) :]
             full = sound_s >= self.min_sound_s
             if full:
                 if self.onset and self._averaged_s == 0.0:
@@ -234,27 +244,44 @@ class SoundPipeline:
         events: list[ClassDetected | ClassCleared] = []
         if self.current is not None:
             cur_conf = float(self._smoothed[self.labels.index(self.current)])
-            if label != self.current and conf >= s.threshold_on and conf > cur_conf:
+            if label != self.current and conf >= s.threshold_on and conf > cur_conf and self._may_show(label):
                 events.append(ClassCleared(self.current, t, "replaced"))
                 self.current = None
             elif cur_conf < s.threshold_off:
                 events.append(ClassCleared(self.current, t, "faded"))
                 self.current = None
-        if self.current is None and conf >= s.threshold_on:
-            self.current = label
+        if self.current is None and conf >= s.threshold_on and self._may_show(label):
+            self._detected(label)
             events.append(ClassDetected(label, conf, t, self.probabilities))
         return events
+
+    def _may_show(self, label: str) -> bool:
+        # A sound that had a class and turns unclear fades to "listening": showing "teach me" for the rest
+        # of a dog's bark would be a flicker (they were most of the onset design's), not news.
+        return not (label == UNKNOWN and self._sound_had_class)
+
+    def _detected(self, label: str) -> None:
+        self.current = label
+        self._sound_had_class = self._sound_had_class or label != UNKNOWN
 
     def _decide_early(self, probs: np.ndarray, t: float, full: bool) -> list[ClassDetected]:
         """A sure class from the start of a sound, before the running average has settled."""
         best = int(np.argmax(probs))
         conf = float(probs[best])
-        if conf < self.settings.early_threshold or (best in self._no_early and not full):
+        sure = conf >= self.settings.early_threshold
+        if not sure and len(self._recent) >= self._agree_hops > 0 and best not in self._no_early:
+            # Not sure of any one window, but every recent window of this sound agrees: as good as sure.
+            sure = all(int(np.argmax(r)) == best and r[best] >= self.settings.early_agree_threshold
+                       for r in self._recent)
+        if not sure or (best in self._no_early and not full):
             return []
         if self.labels[best] == UNKNOWN:
             # The first sliver of any sound is far from every class: "unknown" waits for the running average.
             return []
-        self.current = self.labels[best]
+        self._detected(self.labels[best])
+        # The average restarts from the evidence that decided: the onset sliver before it (mostly "unknown")
+        # would otherwise drag the decided class under threshold_off on the next hop.
+        self._smoothed = probs.copy() if conf >= self.settings.early_threshold else np.mean(self._recent, axis=0)
         self.counters["early"] += 1
         return [ClassDetected(self.current, conf, t, {n: float(v) for n, v in zip(self.labels, probs)}, early=True)]
 
