@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
 
     sound_model, marimba_model = models / "sound.tflite", models / "marimba.tflite"
     if sound_model.is_file():
-        run.section("e2e_sound", lambda: bench_sound_e2e(sound_model, args.clips, work))
+        run.section("e2e_sound", lambda: bench_sound_e2e(sound_model, args.clips, work,
+                                                         negatives_minutes=1.0 if args.quick else 10.0))
     else:
         run.unavailable["e2e_sound"] = f"not available: {report.shown(sound_model)} missing"
     if not marimba_model.is_file():

@@ -98,6 +98,29 @@ def build_playlist(clips: int, seeds=PLAYLIST_SEEDS, levels=PLAYLIST_LEVELS_DBFS
     return np.concatenate(pieces), truth
 
 
+# The box the sound runs play to has TAUGHT_SOUNDS held-out sound-world families taught (3 takes each), so
+# taught classes compete with the built-in ones as on a child's box. Slices of test_families() that
+# bench.taught_onset (2:50) does not use; bench.tune_sound teaches from TUNE_TAUGHT, the bench from E2E_TAUGHT.
+TAUGHT_SOUNDS = 5
+E2E_TAUGHT = slice(50, 57)
+TUNE_TAUGHT = slice(57, 64)
+
+
+def taught_box(folder: Path, model: Path, families: slice = E2E_TAUGHT, seed: int = 4100) -> Path:
+    """A [teach] dir holding the first TAUGHT_SOUNDS of ``families`` (held-out sound world) that enrol from
+    3 takes without a warning: a user told "this sounds like engine_idle" would not teach it."""
+    from device.frontend import LogMelParams
+    from device.model import Model
+    from device.sound.taught import TaughtStore
+    from training.datasets.sound_world import test_families
+
+    from .taught_onset import teach_families
+
+    teach_families(TaughtStore(folder), Model(model, expected_frontend=LogMelParams()),
+                   test_families()[families], np.random.default_rng(seed), force=False, count=TAUGHT_SOUNDS)
+    return folder
+
+
 EVERYTHING_CLIPS = 20  # the all-features run: a CPU share needs a minute or so, not the whole playlist
 
 
@@ -114,7 +137,7 @@ def sound_playlist(clips: int, workdir: Path) -> tuple[Path, list[dict[str, Any]
 
 def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, seconds: float | None = None,
            timeout: float = 300.0, video: Path | None = None, decision: str | None = None,
-           everything: bool = False) -> dict[str, Any]:
+           everything: bool = False, taught: Path | None = None) -> dict[str, Any]:
     """Run bench.e2e_run in a fresh interpreter and return its JSON."""
     name = (f"{mode}_{decision}" if decision else mode) + ("_everything" if everything else "")
     out = workdir / f"e2e_{name}.json"
@@ -131,6 +154,8 @@ def launch(mode: str, model: Path, workdir: Path, playlist: Path | None = None, 
         cmd += ["--video", str(video)]
     if everything:
         cmd += ["--everything"]
+    if taught is not None:
+        cmd += ["--taught", str(taught)]
     env = dict(os.environ, SDL_VIDEODRIVER="dummy", SDL_AUDIODRIVER="dummy", PYTHONPATH=str(PROJECT_ROOT))
     with open(log, "w") as f:
         launched_at = time.monotonic()  # system-wide clock: the child's stamps are comparable
@@ -260,25 +285,31 @@ def _latency(samples: list[float], label: str) -> dict[str, Any]:
     return figure(samples, "ms", label, scale=1e3, percentiles=True)
 
 
-def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]:
+def bench_sound_e2e(model: Path, clips: int, workdir: Path, negatives_minutes: float = 10.0) -> tuple[dict, dict]:
     """(figures, notes) of the sound path in simulated real time, once per decision design.
 
     Figures of design d are ``e2e_sound_<d>.*``; ``notes["e2e_sound_designs"][d]``
     holds its decision quality (counts can be zero, so they are not figures),
-    hop and counters.
+    hop, counters, and the pictures it wrongly shows on ``negatives_minutes`` of
+    the negatives stream (``bench.false_pictures``, simulated time).
     """
+    from .false_pictures import false_pictures
+
     from device.config import SoundConfig
 
     playlist, truth = sound_playlist(clips, workdir)
     seconds = truth[-1]["offset"] + TAIL_S
+    taught = taught_box(workdir / "taught", model)
     figs: dict[str, Any] = {}
     designs: dict[str, Any] = {}
     names = {"event": "clip onset -> ClassDetected", "led": "clip onset -> LED change",
              "display": "clip onset -> display frame with the class"}
     notes: dict[str, Any] = {"e2e_sound_clips": len(truth), "e2e_sound_playlist_s": round(seconds, 2),
-                             "e2e_sound_playlist_seeds": sorted({c["seed"] for c in truth})}
+                             "e2e_sound_playlist_seeds": sorted({c["seed"] for c in truth}),
+                             "e2e_sound_taught": sorted(p.name for p in taught.iterdir() if p.is_dir())}
     for decision in DESIGNS:
-        raw = launch("sound", model, workdir, playlist=playlist, timeout=seconds + 120, decision=decision)
+        raw = launch("sound", model, workdir, playlist=playlist, timeout=seconds + 120, decision=decision,
+                     taught=taught)
         prefix = f"e2e_sound_{decision}"
         lat = sound_latencies(raw, truth)
         figs.update(process_figures(prefix, raw))
@@ -293,6 +324,7 @@ def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]
             "dropped_samples": counters.get("dropped_samples"),
             "stale_windows": counters.get("sound_stale"),
             "origin_uncertainty_ms": {k: v * 1e3 for k, v in raw["uncertainty_s"].items()},
+            "negatives": false_pictures(model, taught, decision, negatives_minutes),
         }
         notes["e2e_blas_env"] = raw.get("blas_env")
     notes["e2e_sound_designs"] = designs
@@ -302,7 +334,7 @@ def bench_sound_e2e(model: Path, clips: int, workdir: Path) -> tuple[dict, dict]
     part.mkdir(exist_ok=True)
     short, short_truth = sound_playlist(min(clips, EVERYTHING_CLIPS), part)
     raw = launch("sound", model, workdir, playlist=short, timeout=short_truth[-1]["offset"] + TAIL_S + 120,
-                 everything=True)
+                 everything=True, taught=taught)
     figs.update(process_figures("e2e_sound_everything", raw))
     notes["e2e_sound_everything"] = {"clips": len(short_truth), "features": "dream pictures (generator every hop), "
                                      "continuous mapping (default projection -> LED colour, 3 CCs), class "

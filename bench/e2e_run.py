@@ -136,13 +136,14 @@ def _bracketed(make):
 
 
 def configure(mode: str, model: str, playlist: str | None, workdir: Path, video: str | None = None,
-              decision: str | None = None, everything: bool = False):
+              decision: str | None = None, everything: bool = False, taught: str | None = None):
     """The demo config, paced in real time, with the box's default display rate and no files per frame.
 
     ``decision`` picks the sound decision design ([sound] decision; None = the config's). The box's
     defaults otherwise: class picture cards, no continuous mapping, so the latency figures stay the
     box's. ``everything``: every sound feature at once (dream pictures from the generator every hop and
-    the default continuous mapping to LED and synth CCs), for the CPU share of the whole box.
+    the default continuous mapping to LED and synth CCs), for the CPU share of the whole box. ``taught``:
+    the box's taught sounds ([teach] dir), so taught classes compete with the built-in ones.
     """
     from device.config import ContinuousConfig
 
@@ -160,8 +161,9 @@ def configure(mode: str, model: str, playlist: str | None, workdir: Path, video:
                                   **({} if everything else {"picture_mode": DisplayConfig().picture_mode}))
     continuous = ContinuousConfig(mode="default") if everything else ContinuousConfig()
     camera = dataclasses.replace(cfg.camera, realtime=True, **({"video": video} if video else {}))
+    teach = dataclasses.replace(cfg.teach, dir=taught) if taught else cfg.teach
     return dataclasses.replace(cfg, app=app, sound=sound, marimba=marimba, mic=mic, camera=camera,
-                               display=display, continuous=continuous)
+                               display=display, continuous=continuous, teach=teach)
 
 
 def instrument(app, mode: str, cfg) -> dict[str, Any]:
@@ -203,7 +205,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    cfg = configure(args.mode, args.model, args.playlist, workdir, args.video, args.decision, args.everything)
+    cfg = configure(args.mode, args.model, args.playlist, workdir, args.video, args.decision, args.everything,
+                    args.taught)
     # (time, event, frame being processed when it fired): the camera probe exists
     # only after build_app, so the callback looks it up when called.
     events: list[tuple[float, Any, Any]] = []
@@ -281,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--everything", action="store_true",
                     help="sound: dream pictures + the default continuous mapping on (CPU of the whole box)")
     ap.add_argument("--launched-at", type=float, default=None, help="parent's time.monotonic() at launch")
+    ap.add_argument("--taught", default=None, help="sound: folder of taught sounds ([teach] dir)")
     ap.add_argument("--workdir", default=".")
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)

@@ -114,7 +114,8 @@ def designs_table(results: dict[str, Any]) -> list[str]:
         return f"{n} / {of} ({100.0 * n / max(of, 1):.1f} %)"
 
     lines = ["", "## Sound decision designs, side by side (same playlist, same run)", "",
-             f"{next(iter(designs.values()))['clips']} held-out clips; latencies p50 / p95 in ms from the clip's onset.",
+             f"{next(iter(designs.values()))['clips']} held-out clips; latencies p50 / p95 in ms from the clip's onset; "
+             f"taught sounds active ({len(results['notes'].get('e2e_sound_taught') or [])} held-out families).",
              "", "| | " + " | ".join(f"`decision = \"{d}\"`" for d in names) + " |",
              "|---|" + "---:|" * len(names)]
     lines += [
@@ -126,6 +127,9 @@ def designs_table(results: dict[str, Any]) -> list[str]:
         row("flickers (of detections)", lambda d: pct(designs[d]["flickers"], designs[d]["detections"])),
         row("early decisions (of detections)", lambda d: pct(designs[d]["early"], designs[d]["detections"])),
         row("detections in silence", lambda d: str(designs[d]["in_silence"])),
+        row("false pictures per hour, negatives stream: built-in / taught (teach-me cards)",
+            lambda d: (f"{designs[d]['negatives']['builtin_per_hour']:.0f} / {designs[d]['negatives']['taught_per_hour']:.0f}"
+                       f" ({designs[d]['negatives']['unknown_cards_per_hour']:.0f})") if "negatives" in designs[d] else "–"),
         row("device process CPU, % of one core",
             lambda d: _num(figures[f"e2e_sound_{d}.cpu_percent"]["median"]) if f"e2e_sound_{d}.cpu_percent" in figures
             else "–"),

@@ -51,7 +51,7 @@ from device.frontend import LogMelParams
 from device.sound.labels import UNKNOWN
 from device.sound.open_set import OpenSetDecider, OpenSetModel, infer
 from device.sound.pipeline import ClassDetected, SoundPipeline
-from device.sound.teach import Take, enrol, open_set_params
+from device.sound.teach import Take, TeachRefused, enrol, open_set_params
 from device.sound.taught import TaughtStore
 
 SR = 16000
@@ -123,8 +123,30 @@ def stream(sounds: list[tuple[str, np.ndarray]], rng: np.random.Generator) -> tu
     return _to_int16(audio), truth
 
 
+def teach_families(store: TaughtStore, model: Any, families, rng: np.random.Generator,
+                   log=lambda message: None, force: bool = True, count: int | None = None) -> list:
+    """Teach held-out sound-world families to ``store`` from 3 takes each. ``force``: every family, the
+    enrolment check's warnings logged, not fatal; otherwise as a user heeding them would: a family the
+    check refuses ("this sounds like engine_idle") is left out. ``count``: stop after this many taught.
+    Returns the taught classes."""
+    from training.datasets.sound_world import family_kind, family_sound
+
+    classes = []
+    for f in families:
+        if count is not None and len(classes) >= count:
+            break
+        label = f"fam{f} {family_kind(f)}"
+        takes = [Take(f"{label} take {i}", _to_int16(_placed(family_sound(f, i), TAKE_DBFS, rng))) for i in range(3)]
+        try:
+            classes.append(enrol(store, model, label, takes, teach=TeachConfig(), force=force,
+                                 log=lambda m, label=label: log(f"{label}: {m}")))
+        except TeachRefused as e:
+            log(f"{label}: {e}")
+    return classes
+
+
 def run_pipeline(model: OpenSetModel, audio: np.ndarray, settings: SoundConfig) -> list:
-    pipe = SoundPipeline(model.predict, model.labels, LogMelParams(), settings)
+    pipe = SoundPipeline(model.predict, model.labels, LogMelParams(), settings, agree_labels=model.builtin_labels)
     return [e for i in range(0, len(audio), 800) for e in pipe.step(audio[i : i + 800], i)]
 
 
@@ -163,7 +185,7 @@ def evaluate(model_path: str | Path, split: str = "eval", minutes: float = 3.0, 
 
     from device.model import Model
     from training.datasets.negatives import negatives_stream
-    from training.datasets.sound_world import family_kind, family_sound, test_families
+    from training.datasets.sound_world import family_sound, test_families
 
     fams = test_families()
     taught_fams = fams[TUNE if split == "tune" else EVAL]
@@ -176,12 +198,7 @@ def evaluate(model_path: str | Path, split: str = "eval", minutes: float = 3.0, 
     store = TaughtStore(work / "taught")
     warnings: list[str] = []
     t0 = time.monotonic()
-    classes = []
-    for f in taught_fams:
-        label = f"fam{f} {family_kind(f)}"
-        takes = [Take(f"{label} take {i}", _to_int16(_placed(family_sound(f, i), TAKE_DBFS, rng))) for i in range(3)]
-        classes.append(enrol(store, model, label, takes, teach=teach_cfg, force=True,
-                             log=lambda m, label=label: warnings.append(f"{label}: {m}")))
+    classes = teach_families(store, model, taught_fams, rng, warnings.append)
     enrol_s = time.monotonic() - t0
     labels = {c.label for c in classes}
     by_family = dict(zip(taught_fams, (c.label for c in classes)))

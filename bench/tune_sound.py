@@ -6,7 +6,8 @@
 Builds playlists with ``bench.e2e.build_playlist`` on seeds the bench does not
 play (default 5001-5012: 120 clips), scores every window on the front end's
 10 ms grid once with the box's model (through the open-set decision, as the
-builder runs it), then replays the real ``SoundPipeline`` over the audio for
+builder runs it, with five held-out sound-world families taught: ``TUNE_TAUGHT``,
+not the bench's), then replays the real ``SoundPipeline`` over the audio for
 each combination of ``--set`` values, in simulated time: no threads, no
 waiting. Each decision is stamped with the end of the mic chunk that carried
 it (``--chunk`` samples, the box's [mic] chunk), so the latency is what the
@@ -22,6 +23,7 @@ import argparse
 import dataclasses
 import itertools
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +31,12 @@ import numpy as np
 
 from device.config import PROJECT_ROOT, load_config
 from device.frontend import LogMelParams, StreamingLogMel, log_mel
+from device.sound.labels import UNKNOWN
 
-from .e2e import build_playlist, decision_quality
+from .e2e import TUNE_TAUGHT, build_playlist, decision_quality, taught_box
 
 TUNING_SEEDS = tuple(range(5001, 5013))
+NEGATIVES_SEED = 7  # training.embedding_eval's stream is seed 0, bench.taught_onset's seed 5
 
 
 class _Window(np.ndarray):
@@ -62,11 +66,11 @@ def window_scores(predict, audio: np.ndarray, params: LogMelParams) -> np.ndarra
 
 
 def replay(scores: np.ndarray, labels: list[str], audio: np.ndarray, settings: Any, chunk: int,
-           params: LogMelParams) -> tuple[list[dict[str, Any]], dict[str, int]]:
+           params: LogMelParams, agree_labels=None) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Event rows (as the e2e bench records them, ``wall`` = chunk end in stream seconds) and counters."""
     from device.sound.pipeline import SoundPipeline
 
-    pipe = SoundPipeline(lambda w: scores[w.frame], labels, params, settings)
+    pipe = SoundPipeline(lambda w: scores[w.frame], labels, params, settings, agree_labels=agree_labels)
     pipe.frontend = _TaggingLogMel(pipe.stream_params)
     rows = []
     for i in range(0, len(audio), chunk):
@@ -95,6 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="config whose [sound] and [teach] sections are the starting point")
     ap.add_argument("--seeds", default=f"{TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]}", help="playlist seeds, a-b")
     ap.add_argument("--chunk", type=int, default=1600, help="mic chunk in samples")
+    ap.add_argument("--negatives-minutes", type=float, default=5.0,
+                    help="also replay this much of a negatives stream (speech, music, household sounds; its own "
+                         "seed) and count the pictures it wrongly shows per hour; 0 = skip")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                     help="[sound] key and the values to try (repeatable)")
     args = ap.parse_args(argv)
@@ -113,12 +120,24 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     params = LogMelParams()
     model = Model(Path(args.models) / "sound.tflite", expected_frontend=params)
-    decision, _ = open_set_model(cfg, model)
+    with tempfile.TemporaryDirectory(prefix="saysee-tune-") as tmp:
+        # Taught sounds active, as on the bench's box, but other held-out families than the bench's.
+        taught = taught_box(Path(tmp) / "taught", model.path, TUNE_TAUGHT)
+        decision, _ = open_set_model(dataclasses.replace(cfg, teach=dataclasses.replace(cfg.teach, dir=str(taught))),
+                                     model)
     audio, truth = build_playlist(10 * len(args.seed_list), seeds=args.seed_list)
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
     print(f"tune_sound: {len(truth)} clips ({len(pcm) / 16000:.0f} s) on seeds {args.seeds}, "
           f"model {model.path}", flush=True)
     scores = window_scores(decision.predict, pcm, params)
+    negatives = None
+    if args.negatives_minutes > 0:
+        from training.datasets.negatives import negatives_stream
+
+        neg, _ = negatives_stream(args.negatives_minutes, seed=NEGATIVES_SEED)
+        neg_pcm = np.round(np.clip(neg, -1.0, 1.0) * 32767).astype(np.int16)
+        negatives = (neg_pcm, window_scores(decision.predict, neg_pcm, params))
+    builtin = set(model.labels)
     grid = {}
     for item in args.set:
         key, _, values = item.partition("=")
@@ -126,16 +145,25 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"tune_sound: --set {item}: not a tunable [sound] key")
         kind = type(getattr(cfg.sound, key)) if getattr(cfg.sound, key) is not None else float
         grid[key] = [kind(v) if kind in (int, float) else v for v in values.split(",")]
-    print("| design | " + " | ".join(grid) + " | correct | p50 ms | p95 ms | flickers | in silence | early |")
-    print("|---|" + "---|" * len(grid) + "---:|---:|---:|---:|---:|---:|")
+    print("| design | " + " | ".join(grid) + " | correct | p50 ms | p95 ms | flickers | in silence | early "
+          "| false pictures / h (built-in, taught) |")
+    print("|---|" + "---|" * len(grid) + "---:|---:|---:|---:|---:|---:|---:|")
     for design in ("onset", "window"):
         for values in itertools.product(*grid.values()) if grid else [()]:
             settings = dataclasses.replace(cfg.sound, decision=design, max_latency_s=None, **dict(zip(grid, values)))
-            rows, _ = replay(scores, list(decision.labels), pcm, settings, args.chunk, params)
+            rows, _ = replay(scores, list(decision.labels), pcm, settings, args.chunk, params, builtin)
             q = summarise(truth, rows)
+            false = "-"
+            if negatives is not None:
+                neg_rows, _ = replay(negatives[1], list(decision.labels), negatives[0], settings, args.chunk, params,
+                                     builtin)
+                shown = [r["label"] for r in neg_rows if r["type"] == "ClassDetected" and r["label"] != UNKNOWN]
+                hours = len(negatives[0]) / params.sample_rate / 3600
+                false = (f"{sum(x in builtin for x in shown) / hours:.0f}, "
+                         f"{sum(x not in builtin for x in shown) / hours:.0f}")
             print(f"| {design} | " + " | ".join(str(v) for v in values) + (" | " if values else "")
                   + f"{q['correct']}/{q['clips']} | {q['p50_ms']:.0f} | {q['p95_ms']:.0f} | "
-                  f"{q['flickers']}/{q['detections']} | {q['in_silence']} | {q['early']} |", flush=True)
+                  f"{q['flickers']}/{q['detections']} | {q['in_silence']} | {q['early']} | {false} |", flush=True)
     return 0
 
 

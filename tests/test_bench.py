@@ -239,4 +239,9 @@ def test_quick_bench_writes_every_figure(tmp_path):
         designs = results["notes"]["e2e_sound_designs"]
         assert set(designs) == set(results["estimates"]["sound_per_hop"]) == {"onset", "window"}
         assert all(d["clips"] == 3 and 0 <= d["correct"] <= 3 for d in designs.values())
+        # The box that played had taught sounds, and each design met the negatives stream.
+        assert len(results["notes"]["e2e_sound_taught"]) == 5
+        assert all(d["negatives"]["stream_minutes"] == 1.0 and d["negatives"]["builtin_per_hour"] >= 0
+                   for d in designs.values())
+        assert "false pictures per hour" in md
         assert "side by side" in md and "Sound path per decision hop" in md

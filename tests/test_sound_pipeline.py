@@ -215,6 +215,9 @@ def test_windows_that_disagree_or_fall_short_do_not_decide_early():
     weak = run(SoundPipeline(scripted([[0.45, 0.55]]), LABELS, P,
                              dataclasses.replace(ONSET, early_agree_threshold=0.6)), audio)
     assert not any(getattr(e, "early", False) for e in flip) and weak == []
+    # Nor a label outside agree_labels (the box passes its built-in classes: taught sounds stay out).
+    taught = run(SoundPipeline(scripted([[0.3, 0.7]]), LABELS, P, ONSET, agree_labels=["low"]), audio)
+    assert taught[0].label == "high" and not taught[0].early
     # An early-excluded class needs a sure window however long the agreement.
     shot = run(SoundPipeline(scripted([[0.3, 0.7]]), LABELS, P, dataclasses.replace(ONSET, early_exclude=("high",))),
                audio)

@@ -137,12 +137,13 @@ class App:
         self._progress: dict[str, float] = {}  # input worker -> clock() of its last processed chunk/frame
         self._lock = threading.Lock()  # both workers dispatch to the same LED and synth
         self.sound: SoundPipeline | None = None
+        self.sound_model = sound_model
         if sound_model is not None:
             realtime = bool(getattr(devices.mic, "realtime", True))
             # The [sound] section is the pipeline's settings; an unpaced sim source is never "late".
             settings = cfg.sound if realtime else dataclasses.replace(cfg.sound, max_latency_s=None)
             self._sound_settings = settings
-            self.sound = SoundPipeline(sound_model.predict, sound_model.labels, LogMelParams(), settings, clock)
+            self.sound = self._sound_pipeline()
         self.marimba = marimba
         # Camera -> sound ([audio_out] mode = "resynth"): the marimba levels played on the box's speaker.
         self.resynth = resynth
@@ -155,7 +156,6 @@ class App:
                                              smoothing_s=cfg.audio_out.smoothing_s, gain=cfg.audio_out.gain)
         self.responder = responder or Responder(cfg, labels=getattr(sound_model, "labels", ()),
                                                 notes=getattr(marimba, "notes", ()))
-        self.sound_model = sound_model
         self.teach_button = teach_button
         self.teacher = None
         self.taught_watch = None
@@ -211,14 +211,19 @@ class App:
     def _show_prompt(self, prompt: Any) -> None:
         self.dispatch(self.responder.prompt(prompt.text, prompt.colour))
 
+    def _sound_pipeline(self) -> SoundPipeline:
+        """A pipeline over the sound model's labels as they are now (built-in, taught, ``unknown``)."""
+        m = self.sound_model
+        return SoundPipeline(m.predict, m.labels, LogMelParams(), self._sound_settings, self.clock,
+                             agree_labels=getattr(m, "builtin_labels", None))
+
     def _reload_taught(self) -> None:
         """The taught folder changed under the running box: decide among what it holds now."""
         from device.sound.taught import TaughtStore
         from device.sound.taught_watch import reload_taught
 
         if reload_taught(self.sound_model, self.responder, TaughtStore(self.cfg.teach.dir)):
-            self.sound = SoundPipeline(self.sound_model.predict, self.sound_model.labels, LogMelParams(),
-                                       self._sound_settings, self.clock)
+            self.sound = self._sound_pipeline()
 
     def _on_taught(self, taught: Any) -> None:
         """A sound taught with the button counts at once: the decision, the responder and the pipeline know it."""
@@ -226,8 +231,7 @@ class App:
 
         add_taught(self.sound_model, self.responder, taught)
         # The label list grew by one: a fresh pipeline (runs on the sound worker, which owns it).
-        self.sound = SoundPipeline(self.sound_model.predict, self.sound_model.labels, LogMelParams(),
-                                   self._sound_settings, self.clock)
+        self.sound = self._sound_pipeline()
         log.info("taught %s from the button (%d takes)", taught.label, self.cfg.teach.takes)
 
     def _send_midi(self, message: Any) -> None:

@@ -259,6 +259,11 @@ class OpenSetModel:
     def labels(self) -> list[str]:
         return list(self.decider.labels_out)
 
+    @property
+    def builtin_labels(self) -> list[str]:
+        """The model's own classes (the pipeline's early agreement rule decides only these)."""
+        return list(self.decider.builtin)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.decider.scores(*infer(self.model, x))
 

@@ -1,0 +1,60 @@
+"""Pictures the box wrongly shows in a room that makes none of its sounds, through its own decision.
+
+The negatives stream of issue 11 (``training.datasets.negatives.negatives_stream``:
+speech in unseen voices and languages, music, speech over music, household
+sounds; events 70 % of the time, quiet room noise between; seed 0, the stream
+``training.embedding_eval`` counts on) played through the box's real
+``SoundPipeline`` (the [sound] decision design given, mic chunks of the demo
+config) and open-set decision with taught sounds, in simulated time: every
+``ClassDetected`` of a built-in or taught label is a false picture; ``unknown``
+is a teach-me card. ``training.embedding_eval`` counts on the same stream with
+a 0.25 s-hop re-implementation of the decision; this is the box itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+NEGATIVES_SEED = 0  # the stream training.embedding_eval reports on
+
+
+def false_pictures(model_path: Path, taught: Path | None, decision: str, minutes: float = 10.0,
+                   seed: int = NEGATIVES_SEED) -> dict[str, Any]:
+    """Per hour: built-in pictures, taught pictures, teach-me cards; and the built-in ones by kind of sound."""
+    from device.config import PROJECT_ROOT, load_config
+    from device.frontend import LogMelParams
+    from device.model import Model
+    from device.sound.labels import UNKNOWN
+    from device.sound.pipeline import ClassDetected, SoundPipeline
+    from device.sound.teach import open_set_model
+    from training.datasets.negatives import negatives_stream
+
+    cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
+    cfg = dataclasses.replace(cfg, sound=dataclasses.replace(cfg.sound, decision=decision, max_latency_s=None),
+                              **({"teach": dataclasses.replace(cfg.teach, dir=str(taught))} if taught else {}))
+    params = LogMelParams()
+    model = Model(model_path, expected_frontend=params, num_threads=1)
+    decider, _ = open_set_model(cfg, model)
+    pipe = SoundPipeline(decider.predict, decider.labels, params, cfg.sound, agree_labels=decider.builtin_labels)
+    audio, events = negatives_stream(minutes, seed=seed)
+    pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
+    chunk = cfg.mic.chunk
+    shown = [e for i in range(0, len(pcm), chunk) for e in pipe.step(pcm[i : i + chunk], i)
+             if isinstance(e, ClassDetected)]
+    hours = len(pcm) / params.sample_rate / 3600
+    builtin = set(model.labels)
+    by_kind: dict[str, dict[str, int]] = {}
+    for e in shown:
+        if e.label in builtin:
+            kind = next((k for k, a, b in events if a <= e.t <= b + 1.0), "quiet")
+            by_kind.setdefault(kind, {}).setdefault(e.label, 0)
+            by_kind[kind][e.label] += 1
+    return {"stream_minutes": round(minutes, 2), "seed": seed,
+            "builtin_per_hour": sum(e.label in builtin for e in shown) / hours,
+            "taught_per_hour": sum(e.label not in builtin and e.label != UNKNOWN for e in shown) / hours,
+            "unknown_cards_per_hour": sum(e.label == UNKNOWN for e in shown) / hours,
+            "builtin_by_kind": by_kind}
