@@ -230,6 +230,42 @@ def test_playlist_resamples_and_accepts_arrays(tmp_path):
     assert abs(_peak_hz(out[-4000:], 16000) - 1000) <= 4
 
 
+def _play_traced(path):
+    """(samples played, the first 40 chunks, peak traced memory) of one WAV through the sim mic."""
+    import tracemalloc
+
+    mic = PlaylistMic([path], realtime=False, chunk_size=800, buffer_seconds=0.5)
+    tracemalloc.start()
+    mic.start()
+    total, head = 0, []
+    while (c := mic.read(timeout=2.0)) is not None:
+        total += len(c.samples)
+        if len(head) < 40:
+            head.append(c.samples)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    mic.close()
+    return total, np.concatenate(head), peak
+
+
+def test_playlist_streams_a_long_file_in_flat_memory(tmp_path):
+    # 10 s and 120 s of 44.1 kHz stereo: played in blocks, the same samples as resampling the file whole,
+    # and the long one (21 MB of samples) needs no more memory than the short one.
+    rng = np.random.default_rng(3)
+    peaks = []
+    for seconds in (10, 120):
+        left = (rng.standard_normal(seconds * 44100) * 2000).astype(np.int16)
+        stereo = np.stack([left, left // 2], axis=1)
+        write_wav(tmp_path / f"{seconds}.wav", stereo, 44100)
+        total, head, peak = _play_traced(tmp_path / f"{seconds}.wav")
+        whole = resample(stereo.mean(axis=1), 44100, 16000)
+        assert total == len(whole)
+        np.testing.assert_array_equal(head, np.clip(np.round(whole[: len(head)]), -32768, 32767))
+        peaks.append(peak)
+    assert peaks[1] < 1.25 * peaks[0] + 2**20, f"peak memory grew with the file: {peaks}"
+    assert peaks[1] < stereo.nbytes / 2
+
+
 def test_playlist_realtime_mode_drops_oldest_when_reader_is_late():
     audio = np.arange(20000, dtype=np.int16)
     mic = PlaylistMic([audio], realtime=True, chunk_size=1000, buffer_seconds=0.25, sleep=lambda s: None)

@@ -30,15 +30,15 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from device.config import MicConfig
 from device.errors import ConfigError
 from device.frontend import LogMelParams
-from device.resample import Resampler, resample
-from device.wavfile import read_wav, wav_info
+from device.resample import Resampler
+from device.wavfile import iter_wav, wav_info
 from device.hardware.base import AudioChunk, Mic
 from device.hardware.portaudio import INPUT, PYAUDIO_HINT, close_quietly, find_device, open_error_line, pick_format, probe_device
 from device.hardware.select import HardwareError, Probe, check_import, choose_backend, one_line
@@ -50,6 +50,7 @@ __all__ = ["open_mic", "probe", "PyAudioMic", "PlaylistMic", "SampleRing"]
 _PA_INPUT_OVERFLOW = 0x2  # paInputOverflow, in case the module lacks the constant
 _DEFAULTS = MicConfig()  # the one source of every configurable default below
 _PIPELINE_RATE = LogMelParams().sample_rate  # what the sound model listens at
+PLAYLIST_BLOCK_FRAMES = 1 << 15  # frames read from a playlist WAV at a time: memory flat in the file's length
 
 
 # --------------------------------------------------------------------- ring
@@ -359,19 +360,36 @@ class PlaylistMic(_RingMic):
     def is_finished(self) -> bool:
         return self._ring.is_drained
 
-    def _load(self, item) -> np.ndarray:
+    def _blocks(self, item) -> Iterator[np.ndarray]:
+        """One playlist item as int16 mono blocks at the pipeline rate; a file is streamed (``iter_wav`` and
+        a streaming resampler), so memory stays flat however long the recording."""
         if isinstance(item, tuple):
-            audio, rate = item[0], item[1] or self.sample_rate
+            rate, blocks = int(item[1] or self.sample_rate), iter([np.asarray(item[0])])
         else:
-            audio, rate = read_wav(item)
-        audio = np.asarray(audio)
-        if audio.ndim == 2:
-            audio = audio.mean(axis=1)
-        if np.issubdtype(audio.dtype, np.floating) and audio.size and np.abs(audio).max() <= 1.0:
-            audio = audio * 32768.0  # float arrays are taken as -1..1 full scale
-        if int(rate) != self.sample_rate:
-            audio = resample(np.asarray(audio, dtype=np.float64), int(rate), self.sample_rate)
-        return np.clip(np.round(audio), -32768, 32767).astype(np.int16)
+            rate, blocks = wav_info(item)[0], iter_wav(item, PLAYLIST_BLOCK_FRAMES)
+        resampler = Resampler(rate, self.sample_rate, zero_phase=True) if rate != self.sample_rate else None
+        for audio in blocks:
+            if audio.ndim == 2:
+                audio = audio.mean(axis=1)
+            if np.issubdtype(audio.dtype, np.floating) and audio.size and np.abs(audio).max() <= 1.0:
+                audio = audio * 32768.0  # float arrays are taken as -1..1 full scale
+            if resampler is not None:
+                audio = resampler.process(np.asarray(audio, dtype=np.float64))
+            yield np.clip(np.round(audio), -32768, 32767).astype(np.int16)
+        if resampler is not None:
+            yield np.clip(np.round(resampler.flush()), -32768, 32767).astype(np.int16)
+
+    def _chunks(self, item) -> Iterator[np.ndarray]:
+        """``chunk_size`` pieces of one item (the last may be shorter), whatever its blocks."""
+        carry = np.zeros(0, dtype=np.int16)
+        for block in self._blocks(item):
+            carry = np.concatenate([carry, block])
+            n = len(carry) - len(carry) % self.chunk_size
+            for i in range(0, n, self.chunk_size):
+                yield carry[i : i + self.chunk_size]
+            carry = carry[n:]
+        if len(carry):
+            yield carry
 
     def _wait(self, seconds: float) -> None:
         if self._sleep is not None:
@@ -384,15 +402,17 @@ class PlaylistMic(_RingMic):
         try:
             while not self._stop.is_set():
                 for item in self._items:
-                    try:
-                        audio = self._load(item)
-                    except Exception as e:  # noqa: BLE001 - a bad file must not kill the box
-                        log.error("mic: skipping playlist item: %s", one_line(e))
-                        continue
-                    for i in range(0, len(audio), self.chunk_size):
+                    chunks = self._chunks(item)
+                    while True:
+                        try:
+                            piece = next(chunks, None)
+                        except Exception as e:  # noqa: BLE001 - a bad file must not kill the box
+                            log.error("mic: skipping the rest of playlist item: %s", one_line(e))
+                            break
+                        if piece is None:
+                            break
                         if self._stop.is_set():
                             return
-                        piece = audio[i : i + self.chunk_size]
                         if self.realtime:
                             # A chunk "arrives" when its last sample would have been captured.
                             due = t0 + (self.samples_produced + len(piece)) / self.sample_rate
