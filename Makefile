@@ -18,7 +18,7 @@ HOST ?=
 HOSTS ?= $(HOST)
 CONFIG ?= config/default.toml
 
-.PHONY: venv device-venv test-tools demo test test-device test-arm64 train-tools train-sound train-generator train-marimba marimba-report export models bench deploy check clean
+.PHONY: venv device-venv test-tools demo test test-long test-device test-arm64 train-tools train-sound train-generator train-marimba marimba-report export models bench deploy check clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ test-tools:
 test: $(STAMP) $(DEVICE_STAMP) test-tools
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 	$(MAKE) --no-print-directory test-device
+
+# The few tests that take over a minute each (the marimba report and fine-tuning end to end, the quick
+# bench), kept out of `make test` so it stays well under 15 minutes on 2 cores; CI runs them too.
+test-long: $(STAMP) test-tools
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m 'long and not hardware'
 
 test-device: $(DEVICE_STAMP)
 	SAYSEE_TFLITE_RUNTIME=tflite_runtime $(DEVICE_VENV)/bin/python -m pytest -q -p no:cacheprovider -m 'device_venv and not hardware'

@@ -201,6 +201,7 @@ def _walk(node, path="results"):
         yield path, node
 
 
+@pytest.mark.long
 def test_quick_bench_writes_every_figure(tmp_path):
     out = tmp_path / "bench"
     proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=PROJECT_ROOT,

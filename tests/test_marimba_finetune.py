@@ -99,6 +99,7 @@ def _weights_digest(folder) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.long
 def test_one_seed_gives_one_answer_and_fine_tuning_starts_from_the_given_weights(recordings, tmp_path):
     from training.train_marimba import main
 

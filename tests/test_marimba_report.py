@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 
+@pytest.mark.long
 def test_quick_report_has_zero_shot_fine_tuned_and_per_look_figures(tmp_path):
     from training.marimba_finetune_report import main
 
