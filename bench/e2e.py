@@ -324,9 +324,10 @@ def bench_sound_e2e(model: Path, clips: int, workdir: Path, negatives_minutes: f
             "dropped_samples": counters.get("dropped_samples"),
             "stale_windows": counters.get("sound_stale"),
             "origin_uncertainty_ms": {k: v * 1e3 for k, v in raw["uncertainty_s"].items()},
-            "negatives": false_pictures(model, taught, decision, negatives_minutes),
         }
         notes["e2e_blas_env"] = raw.get("blas_env")
+    for decision, negatives in false_pictures(model, taught, DESIGNS, negatives_minutes).items():
+        designs[decision]["negatives"] = negatives
     notes["e2e_sound_designs"] = designs
     # The whole box at once (issue 13): dream pictures every hop + the continuous mapping, on a shorter
     # part of the same playlist; only its CPU share and memory are figures (its LED follows the mapping).

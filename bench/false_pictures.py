@@ -22,39 +22,50 @@ import numpy as np
 NEGATIVES_SEED = 0  # the stream training.embedding_eval reports on
 
 
-def false_pictures(model_path: Path, taught: Path | None, decision: str, minutes: float = 10.0,
-                   seed: int = NEGATIVES_SEED) -> dict[str, Any]:
-    """Per hour: built-in pictures, taught pictures, teach-me cards; and the built-in ones by kind of sound."""
+def per_hour(shown, builtin, seconds: float) -> dict[str, float]:
+    """Built-in pictures, taught pictures and teach-me cards per hour from the labels ``shown``."""
+    from device.sound.labels import UNKNOWN
+
+    hours = seconds / 3600
+    unknown = sum(x == UNKNOWN for x in shown)
+    mine = sum(x in builtin for x in shown)
+    return {"builtin_per_hour": mine / hours, "taught_per_hour": (len(shown) - mine - unknown) / hours,
+            "unknown_cards_per_hour": unknown / hours}
+
+
+def false_pictures(model_path: Path, taught: Path | None, designs, minutes: float = 10.0,
+                   seed: int = NEGATIVES_SEED) -> dict[str, dict[str, Any]]:
+    """Per [sound] decision design: pictures per hour (``per_hour``) and the built-in ones by kind of sound.
+    The stream is rendered and the model loaded once for every design."""
     from device.config import PROJECT_ROOT, load_config
     from device.frontend import LogMelParams
     from device.model import Model
-    from device.sound.labels import UNKNOWN
     from device.sound.pipeline import ClassDetected, SoundPipeline
     from device.sound.teach import open_set_model
     from training.datasets.negatives import negatives_stream
 
     cfg = load_config(PROJECT_ROOT / "config" / "demo.toml")
-    cfg = dataclasses.replace(cfg, sound=dataclasses.replace(cfg.sound, decision=decision, max_latency_s=None),
-                              **({"teach": dataclasses.replace(cfg.teach, dir=str(taught))} if taught else {}))
+    if taught:
+        cfg = dataclasses.replace(cfg, teach=dataclasses.replace(cfg.teach, dir=str(taught)))
     params = LogMelParams()
     model = Model(model_path, expected_frontend=params, num_threads=1)
     decider, _ = open_set_model(cfg, model)
-    pipe = SoundPipeline(decider.predict, decider.labels, params, cfg.sound, agree_labels=decider.builtin_labels)
     audio, events = negatives_stream(minutes, seed=seed)
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
-    chunk = cfg.mic.chunk
-    shown = [e for i in range(0, len(pcm), chunk) for e in pipe.step(pcm[i : i + chunk], i)
-             if isinstance(e, ClassDetected)]
-    hours = len(pcm) / params.sample_rate / 3600
-    builtin = set(model.labels)
-    by_kind: dict[str, dict[str, int]] = {}
-    for e in shown:
-        if e.label in builtin:
-            kind = next((k for k, a, b in events if a <= e.t <= b + 1.0), "quiet")
-            by_kind.setdefault(kind, {}).setdefault(e.label, 0)
-            by_kind[kind][e.label] += 1
-    return {"stream_minutes": round(minutes, 2), "seed": seed,
-            "builtin_per_hour": sum(e.label in builtin for e in shown) / hours,
-            "taught_per_hour": sum(e.label not in builtin and e.label != UNKNOWN for e in shown) / hours,
-            "unknown_cards_per_hour": sum(e.label == UNKNOWN for e in shown) / hours,
-            "builtin_by_kind": by_kind}
+    builtin, chunk = set(model.labels), cfg.mic.chunk
+    out = {}
+    for design in designs:
+        settings = dataclasses.replace(cfg.sound, decision=design, max_latency_s=None)
+        pipe = SoundPipeline(decider.predict, decider.labels, params, settings, agree_labels=decider.builtin_labels)
+        shown = [e for i in range(0, len(pcm), chunk) for e in pipe.step(pcm[i : i + chunk], i)
+                 if isinstance(e, ClassDetected)]
+        by_kind: dict[str, dict[str, int]] = {}
+        for e in shown:
+            if e.label in builtin:
+                kind = next((k for k, a, b in events if a <= e.t <= b + 1.0), "quiet")
+                by_kind.setdefault(kind, {}).setdefault(e.label, 0)
+                by_kind[kind][e.label] += 1
+        out[design] = {"stream_minutes": round(minutes, 2), "seed": seed,
+                       **per_hour([e.label for e in shown], builtin, len(pcm) / params.sample_rate),
+                       "builtin_by_kind": by_kind}
+    return out

@@ -31,12 +31,12 @@ import numpy as np
 
 from device.config import PROJECT_ROOT, load_config
 from device.frontend import LogMelParams, StreamingLogMel, log_mel
-from device.sound.labels import UNKNOWN
 
 from .e2e import TUNE_TAUGHT, build_playlist, decision_quality, taught_box
+from .false_pictures import per_hour
 
 TUNING_SEEDS = tuple(range(5001, 5013))
-NEGATIVES_SEED = 7  # training.embedding_eval's stream is seed 0, bench.taught_onset's seed 5
+NEGATIVES_SEED = 7  # bench.false_pictures' stream is seed 0, bench.taught_onset's seed 5
 
 
 class _Window(np.ndarray):
@@ -157,10 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             if negatives is not None:
                 neg_rows, _ = replay(negatives[1], list(decision.labels), negatives[0], settings, args.chunk, params,
                                      builtin)
-                shown = [r["label"] for r in neg_rows if r["type"] == "ClassDetected" and r["label"] != UNKNOWN]
-                hours = len(negatives[0]) / params.sample_rate / 3600
-                false = (f"{sum(x in builtin for x in shown) / hours:.0f}, "
-                         f"{sum(x not in builtin for x in shown) / hours:.0f}")
+                f = per_hour([r["label"] for r in neg_rows if r["type"] == "ClassDetected"], builtin,
+                             len(negatives[0]) / params.sample_rate)
+                false = f"{f['builtin_per_hour']:.0f}, {f['taught_per_hour']:.0f}"
             print(f"| {design} | " + " | ".join(str(v) for v in values) + (" | " if values else "")
                   + f"{q['correct']}/{q['clips']} | {q['p50_ms']:.0f} | {q['p95_ms']:.0f} | "
                   f"{q['flickers']}/{q['detections']} | {q['in_silence']} | {q['early']} | {false} |", flush=True)

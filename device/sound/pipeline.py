@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Collection, Sequence
 
@@ -154,7 +155,8 @@ class SoundPipeline:
         self.spectrogram = np.full((0, params.n_mels), np.log(params.log_floor), dtype=np.float32)
         self._silent_hops = 0
         self._agree_hops = max(1, int(round(settings.early_agree_s / self.hop_s))) if settings.early_agree_s else 0
-        self._recent: list[np.ndarray] = []  # raw scores of this sound's latest consecutive windows
+        # Raw scores of this sound's latest consecutive windows (what the agreement rule looks at).
+        self._recent: deque[np.ndarray] = deque(maxlen=max(self._agree_hops, 1))
         self._sound_had_class = False  # a class was decided since the last silence: "unknown" may not follow
         self.counters = {"windows": 0, "inferences": 0, "silent": 0, "stale": 0, "gated": 0, "early": 0}
 
@@ -226,7 +228,7 @@ class SoundPipeline:
             self._silent_hops = 0
             probs = np.asarray(self.predict(feats), dtype=np.float32)
             self.counters["inferences"] += 1
-            self._recent = (self._recent + [probs])[-max(self._agree_hops, 1) :]
+            self._recent.append(probs)
             full = sound_s >= self.min_sound_s
             if full:
                 if self.onset and self._averaged_s == 0.0:
@@ -274,12 +276,12 @@ class SoundPipeline:
         """A sure class from the start of a sound, before the running average has settled."""
         best = int(np.argmax(probs))
         conf = float(probs[best])
-        sure = conf >= self.settings.early_threshold
-        if not sure and len(self._recent) >= self._agree_hops > 0 and best not in self._no_agree:
-            # Not sure of any one window, but every recent window of this sound agrees: as good as sure.
-            sure = all(int(np.argmax(r)) == best and r[best] >= self.settings.early_agree_threshold
-                       for r in self._recent)
-        if not sure or (best in self._no_early and not full):
+        one_window = conf >= self.settings.early_threshold
+        # Not sure of any one window, but every recent window of this sound agrees: as good as sure.
+        agreed = (not one_window and len(self._recent) >= self._agree_hops > 0 and best not in self._no_agree
+                  and all(int(np.argmax(r)) == best and r[best] >= self.settings.early_agree_threshold
+                          for r in self._recent))
+        if not (one_window or agreed) or (best in self._no_early and not full):
             return []
         if self.labels[best] == UNKNOWN:
             # The first sliver of any sound is far from every class: "unknown" waits for the running average.
@@ -287,7 +289,7 @@ class SoundPipeline:
         self._detected(self.labels[best])
         # The average restarts from the evidence that decided: the onset sliver before it (mostly "unknown")
         # would otherwise drag the decided class under threshold_off on the next hop.
-        self._smoothed = probs.copy() if conf >= self.settings.early_threshold else np.mean(self._recent, axis=0)
+        self._smoothed = np.mean(self._recent, axis=0) if agreed else probs.copy()
         self.counters["early"] += 1
         return [ClassDetected(self.current, conf, t, {n: float(v) for n, v in zip(self.labels, probs)}, early=True)]
 
