@@ -172,15 +172,18 @@ device_tests() {
     # The source tree (tests import it), on the runtime the box uses, less what
     # can't run under the emulator (emulator-limits.txt says why for each).
     local deselect=() id
+    ids() { sed 's/#.*//; s/[[:space:]]*$//; /^[[:space:]]*$/d' "$1"; }
+    while read -r id; do deselect+=(--deselect "$id"); done < <(ids "$CHECK/emulator-slow.txt")
+    echo "$((${#deselect[@]} / 2)) ids of emulator-slow.txt deselected (pure numpy sweeps, run by make test-device)"
     if "$PY" -c 'import os, pty, serial; serial.Serial(os.ttyname(pty.openpty()[1]), 31250).close()' 2>/dev/null; then
         echo "note: 31250 baud opens here; running the tests emulator-limits.txt lists too"
     else
-        while read -r id; do deselect+=(--deselect "$id"); done \
-            < <(sed 's/#.*//; s/[[:space:]]*$//; /^[[:space:]]*$/d' "$CHECK/emulator-limits.txt")
-        echo "31250 baud can't be set under this emulator: $((${#deselect[@]} / 2)) ids of emulator-limits.txt deselected"
+        local before=${#deselect[@]}
+        while read -r id; do deselect+=(--deselect "$id"); done < <(ids "$CHECK/emulator-limits.txt")
+        echo "31250 baud can't be set under this emulator: $(((${#deselect[@]} - before) / 2)) ids of emulator-limits.txt deselected"
     fi
     cd "$SRC" && SAYSEE_TFLITE_RUNTIME=ai_edge_litert "$PY" -m pytest -q -p no:cacheprovider \
-        -m 'device_venv and not hardware' -rf "${deselect[@]}"
+        -m 'device_venv and not hardware' -rf --durations=15 "${deselect[@]}"
 }
 step "device-side tests (pytest -m device_venv) on ai_edge_litert" device_tests
 

@@ -64,7 +64,7 @@ else
     tar -C "$REPO" --exclude='./.venv*' --exclude=./.git -cf - . | tar -C "$RUN/src" -xf -
 fi
 cp "$WHEELS"/*.whl "$RUN/wheels/"
-cp "$HERE/run-inside.sh" "$HERE/emulator-limits.txt" "$RUN/"
+cp "$HERE/run-inside.sh" "$HERE/emulator-limits.txt" "$HERE/emulator-slow.txt" "$RUN/"
 # The project's wheel, built from a scratch copy so the tree stays clean.
 build="$(mktemp -d)"
 trap 'rm -rf "$build"' EXIT
@@ -99,7 +99,7 @@ say "host side ready in $((SECONDS - t0)) s; running inside the arm64 root"
 enter() {
     local cpu="$1"
     shift
-    timeout "${ARM64_TIMEOUT:-1500}" unshare --mount --propagation private -- bash -c '
+    timeout "${ARM64_TIMEOUT:-2400}" unshare --mount --propagation private -- bash -c '
         set -e
         R="$1" CPU="$2"
         shift 2
@@ -120,7 +120,7 @@ rc=0 rc4=0
 enter cortex-a76 pi5 || rc=$?
 # A Pi 4 (Cortex-A72, no dot product): the same model must give the same answers.
 enter cortex-a72 pi4 || rc4=$?
-if [[ $rc == 124 || $rc4 == 124 ]]; then say "timed out after ${ARM64_TIMEOUT:-1500} s"; fi
+if [[ $rc == 124 || $rc4 == 124 ]]; then say "timed out after ${ARM64_TIMEOUT:-2400} s"; fi
 ((rc)) || rc=$rc4
 say "total $((SECONDS - t0)) s"
 exit $rc
