@@ -48,7 +48,7 @@ import numpy as np
 
 from device.atomic import write_atomic
 from device.errors import SaySeeError
-from device.frontend import NoteParams, note_targets
+from device.frontend import NoteParams
 from device.marimba.rectify import Calibration
 from device.marimba.pipeline import (
     MarimbaPipeline,
@@ -200,7 +200,8 @@ def prepare(rec, spec: MarimbaSpec, params: NoteParams, calibrate: str = "truth"
         # Auto calibration hears the notes from the audio, never from ground truth: as on a user's recording.
         calibration, cal_source = recording_calibration(rec, spec, params, calibrate, heard)
     frames = preprocess_frames(rec.frames, spec, calibration)
-    amps_all = note_targets(rec.audio, len(rec.frames), params, rec.frame_times, labeller=labeller)
+    # The labeller was fitted by audio_events above: fitting it again would take as long for the same templates.
+    amps_all = labeller.note_targets(rec.audio, len(rec.frames), rec.frame_times, fitted=True)
     win = usable_windows(rec, params)
     amps = amps_all[win]
     levels = spec.target.forward(amps)
