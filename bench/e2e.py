@@ -8,7 +8,7 @@ played once per decision design (``[sound] decision``: "onset" and the earlier
 about start + k/16000). Latency runs from there to (a) the ClassDetected
 event, (b) the LED change, (c) the first display frame drawn with that label.
 The onset is when the sound starts, so the figures include everything a
-listener would wait for: the mic's 0.1 s chunks, the window filling, the
+listener would wait for: the mic's chunks ([mic] chunk), the window filling, the
 decision, inference and the sinks. Beside them (``decision_quality``): the
 correct-class rate, flickers (a detection replaced by another class within
 1 s), detections in silence, and how many decisions were early.

@@ -1,6 +1,6 @@
 """Choose the sound decision settings on held-out playlists, never on the bench's own.
 
-    python -m bench.tune_sound [--models DIR] [--config FILE] [--seeds 5001-5012] [--chunk 1600]
+    python -m bench.tune_sound [--models DIR] [--config FILE] [--seeds 5001-5012] [--chunk 800]
                                [--set early_threshold=0.7,0.8,0.9] [--set min_sound_s=0.1,0.15] ...
 
 Builds playlists with ``bench.e2e.build_playlist`` on seeds the bench does not
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from device.config import PROJECT_ROOT, load_config
+from device.config import PROJECT_ROOT, MicConfig, load_config
 from device.frontend import LogMelParams, StreamingLogMel, log_mel
 
 from .e2e import TUNE_TAUGHT, build_playlist, decision_quality, taught_box
@@ -98,7 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--config", default=str(PROJECT_ROOT / "config" / "demo.toml"),
                     help="config whose [sound] and [teach] sections are the starting point")
     ap.add_argument("--seeds", default=f"{TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]}", help="playlist seeds, a-b")
-    ap.add_argument("--chunk", type=int, default=1600, help="mic chunk in samples")
+    ap.add_argument("--chunk", type=int, default=MicConfig().chunk, help="mic chunk in samples (default: the box's [mic] chunk)")
     ap.add_argument("--negatives-minutes", type=float, default=5.0,
                     help="also replay this much of a negatives stream (speech, music, household sounds; its own "
                          "seed) and count the pictures it wrongly shows per hour; 0 = skip")
