@@ -287,6 +287,24 @@ def test_playlist_loops_until_closed():
     mic.close()
 
 
+@pytest.mark.parametrize("emptied", ["no frames", "removed"])
+def test_a_looping_playlist_with_no_audio_left_stops_with_one_line(tmp_path, caplog, emptied):
+    """A looping file emptied or deleted while the box runs: one error line, the mic finishes, no spin."""
+    path = write_wav(tmp_path / "loop.wav", np.ones(400, np.int16), 16000)
+    mic = PlaylistMic([str(path)], realtime=False, loop=True, chunk_size=400)
+    if emptied == "removed":
+        path.unlink()
+    else:
+        write_wav(path, np.zeros(0, np.int16), 16000)
+    with caplog.at_level(logging.ERROR, logger="saysee"):
+        mic.start()
+        mic._thread.join(5)
+    assert not mic._thread.is_alive() and mic.read(timeout=0.5) is None and mic.is_finished
+    stops = [r for r in caplog.records if "no audio any more" in r.getMessage()]
+    assert len(stops) == 1 and len(caplog.records) <= 2, [r.getMessage() for r in caplog.records]
+    mic.close()
+
+
 def test_empty_playlist_is_finished_at_once():
     with PlaylistMic([], realtime=False) as mic:
         mic.start()

@@ -401,6 +401,7 @@ class PlaylistMic(_RingMic):
         t0 = self._clock()
         try:
             while not self._stop.is_set():
+                pass_start = self.samples_produced
                 for item in self._items:
                     chunks = self._chunks(item)
                     while True:
@@ -422,6 +423,11 @@ class PlaylistMic(_RingMic):
                         self._ring.push(piece, block=not self.realtime)
                         self.samples_produced += len(piece)
                 if not self.loop or not self._items:
+                    return
+                if self.samples_produced == pass_start:
+                    # Every item empty or unreadable (a file emptied or removed while looping): looping
+                    # again would spin a core and flood the log for nothing.
+                    log.error("mic: the looping playlist holds no audio any more; the sim mic stops")
                     return
         finally:
             self._ring.finish()
