@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -273,6 +274,102 @@ def test_a_worker_that_dies_ends_the_run_with_a_failure_exit_code(tmp_path, fake
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "failed" and status["failed_worker"] == "sound"
     assert app.status_dict()["uptime_s"] < 5  # ended by the failure, not by the 10 s limit
+
+
+def test_a_mic_missing_at_boot_fails_the_run_so_the_service_restarts(tmp_path, fake_pyaudio, caplog):
+    """No input device when the box starts (a USB mic that enumerates late): "auto" falls back to the empty
+    sim mic, which ends at once. That is a lost input, not a finished recording: exit 1 (Restart=on-failure
+    tries again and finds the mic), never a box that runs on without ears."""
+    from device.hardware.mic import open_mic
+
+    fake_pyaudio()  # PortAudio with no device at all
+    mic = open_mic("auto", config_from_dict({}, tmp_path / "box.toml").mic)
+    assert mic.backend == "sim" and not mic.plays_out
+    app = App(tone_config(tmp_path), Devices(mic=mic, leds=RecordingLeds()), sound_model=ToneModel())
+    with caplog.at_level(logging.INFO, logger="saysee"):
+        assert app.run(seconds=10) == 1
+    assert app.status_dict()["uptime_s"] < 5  # ended by the lost mic, not by the 10 s limit
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and status["failed_worker"] == "sound"
+    lost = [r.getMessage() for r in caplog.records if "mic lost" in r.getMessage()]
+    assert lost == ["mic lost: it delivers nothing any more (no device, or nothing to play); "
+                    "the box stops so that its service restarts it"]
+
+
+def test_a_played_out_recording_ends_the_run_cleanly_and_sources_say_which_end():
+    """The other side of a lost input: a playlist or video played once ends a sim run with exit 0."""
+    from device.config import CameraConfig
+    from device.hardware.camera import SimCamera
+
+    assert PlaylistMic(playlist=[beeps(0.1)], realtime=False).plays_out
+    assert not PlaylistMic(playlist=[beeps(0.1)], realtime=False, loop=True).plays_out  # loops never end
+    frames = np.zeros((2, 24, 32), np.uint8)
+    assert SimCamera(frames, CameraConfig(loop=False)).plays_out
+    assert not SimCamera(frames, CameraConfig(loop=True)).plays_out
+
+
+def test_a_pipeline_failing_on_every_chunk_stops_the_pings_and_logs_once(tmp_path, monkeypatch, caplog):
+    """A sound model that raises on every window: the box is deaf, so the watchdog must stop being fed
+    (status "stalled"), and the journal gets one traceback, not one per 50 ms chunk."""
+    from device.runtime import error_runs
+
+    class BrokenModel(ToneModel):
+        def predict(self, feats):
+            raise RuntimeError("tensor arena corrupted")
+
+    monkeypatch.setattr(error_runs, "SUMMARY_EVERY_S", 3600.0)
+    tone = (0.3 * np.sin(2 * np.pi * 1000 * np.arange(SR) / SR) * 32767).astype(np.int16)
+    mic = PlaylistMic(playlist=[tone], realtime=True, loop=True, chunk_size=800)
+    app = App(tone_config(tmp_path), Devices(mic=mic), sound_model=BrokenModel(), stall_after_s=0.3)
+    runner = threading.Thread(target=app.run)
+    with caplog.at_level(logging.INFO, logger="saysee"):
+        runner.start()
+        try:
+            assert wait_until(lambda: app.counters.errors >= 10)
+            assert wait_until(lambda: app.stalled_inputs() == ["mic"])
+        finally:
+            app.stop_event.set()
+            runner.join(timeout=10)
+    failures = [r for r in caplog.records if "sound pipeline error" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None, [r.getMessage() for r in failures]
+    assert "tensor arena corrupted" in failures[0].getMessage()
+
+
+def test_a_display_wedged_in_its_driver_is_a_stall(tmp_path, monkeypatch):
+    """pygame's flip() never returning (a wedged KMS/DRM driver) freezes the screen: the status says so
+    and the watchdog stops being fed, while the mic keeps delivering."""
+    pygame = pytest.importorskip("pygame")
+    from device.config import DisplayConfig
+    from device.hardware.display import open_display
+    from device.screen.render import Renderer
+
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    wedged, release = threading.Event(), threading.Event()
+    flip = pygame.display.flip
+
+    def wedged_flip():
+        if wedged.is_set():
+            release.wait(20)
+        flip()
+
+    monkeypatch.setattr(pygame.display, "flip", wedged_flip)
+    display = open_display("real", DisplayConfig(fullscreen=False, max_fps=120.0), renderer=Renderer)
+    mic = PlaylistMic(playlist=[beeps(2.0)], realtime=True, loop=True, chunk_size=800)
+    app = App(tone_config(tmp_path), Devices(mic=mic, display=display), sound_model=ToneModel(), stall_after_s=0.5)
+    runner = threading.Thread(target=app.run)
+    runner.start()
+    try:
+        assert wait_until(lambda: display.shown >= 2)
+        assert app.stalled_inputs() == []
+        wedged.set()
+        assert wait_until(lambda: app.stalled_inputs() == ["display"])
+        assert app.status_dict()["state"] == "stalled"
+    finally:
+        release.set()
+        app.stop_event.set()
+        runner.join(timeout=10)
+        pygame.display.quit()
+    assert not runner.is_alive()
 
 
 def test_teach_button_on_the_running_box_learns_a_sound_and_then_recognises_it(tmp_path):

@@ -72,6 +72,11 @@ class Mic(Device):
         """True once a finite source (a WAV playlist) has delivered everything."""
         return False
 
+    @property
+    def plays_out(self) -> bool:
+        """True for a source meant to end (a recording played once); any other mic that ends was lost."""
+        return False
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -102,6 +107,11 @@ class Camera(Device):
 
     @property
     def is_finished(self) -> bool:
+        return False
+
+    @property
+    def plays_out(self) -> bool:
+        """True for a source meant to end (a video played once); a live camera that ends was lost."""
         return False
 
 

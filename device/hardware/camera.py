@@ -421,6 +421,10 @@ class SimCamera(_ThreadedCamera):
     backend = "sim"
     _paced = True
 
+    @property
+    def plays_out(self) -> bool:
+        return not self.loop
+
     def __init__(self, source: Any, cfg: CameraConfig = CameraConfig()) -> None:
         self.realtime = bool(cfg.realtime)
         self.loop = bool(cfg.loop)

@@ -360,6 +360,11 @@ class PlaylistMic(_RingMic):
     def is_finished(self) -> bool:
         return self._ring.is_drained
 
+    @property
+    def plays_out(self) -> bool:
+        # An empty playlist is what "auto" falls back to on a box whose mic is missing: nothing to play out.
+        return bool(self._items) and not self.loop
+
     def _blocks(self, item) -> Iterator[np.ndarray]:
         """One playlist item as int16 mono blocks at the pipeline rate; a file is streamed (``iter_wav`` and
         a streaming resampler), so memory stays flat however long the recording."""

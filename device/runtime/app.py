@@ -30,6 +30,7 @@ from device.frontend import LogMelParams
 from device.hardware.audio_out import AudioOutClosedError
 from device.hardware.base import AudioOut, Camera, Display, Leds, Mic, Synth
 from device.hardware.synth import SynthClosedError
+from device.runtime.error_runs import ErrorRun
 from device.runtime.responder import Action, Midi, Responder, SetLed, ShowScene
 from device.sound.labels import UNKNOWN
 from device.sound.pipeline import SoundPipeline
@@ -134,7 +135,10 @@ class App:
         self.stall_after_s = stall_after_s
         self._scene_slot = Latest()
         self._threads: list[threading.Thread] = []
-        self._progress: dict[str, float] = {}  # input worker -> clock() of its last processed chunk/frame
+        self._progress: dict[str, float] = {}  # worker's source -> clock() of its last chunk/frame/scene handled
+        self._errors = {name: ErrorRun(what, clock) for name, what in
+                        (("sound", "sound pipeline"), ("marimba", "marimba pipeline"), ("audio_out", "audio out"),
+                         ("display", "display"))}
         self._lock = threading.Lock()  # both workers dispatch to the same LED and synth
         self.sound: SoundPipeline | None = None
         self.sound_model = sound_model
@@ -253,7 +257,8 @@ class App:
             self._notify("heartbeat")
 
     def stalled_inputs(self) -> list[str]:
-        """Inputs that processed nothing for longer than ``stall_after_s`` (e.g. an unplugged mic)."""
+        """Inputs that processed nothing for longer than ``stall_after_s`` (e.g. an unplugged mic, a pipeline
+        failing on every chunk, a display wedged in its driver)."""
         now = self.clock()
         return sorted(n for n, t in self._progress.items() if now - t > self.stall_after_s)
 
@@ -269,14 +274,14 @@ class App:
             chunk = mic.read(timeout=0.2)
             if chunk is None:
                 if mic.is_finished:
-                    log.info("mic source finished")
+                    self._source_ended("mic", mic)
                     break
                 self.counters.read_timeouts += 1
                 continue
-            self._made_progress("mic")
             stream_t = (chunk.start + len(chunk.samples)) / p.params.sample_rate
             self.dispatch(self.responder.due(stream_t))
             if self.teacher is not None and self.teacher.step(chunk.samples):
+                self._made_progress("mic")
                 continue  # this audio is a take being taught, not something to recognise
             if self.taught_watch is not None and self.taught_watch.poll(stream_t):
                 self._reload_taught()
@@ -286,10 +291,12 @@ class App:
             gated = synth is not None and self.responder.is_gated(stream_t, realtime and synth.is_playing)
             try:
                 events = p.step(chunk.samples, chunk.start, chunk.captured_at, gated)
-            except Exception as e:  # a bad window must not end a box that runs for weeks
+            except Exception as e:  # a bad window must not end a box that runs for weeks...
                 self.counters.errors += 1
-                log.exception("sound pipeline error: %s", e)
-                continue
+                self._errors["sound"].failed(e)
+                continue  # ...but one failing on every chunk makes no progress: the watchdog restarts it
+            self._errors["sound"].succeeded()
+            self._made_progress("mic")
             if p.counters["inferences"] and self.first_inference_at is None:
                 self.first_inference_at = self.clock()
             for ev in events:
@@ -313,7 +320,9 @@ class App:
                 raise
         except Exception as e:  # a bad block must not end a box that runs for weeks
             self.counters.errors += 1
-            log.exception("audio out error: %s", e)
+            self._errors["audio_out"].failed(e)
+        else:
+            self._errors["audio_out"].succeeded()
 
     def _marimba_worker(self) -> None:
         cam = self.dev.camera
@@ -325,17 +334,18 @@ class App:
             frame = cam.read(timeout=0.2)
             if frame is None:
                 if cam.is_finished:
-                    log.info("camera source finished")
+                    self._source_ended("camera", cam)
                     break
                 self.counters.read_timeouts += 1
                 continue
-            self._made_progress("camera")
             try:
                 events = self.marimba.step(frame)
             except Exception as e:
                 self.counters.errors += 1
-                log.exception("marimba pipeline error: %s", e)
+                self._errors["marimba"].failed(e)
                 continue
+            self._errors["marimba"].succeeded()
+            self._made_progress("camera")
             if playing:  # sound first: it is the most latency-sensitive output
                 self._play_levels()
             if self.first_inference_at is None and self.marimba.windows:
@@ -349,13 +359,30 @@ class App:
 
     def _display_worker(self) -> None:
         while not self.stop_event.is_set():
+            # Progress on every turn, idle or not: a show() wedged in the display driver stops it.
+            self._made_progress("display")
             scene = self._scene_slot.get(timeout=0.2)
             if scene is not None:
                 try:
                     self.dev.display.show(scene)
                 except Exception as e:
                     self.counters.errors += 1
-                    log.error("display error: %s", e)
+                    self._errors["display"].failed(e)
+                else:
+                    self._errors["display"].succeeded()
+        self._progress.pop("display", None)
+
+    def _source_ended(self, name: str, source: Any) -> None:
+        """A recording played out ends a sim run; a live input that ends (a camera whose capture failed, the
+        empty sim mic "auto" falls back to when the USB mic is missing at boot) is lost: the run fails, so
+        systemd's Restart=on-failure starts the box again and finds the device once it is back."""
+        if source.plays_out:
+            log.info("%s source finished", name)
+            return
+        why = getattr(source, "error", None) or "it delivers nothing any more (no device, or nothing to play)"
+        log.error("%s lost: %s; the box stops so that its service restarts it", name, why)
+        self.failed_worker = threading.current_thread().name
+        self.stop_event.set()
 
     # ------------------------------------------------------------ status, lifecycle
 
@@ -413,7 +440,7 @@ class App:
         if self.marimba is not None and self.dev.camera is not None:
             workers.append(("marimba", "camera", self._marimba_worker))
         if self.dev.display is not None:
-            workers.append(("display", None, self._display_worker))
+            workers.append(("display", "display", self._display_worker))
         now = self.clock()
         for name, source, fn in workers:
             if source is not None:
