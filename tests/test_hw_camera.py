@@ -199,6 +199,10 @@ def test_auto_without_any_camera_falls_back_to_sim(monkeypatch):
         assert isinstance(cam, SimCamera)
     with pytest.raises(HardwareError, match=r"picamera2 not installed.*no /dev/video\* camera"):
         open_camera("real")
+    # No camera and nothing to play instead: what is missing, not "the sim camera needs a video file".
+    with pytest.raises(HardwareError, match=r"^camera: no usable camera \(.*no /dev/video\* camera\) "
+                                            r"and no \[camera\] video to play instead$"):
+        open_camera("auto", CameraConfig())
 
 
 # ------------------------------------------------------------------ picamera2 on a real box: USB, formats, stalls

@@ -17,7 +17,7 @@ import pytest
 from device.config import LedsConfig, config_from_dict
 from device.errors import ConfigError
 from device.hardware import leds as leds_mod
-from device.hardware.leds import GpioLeds, RecordingLeds, open_leds, probe
+from device.hardware.leds import MAX_RECORDED_STATES, GpioLeds, RecordingLeds, open_leds, probe
 from device.hardware.select import HardwareError
 from fakes import jetson_gpio, rpi_lgpio
 from fakes.gpio import make_modules
@@ -121,6 +121,23 @@ def test_recording_leds_timeline_and_assert_states():
         leds.clear_states()
         leds.assert_states([(0, 1, 0)])
     leds.assert_states([(0, 1, 0), ((0, 0, 0), 0)])  # closing turns it off, recorded
+
+
+def test_recording_leds_keep_only_the_newest_states():
+    """The sim LEDs stand in for broken GPIO on a box that runs for weeks: their record is bounded."""
+    with RecordingLeds(clock=itertools.count(0.0, 0.05).__next__, max_states=100) as leds:
+        for i in range(1000):  # a continuous mapping changing the colour every hop
+            leds.set((i % 2, 0, 1), 1.0)
+        kept = leds.timeline()
+        assert len(kept) == 100 and kept[-1].rgb == (1.0, 0.0, 1.0)
+        assert [s.t for s in kept] == sorted(s.t for s in kept) and kept[0].t > 0  # the oldest went first
+        leds.clear_states()
+        leds.set((0, 1, 0))
+        assert len(leds.timeline()) == 2  # the bound survives clear_states
+    default = RecordingLeds()
+    for i in range(MAX_RECORDED_STATES + 10):
+        default.set((0, 0, (i % 100) / 100), 1.0)
+    assert len(default.timeline()) == MAX_RECORDED_STATES
 
 
 def test_auto_falls_back_to_sim_without_gpio_nodes(fake_gpio, monkeypatch, caplog):

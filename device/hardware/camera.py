@@ -637,12 +637,16 @@ def open_camera(backend: str | None = None, cfg: CameraConfig | None = None, *, 
 
     def probe_real() -> tuple[bool, str]:
         name, ok, why = _pick_driver(cfg)
-        picked["driver"] = name
+        picked["driver"], picked["why"] = name, why
         return ok, why
 
     def real() -> Camera:
         return Picamera2Camera(cfg) if picked["driver"] == "picamera2" else OpenCVCamera(cfg)
 
-    return open_chosen("camera", backend, probe_real, real,
-                       lambda: SimCamera(cfg.video if source is None else source, cfg),
-                       sim_why="frames from the configured source")
+    def sim() -> Camera:
+        if source is None and not cfg.video and "why" in picked:
+            # "auto" on a box whose camera is missing or broken: say so, not "the sim camera needs a video".
+            raise HardwareError(f"camera: no usable camera ({picked['why']}) and no [camera] video to play instead")
+        return SimCamera(cfg.video if source is None else source, cfg)
+
+    return open_chosen("camera", backend, probe_real, real, sim, sim_why="frames from the configured source")

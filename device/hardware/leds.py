@@ -27,6 +27,7 @@ import math
 import os
 import tempfile
 import time
+from collections import deque
 from typing import Callable, NamedTuple, Sequence
 
 from device.config import LedsConfig
@@ -220,21 +221,29 @@ class LedState(NamedTuple):
     brightness: float
 
 
+# The newest LED states the sim keeps (about 4 MB). "auto" falls back to the sim on a box whose GPIO
+# won't open, where [continuous] changes the LED every 50 ms hop: an unbounded record would take the
+# box's memory within days (~190 MB a day). Demo and bench runs stay far below this.
+MAX_RECORDED_STATES = 20_000
+
+
 class RecordingLeds(Leds):
     """Sim LEDs: record every state change with a timestamp (like gpiozero's MockPin).
 
     The first entry is the initial "off" state at t=0. Setting the same state
-    again records nothing. ``clock`` is injectable for tests.
+    again records nothing. Only the newest ``max_states`` are kept (the oldest
+    go first). ``clock`` is injectable for tests.
     """
 
     backend = "sim"
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic,
+                 max_states: int = MAX_RECORDED_STATES) -> None:
         self._clock = clock
         self._t0 = clock()
         self.rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.brightness = 0.0
-        self._states: list[LedState] = [LedState(0.0, self.rgb, 0.0)]
+        self._states: deque[LedState] = deque([LedState(0.0, self.rgb, 0.0)], maxlen=max_states)
 
     def set(self, rgb: tuple[float, float, float], brightness: float = 1.0) -> None:
         if self.is_closed:
@@ -251,7 +260,8 @@ class RecordingLeds(Leds):
 
     def clear_states(self) -> None:
         """Forget the history, keeping the current state as the first entry."""
-        self._states = [LedState(self._clock() - self._t0, self.rgb, self.brightness)]
+        self._states = deque([LedState(self._clock() - self._t0, self.rgb, self.brightness)],
+                             maxlen=self._states.maxlen)
 
     def assert_states(self, expected: Sequence, *, tolerance: float = 1e-6) -> None:
         """Assert the recorded (rgb, brightness) sequence, ignoring times.
