@@ -306,7 +306,9 @@ class App:
 
                 hop = p.last
                 self.dispatch(self.responder.on_hop(hop, latest_embedding(self.sound_model)))
-            if p.last is not None:
+            if p.last is not None and (self.marimba is None or p.current is not None):
+                # With the camera on too, its view owns the idle screen: a "listening" frame every hop
+                # would alternate with it (and two clocks would defeat the display's rate limit).
                 self.dispatch([self.responder.sound_scene(p)])
         self._progress.pop("mic", None)  # a finished source is not a stalled one
         self.dispatch(self.responder.due())
