@@ -119,3 +119,19 @@ def test_command_line_prints_port_and_writes_wav_on_sigterm(tmp_path):
     audio, rate = read_wav(wav)
     assert rate == 16000 and np.abs(audio).max() > 3000
     assert "note_off channel=0 note=72" in log.read_text()
+
+
+def test_what_the_synth_keeps_is_bounded_and_the_totals_count_everything(monkeypatch):
+    """The virtual synth stands in for a missing serial synth on a box that runs for weeks."""
+    import device.hardware.virtual_synth as vsmod
+
+    monkeypatch.setattr(vsmod, "MAX_MESSAGES", 10)
+    monkeypatch.setattr(vsmod, "MAX_BYTES", 30)
+    vs = VirtualSynth()
+    for i in range(100):  # a continuous mapping: a CC every hop
+        vs.feed(bytes([0xB0, 74, i]))
+    assert vs.messages_received == 100 and vs.bytes_received == 300
+    assert len(vs.messages) == 10 and vs.messages[-1].message == mido.Message("control_change", control=74, value=99)
+    assert bytes(vs.received) == b"".join(bytes([0xB0, 74, i]) for i in range(90, 100))
+    assert vs.wait_for(100, timeout=0.1) and vs.wait_for_bytes(300, timeout=0.1)
+    assert not vs.wait_for(101, timeout=0.05)

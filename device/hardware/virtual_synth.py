@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import tty
+from collections import deque
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -47,6 +48,11 @@ __all__ = ["VirtualSynth", "ReceivedMessage", "marimba_tone", "main"]
 
 NOTE_GAIN = 0.25  # per note at velocity 127: four loud notes together reach full scale
 _BLOCK_SECONDS = 10.0  # WAV rendering block: memory stays small for long runs
+# What the synth keeps of what arrived, the newest (the WAV renders those): far more than any sim run,
+# test or bench sends, and bounded because "auto" falls back to this synth on a box without pyserial or
+# a configured port, where a continuous mapping sends CCs every hop (~340 B each: ~600 MB a day).
+MAX_MESSAGES = 50_000
+MAX_BYTES = 3 * MAX_MESSAGES
 
 
 class ReceivedMessage(NamedTuple):
@@ -84,6 +90,9 @@ def marimba_tone(note: int, velocity: int = 100, sample_rate: int = 48000) -> np
 class VirtualSynth:
     """A MIDI synth on a pty: parses what arrives, logs it, renders note-ons to a WAV.
 
+    ``messages`` / ``received`` hold the newest ``MAX_MESSAGES`` / ``MAX_BYTES`` (everything, in any
+    test or demo); ``messages_received`` / ``bytes_received`` count all that arrived.
+
     ``wav_path``: written by ``stop()`` (atomically) if given. ``log_path``: one
     line per message. ``sample_rate``: WAV rate (48000 or 16000). ``link``: a
     symlink made to point at the pty (a stable port path for configs); removed on
@@ -107,8 +116,11 @@ class VirtualSynth:
         import mido  # lazy, like every device dependency
 
         self._parser = mido.Parser()  # does no I/O and survives any byte sequence
-        self.messages: list[ReceivedMessage] = []
-        self.received = bytearray()  # every raw byte, for tests that check exact MIDI
+        # The newest messages and raw bytes (tests check exact MIDI in them); the totals count everything.
+        self.messages: deque[ReceivedMessage] = deque(maxlen=MAX_MESSAGES)
+        self.received = bytearray()
+        self.messages_received = 0
+        self.bytes_received = 0
         self.port: str | None = None
         self._master = self._slave = None
         self._wake_r = self._wake_w = None
@@ -214,7 +226,11 @@ class VirtualSynth:
             new.append(ReceivedMessage(t, msg))
         with self._cond:
             self.received.extend(data)
+            if len(self.received) > MAX_BYTES:
+                del self.received[: len(self.received) - MAX_BYTES]
+            self.bytes_received += len(data)
             self.messages.extend(new)
+            self.messages_received += len(new)
             self._cond.notify_all()
         for item in new:
             line = f"{item.time:9.3f} {_describe(item.message)}"
@@ -226,15 +242,15 @@ class VirtualSynth:
     def wait_for(self, count: int, timeout: float = 5.0) -> bool:
         """Wait until at least ``count`` messages arrived; False on timeout or stop."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self.messages) >= count or self._stopped, timeout) and (
-                len(self.messages) >= count
+            return self._cond.wait_for(lambda: self.messages_received >= count or self._stopped, timeout) and (
+                self.messages_received >= count
             )
 
     def wait_for_bytes(self, count: int, timeout: float = 5.0) -> bool:
         """Wait until at least ``count`` raw bytes arrived."""
         with self._cond:
-            return self._cond.wait_for(lambda: len(self.received) >= count or self._stopped, timeout) and (
-                len(self.received) >= count
+            return self._cond.wait_for(lambda: self.bytes_received >= count or self._stopped, timeout) and (
+                self.bytes_received >= count
             )
 
     # ----------------------------------------------------------- rendering
@@ -328,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         done.wait(args.duration)
     finally:
         synth.stop()
-    print(f"virtual synth: {len(synth.messages)} message(s), wrote {args.wav}", file=sys.stderr)
+    print(f"virtual synth: {synth.messages_received} message(s), wrote {args.wav}", file=sys.stderr)
     return 0
 
 
