@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from device.runtime.app import App, Devices
+from device.runtime.app import PROMPT_HOLD_S, App, Devices
 from device.runtime.run import install_signal_handlers
 from device.config import PROJECT_ROOT, LedsConfig, config_from_dict, load_config
 from device.frontend import LogMelParams
@@ -398,10 +398,17 @@ def test_teach_button_on_the_running_box_learns_a_sound_and_then_recognises_it(t
     shown = []
     app = App(cfg, Devices(mic=mic, leds=leds), sound_model=decision, teach_button=button,
               responder=Responder(cfg, labels=model.labels), on_event=shown.append)
-    prompts = []
-    app._scene_slot.put = lambda scene: prompts.append(scene.status) if scene.mode == "prompt" else None
+    drawn = []  # (clock, mode, status) of every scene sent to the screen
+    app._scene_slot.put = lambda scene: drawn.append((time.monotonic(), scene.mode, scene.status))
     assert app.run(seconds=30) == 0
+    prompts = [status for _, mode, status in drawn if mode == "prompt"]
     assert prompts[0] == "Make the sound! 1/3" and "Learned sound 1!" in prompts, prompts
+    # The prompts keep the screen: nothing live is drawn while teaching, nor within PROMPT_HOLD_S of one.
+    first = next(i for i, (_, mode, _) in enumerate(drawn) if mode == "prompt")
+    last = max(i for i, (_, mode, _) in enumerate(drawn) if mode == "prompt")
+    assert all(mode == "prompt" for _, mode, _ in drawn[first : last + 1])
+    after = [t for t, mode, _ in drawn[last + 1 :] if mode != "prompt"]
+    assert after and after[0] - drawn[last][0] >= PROMPT_HOLD_S - 0.05
     assert TaughtStore(cfg.teach.dir).labels() == ["sound 1"]
     heard = [e.label for e in shown if isinstance(e, ClassDetected)]
     assert heard == ["sound 1"], heard  # the takes themselves were not classified

@@ -131,7 +131,8 @@ def test_what_the_synth_keeps_is_bounded_and_the_totals_count_everything(monkeyp
     for i in range(100):  # a continuous mapping: a CC every hop
         vs.feed(bytes([0xB0, 74, i]))
     assert vs.messages_received == 100 and vs.bytes_received == 300
-    assert len(vs.messages) == 10 and vs.messages[-1].message == mido.Message("control_change", control=74, value=99)
+    assert len(vs.messages) == 10
+    assert vs.messages[-1].message == mido.Message("control_change", control=74, value=99)
     assert bytes(vs.received) == b"".join(bytes([0xB0, 74, i]) for i in range(90, 100))
     assert vs.wait_for(100, timeout=0.1) and vs.wait_for_bytes(300, timeout=0.1)
     assert not vs.wait_for(101, timeout=0.05)

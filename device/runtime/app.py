@@ -40,6 +40,9 @@ log = logging.getLogger("saysee")
 # An input that processed nothing this long is stalled: no watchdog heartbeat, status says so.
 # Well under systemd's WatchdogSec (10 s in the unit), well over a chunk or a frame (<0.1 s).
 STALL_AFTER_S = 2.0
+# A teach prompt ("Learned sound 1!", "Too short!") stays on screen this long before the live screens,
+# redrawn every hop or frame, take it back: long enough for a child to read it.
+PROMPT_HOLD_S = 2.0
 
 
 class StatusFile:
@@ -162,6 +165,7 @@ class App:
                                                 notes=getattr(marimba, "notes", ()))
         self.teach_button = teach_button
         self.teacher = None
+        self._prompt_until = float("-inf")  # clock() until which the last teach prompt keeps the screen
         self.taught_watch = None
         if self.sound is not None and hasattr(sound_model, "decider"):
             from device.sound.taught_watch import TaughtWatcher
@@ -213,7 +217,12 @@ class App:
                     self._scene_slot.put(a.scene)
 
     def _show_prompt(self, prompt: Any) -> None:
+        self._prompt_until = self.clock() + PROMPT_HOLD_S
         self.dispatch(self.responder.prompt(prompt.text, prompt.colour))
+
+    def _screen_is_live(self) -> bool:
+        """The sound and camera screens may draw: no teaching in progress, no prompt still being read."""
+        return not (self.teacher is not None and self.teacher.active) and self.clock() >= self._prompt_until
 
     def _sound_pipeline(self) -> SoundPipeline:
         """A pipeline over the sound model's labels as they are now (built-in, taught, ``unknown``)."""
@@ -306,7 +315,7 @@ class App:
 
                 hop = p.last
                 self.dispatch(self.responder.on_hop(hop, latest_embedding(self.sound_model)))
-            if p.last is not None and (self.marimba is None or p.current is not None):
+            if p.last is not None and (self.marimba is None or p.current is not None) and self._screen_is_live():
                 # With the camera on too, its view owns the idle screen: a "listening" frame every hop
                 # would alternate with it (and two clocks would defeat the display's rate limit).
                 self.dispatch([self.responder.sound_scene(p)])
@@ -354,7 +363,7 @@ class App:
                 self.first_inference_at = self.clock()
             for ev in events:
                 self.handle_event(ev)
-            if self.sound is None or self.sound.current is None:  # a heard class owns the screen
+            if (self.sound is None or self.sound.current is None) and self._screen_is_live():  # a heard class owns it
                 # Frame time as the timestamp: even spacing in unpaced sim runs too.
                 self.dispatch([self.responder.marimba_scene(self.marimba, frame.captured_at)])
         self._progress.pop("camera", None)
