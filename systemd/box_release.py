@@ -47,6 +47,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -74,6 +75,9 @@ REL_WHEELS = "wheels"
 REQUIREMENTS = "requirements.txt"  # inside wheels/<platform tag>/: every wheel pinned with its sha256
 FAILED_MARK = "FAILED"
 GOOD_MARK = "GOOD"
+# Written before ``current`` moves to a release, replaced by GOOD or FAILED when its check ends: a release
+# still PENDING was cut off mid-check (power, a dropped session) and is never a rollback target.
+PENDING_MARK = "PENDING"
 RESULT_TAG = "SAYSEE-RESULT "
 
 # Status-file counters (device/runtime/app.py, App.status_dict) that only grow when
@@ -99,8 +103,22 @@ class DeployError(Exception):
         self.code = code
 
 
+_session_gone = False
+
+
 def say(msg: str) -> None:
-    print(msg, flush=True)
+    """Progress for the workstation; once its ssh session is gone, the deploy goes on without it."""
+    global _session_gone
+    if _session_gone:
+        return
+    try:
+        print(msg, flush=True)
+    except (BrokenPipeError, OSError):
+        # A dropped connection must not stop an activation halfway: it still has to check the new
+        # release, mark it and roll back if it is bad. Nothing reads stdout any more.
+        _session_gone = True
+        with contextlib.suppress(OSError, AttributeError, ValueError):  # (a stdout without a descriptor)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def sha256_file(path: Path) -> str:
@@ -227,28 +245,42 @@ class Box:
         fsync_dir(link.parent)
 
     def is_good(self, release: Optional[str]) -> bool:
-        """Passed a health check here (``GOOD``), or predates the marks and never failed."""
+        """Passed a health check here (``GOOD``), or predates the marks and never failed; a release whose
+        check was cut off (``PENDING``) is not good."""
         if not release or not (self.releases / release).is_dir():
             return False
         folder = self.releases / release
         if (folder / FAILED_MARK).exists():
             return False
         return (folder / GOOD_MARK).exists() or not any(
-            (folder / m).exists() for m in (GOOD_MARK, FAILED_MARK))
+            (folder / m).exists() for m in (GOOD_MARK, FAILED_MARK, PENDING_MARK))
 
-    def mark(self, release: str, good: bool, why: str = "") -> None:
+    def mark(self, release: str, good: Optional[bool], why: str = "") -> None:
+        """GOOD (True), FAILED (False) or PENDING (None: about to be checked), replacing the others."""
         folder = self.releases / release
-        (folder / (GOOD_MARK if good else FAILED_MARK)).write_text(why + "\n")
-        with contextlib.suppress(FileNotFoundError):
-            (folder / (FAILED_MARK if good else GOOD_MARK)).unlink()
+        name = PENDING_MARK if good is None else GOOD_MARK if good else FAILED_MARK
+        (folder / name).write_text(why + "\n")
+        for other in {GOOD_MARK, FAILED_MARK, PENDING_MARK} - {name}:
+            with contextlib.suppress(FileNotFoundError):
+                (folder / other).unlink()
+        fsync_dir(folder)
 
     def last_good(self) -> Optional[str]:
-        """What a failed deploy goes back to: the running release if good, else ``previous`` if good."""
-        for link in (self.current, self.previous):
-            name = self.target(link)
-            if self.is_good(name):
-                return name
-        return None
+        """What a failed deploy goes back to: the running release if good; else the release that passed a
+        check here most recently (a check cut off by a power loss leaves ``current`` PENDING, and ``previous``
+        older than the release that ran before it); else ``previous`` if it predates the marks."""
+        current = self.target(self.current)
+        if self.is_good(current):
+            return current
+        checked = []
+        for folder in self.releases.iterdir() if self.releases.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if not folder.name.startswith(".") and self.is_good(folder.name):
+                    checked.append((os.stat(folder / GOOD_MARK).st_mtime_ns, folder.name))
+        if checked:
+            return max(checked)[1]
+        previous = self.target(self.previous)
+        return previous if self.is_good(previous) else None
 
 
 # =====================================================================================
@@ -537,6 +569,11 @@ def switch(box: Box, release: str) -> int:
         if box.is_real and shutil.which("udevadm"):
             subprocess.run(["udevadm", "control", "--reload-rules"], capture_output=True)
             subprocess.run(["udevadm", "trigger", "--subsystem-match=tty"], capture_output=True)
+    if not (folder / GOOD_MARK).is_file():
+        box.mark(release, None, "switched to at %s; health check not finished" % time.strftime("%Y-%m-%dT%H:%M:%S"))
+    # Every file of the release (uploaded, pip-installed, config, unit) on the card before current points
+    # at it: a power cut right after the switch must not boot a release with empty files.
+    os.sync()
     box.point(box.current, release)
     say("  switch: %s -> releases/%s" % (box.current, release))
     # Always: also picks up a unit someone edited by hand since the last deploy.
@@ -591,11 +628,29 @@ def prune(box: Box, keep: int) -> List[str]:
     removed = [n for n in names if n not in kept]
     for n in removed:
         shutil.rmtree(box.releases / n, ignore_errors=True)
-    # Uploads abandoned by an interrupted deploy.
+    clear_abandoned_uploads(box)
+    return removed
+
+
+def clear_abandoned_uploads(box: Box) -> None:
     for p in box.releases.glob(".incoming-*"):
         if time.time() - p.stat().st_mtime > 3600:
             shutil.rmtree(p, ignore_errors=True)
-    return removed
+
+
+def clear_leftovers(box: Box) -> List[str]:
+    """Before a deploy: failed releases (not current or previous; their deploy already said why) and uploads
+    abandoned over an hour ago. Only a successful deploy prunes, so a run of failed ones (a full card among
+    them) would otherwise keep the card full until no deploy fits."""
+    if not box.releases.is_dir():
+        return []
+    keep = {box.target(box.current), box.target(box.previous)}
+    gone = [p.name for p in box.releases.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and p.name not in keep and (p / FAILED_MARK).is_file()]
+    for name in gone:
+        shutil.rmtree(box.releases / name, ignore_errors=True)
+    clear_abandoned_uploads(box)
+    return gone
 
 
 @contextlib.contextmanager
@@ -628,8 +683,13 @@ def run_bootstrap(folder: Path) -> None:
 
 def activate(a: argparse.Namespace) -> int:
     os.umask(0o022)
+    # The workstation's ssh session may drop (Wi-Fi, a closed laptop): finish the check and the rollback.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     box = Box(a.root)
     with deploy_lock(box):
+        gone = clear_leftovers(box)
+        if gone:
+            say("  prune: removed failed releases " + ", ".join(gone))
         incoming = box.releases / a.incoming
         try:
             manifest = verify_release(incoming, a.manifest_sha256)
@@ -669,6 +729,7 @@ def activate(a: argparse.Namespace) -> int:
             return EXIT_ROLLED_BACK
         say("  rollback: back to %s (the last good release)" % good)
         ok2, why2 = switch_and_check(box, good, a)
+        box.mark(good, ok2, why2)
         after = "healthy" if ok2 else "NOT healthy either: " + why2
         say("  ROLLED BACK to %s (%s)" % (good, after))
         result("rolled-back", version=a.version, previous=good,
@@ -683,6 +744,7 @@ def rollback(a: argparse.Namespace) -> int:
         if not previous or not box.is_good(previous):
             raise DeployError("no previous good release to roll back to")
         ok, why = switch_and_check(box, previous, a)
+        box.mark(previous, ok, why)
         # The release we left becomes "previous" only if it was good: a roll
         # *forward* must never land on a broken release.
         if current and current != previous and box.is_good(current):

@@ -83,6 +83,10 @@ def _norm(name: str) -> str:
 def _last_line(data: bytes | str) -> str:
     text = data.decode(errors="replace") if isinstance(data, bytes) else data
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    # rsync and tar end with "error in file IO (code 11)" / "Exiting with failure status": say the cause.
+    full = [ln for ln in lines if "No space left on device" in ln]
+    if full:
+        return f"no space left on the box's disk ({full[0]}); free some, or deploy with a lower --keep"
     return lines[-1] if lines else "(no message)"
 
 

@@ -287,3 +287,79 @@ def test_failed_venv_never_switches(fake_box, capsys, monkeypatch):
     assert "the box still runs v01" in capsys.readouterr().err
     assert box.current() == "v01" and len(box.calls()) == calls_before  # no restart at all
     assert (box.base / "releases/v02/FAILED").is_file()
+
+
+def test_a_session_dropped_mid_check_still_checks_and_rolls_back(fake_box, capsys, monkeypatch):
+    """The workstation's ssh session dies while the box checks a crash-looping release (Wi-Fi, a closed
+    laptop): writing progress fails, but the box still finishes the check, marks and rolls back."""
+    box = fake_box
+    for v in ("v01", "v02"):
+        assert _activate(box, v, GOOD) == 0
+    capsys.readouterr()
+
+    class DroppedSession:
+        def write(self, text):
+            if "restart:" in text:
+                self.write = self._gone
+            return len(text)
+
+        def _gone(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", DroppedSession())
+    monkeypatch.setattr(box_release, "_session_gone", False)
+    assert _activate(box, "v03", "# simulate_crashloop\n[app]\n") == box_release.EXIT_ROLLED_BACK
+    assert box.current() == "v02" and box.previous() == "v01"
+    assert (box.base / "releases/v03/FAILED").is_file() and not (box.base / "releases/v03/PENDING").exists()
+
+
+def test_a_check_cut_off_leaves_the_release_pending_and_never_a_rollback_target(fake_box, capsys, monkeypatch):
+    """Power lost while the box checks a new release: it stays current but PENDING, and the next deploy
+    rolls back to the last release that passed a check, not to it."""
+    box = fake_box
+    for v in ("v01", "v02"):
+        assert _activate(box, v, GOOD) == 0
+    capsys.readouterr()
+
+    def power_cut(self, old_pid):
+        raise SystemExit("power cut")
+
+    with monkeypatch.context() as m:
+        m.setattr(box_release.HealthCheck, "wait", power_cut)
+        with pytest.raises(SystemExit):
+            _activate(box, "v03", "# simulate_crashloop\n[app]\n")
+    assert box.current() == "v03" and (box.base / "releases/v03/PENDING").is_file()
+    assert not box_release.Box(box.root).is_good("v03")
+    capsys.readouterr()
+    assert _activate(box, "v04", "# simulate_crashloop\n[app]\n") == box_release.EXIT_ROLLED_BACK
+    assert "rollback: back to v02" in _result(capsys)["_out"]
+    assert box.current() == "v02"
+
+
+def test_a_full_disk_on_the_box_is_named_not_rsyncs_last_line():
+    rsync = (b'rsync: [receiver] write failed on "/opt/saysee/releases/.incoming-v02/models/sound.tflite": '
+             b"No space left on device (28)\nrsync error: error in file IO (code 11) at receiver.c(378) "
+             b"[receiver=3.2.7]\n")
+    why = deploy._last_line(rsync)
+    assert why.startswith("no space left on the box's disk (rsync: [receiver] write failed on")
+    assert why.endswith("free some, or deploy with a lower --keep")
+    assert deploy._last_line(b"tar: Exiting with failure status due to previous errors\n") == (
+        "tar: Exiting with failure status due to previous errors")
+
+
+def test_failed_releases_are_cleared_before_the_next_deploy_not_only_after_a_good_one(fake_box, capsys):
+    """Only a successful deploy prunes: a run of failed ones (a full card among them) must not pile up."""
+    box = fake_box
+    assert _activate(box, "v01", GOOD) == 0
+    for v in ("v02", "v03"):
+        assert _activate(box, v, "# simulate_crashloop\n[app]\n") == box_release.EXIT_ROLLED_BACK
+    capsys.readouterr()
+    releases = box.base / "releases"
+    assert sorted(p.name for p in releases.iterdir() if not p.name.startswith(".")) == ["v01", "v03"]
+    assert (releases / "v03/FAILED").is_file()  # the newest failure stays until the next deploy
+    assert _activate(box, "v04", "# simulate_crashloop\n[app]\n") == box_release.EXIT_ROLLED_BACK
+    assert "prune: removed failed releases v03" in _result(capsys)["_out"]
+    assert box.current() == "v01"
