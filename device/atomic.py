@@ -27,10 +27,13 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644, durable: bool = True) -> Path:
-    """Replace ``path`` with ``data`` in one step; ``durable=False`` skips fsync (files under /run)."""
+def write_atomic(path: str | os.PathLike, data: bytes | str, mode: int = 0o644, durable: bool = True,
+                 make_parents: bool = True) -> Path:
+    """Replace ``path`` with ``data`` in one step; ``durable=False`` skips fsync (files under /run);
+    ``make_parents=False``: FileNotFoundError when the folder is gone, rather than making it again."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if make_parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -132,6 +132,48 @@ def test_model_version_change_recomputes_prototypes_from_the_takes(tmp_path):
     assert load_taught(store, StandInModel(embedding=False), LogMelParams(), -45.0) == []
 
 
+def test_a_sound_forgotten_while_its_prototype_is_recomputed_stays_forgotten(tmp_path):
+    """After a model update the box recomputes every prototype (seconds); `forget moo` from the CLI in
+    that gap must not be undone by the rewrite of moo's class.json."""
+    old, new = StandInModel(version="v1", seed=1), StandInModel(version="v2", seed=2)
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", old)
+    _add(store, "meow", old, freqs=(500, 505, 510))
+    embed = embedder(new, LogMelParams(), -45.0)
+
+    def embed_while_the_cli_forgets(takes):
+        if TaughtStore(tmp_path).labels() == ["meow", "moo"]:
+            TaughtStore(tmp_path).forget("meow")  # the parent, at the CLI, during the first recompute
+        return embed(takes)
+
+    kept = store.refresh("v2", embed_while_the_cli_forgets)
+    assert [c.label for c in kept] == ["moo"]
+    assert store.labels() == ["moo"] and not (tmp_path / "meow").exists()
+
+
+def test_a_taught_sound_named_like_a_builtin_class_is_left_out_not_a_box_that_cannot_start(tmp_path, caplog):
+    """A sound model trained on other classes arrives (or a rename clashes): the box still starts, without it."""
+    import logging
+
+    from device.config import TeachConfig
+    from device.sound.teach import build_decider
+    from device.sound.taught_watch import current_classes
+
+    model = StandInModel()
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", model)
+    _add(store, "dog_bark", model, freqs=(500, 505, 510))  # taught under a name the new model has built in
+    with caplog.at_level(logging.WARNING, logger="saysee"):
+        classes = load_taught(store, model, LogMelParams(), -45.0)
+    warned = [r.getMessage() for r in caplog.records if "dog_bark" in r.getMessage()]
+    assert len(warned) == 1 and 'python -m device taught "dog_bark" --rename NEW' in warned[0]
+    assert [c.label for c in classes] == ["moo"]
+    assert build_decider(model, TeachConfig(), classes).taught == ["moo"]
+    # The running box's folder watcher reads them the same way.
+    assert [c.label for c in current_classes(store, model.embedding_version, model.labels)] == ["moo"]
+    assert store.labels() == ["dog_bark", "moo"]  # nothing deleted: renaming it brings it back
+
+
 def test_rename_update_forget(tmp_path):
     store = TaughtStore(tmp_path)
     _add(store, "sound 1", StandInModel(), mapping={"colour": "#ff0000"})
@@ -159,6 +201,8 @@ def test_a_damaged_class_is_reported_and_skipped(tmp_path):
     problems = []
     assert [c.label for c in store.load(on_error=problems.append)] == ["moo"]
     assert len(problems) == 1 and "meow" in problems[0] and "damaged" in problems[0]
+    store.forget("meow")  # what the report tells the user to do must work on the damaged one
+    assert store.labels() == ["moo"] and not (tmp_path / "meow").exists()
 
 
 def test_window_embeddings_round_trip_and_an_older_class_gets_them_at_refresh(tmp_path):

@@ -266,7 +266,9 @@ class TaughtStore:
                 shutil.rmtree(staging, ignore_errors=True)
 
     def _rewrite(self, c: TaughtClass) -> TaughtClass:
-        write_atomic(c.folder / CLASS_FILE, _to_json(c))
+        # Never make the folder again: one forgotten or renamed meanwhile (the CLI beside the running box)
+        # would come back holding only its class.json.
+        write_atomic(c.folder / CLASS_FILE, _to_json(c), make_parents=False)
         return c
 
     def update(self, label: str, *, mapping: Mapping[str, Any] | None = None,
@@ -298,10 +300,14 @@ class TaughtStore:
         return self._rewrite(_replace(c, label=new, folder=target))
 
     def forget(self, label: str) -> None:
-        """Remove a class: renamed away in one step (gone for every reader), then deleted."""
-        c = self.get(label)
+        """Remove a class, a damaged one too (its class.json is not read): renamed away in one step (gone for
+        every reader), then deleted."""
+        _check_folder_name(label)
+        folder = self.root / label
+        if not (folder / CLASS_FILE).is_file():
+            self.get(label)  # the one-line "no taught sound called ..." error
         trash = self.root / f".staging-forget-{uuid.uuid4().hex[:8]}"
-        os.rename(c.folder, trash)
+        os.rename(folder, trash)
         fsync_dir(self.root)
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -326,12 +332,28 @@ class TaughtStore:
                              window_embeddings=np.asarray(windows[0], np.float32) if windows else None)
             try:
                 self._rewrite(fresh)
+            except FileNotFoundError:
+                log.info("taught sound %s: forgotten or renamed while its prototype was recomputed", c.label)
+                continue
             except OSError as e:
                 log.warning("taught sound %s: prototype recomputed but not saved (%s)", c.label, e.strerror or e)
             log.info("taught sound %s: prototype recomputed for embedding version %s (was %s)",
                      c.label, version, c.embedding_version)
             out.append(fresh)
         return out
+
+
+def without_clashes(classes: Sequence[TaughtClass], builtin: Sequence[str]) -> list[TaughtClass]:
+    """The classes the decision can use: one named like a built-in class or "unknown" (a sound model trained
+    on other classes came, or it was renamed so) is left out with a warning, not a box that cannot start."""
+    from device.sound.labels import UNKNOWN
+
+    taken = set(builtin) | {UNKNOWN}
+    for c in classes:
+        if c.label in taken:
+            log.warning("taught sound %s (%s) is not used: the sound model has a class of that name; rename it "
+                        "with: python -m device taught %s --rename NEW", c.label, c.folder, json.dumps(c.label))
+    return [c for c in classes if c.label not in taken]
 
 
 def _matrix(rows: Any, proto: Any) -> np.ndarray:

@@ -73,6 +73,8 @@ def _list(store: TaughtStore) -> int:
         print(f"{c.label}: {_describe(c)}")
     for p in problems:
         print(f"damaged: {p}")
+    if problems:
+        print("a damaged sound can be taught again, or removed with: python -m device forget LABEL")
     return 1 if problems else 0
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from device.sound.taught import CLASS_FILE, TaughtClass, TaughtStore
+from device.sound.taught import CLASS_FILE, TaughtClass, TaughtStore, without_clashes
 
 log = logging.getLogger("saysee")
 
@@ -62,15 +62,17 @@ class TaughtWatcher:
         return True
 
 
-def current_classes(store: TaughtStore, embedding_version: str | None) -> list[TaughtClass]:
-    """The store's intact classes made by this embedding model, read without writing anything."""
+def current_classes(store: TaughtStore, embedding_version: str | None,
+                    builtin: Sequence[str] = ()) -> list[TaughtClass]:
+    """The store's intact classes made by this embedding model and not named like a ``builtin`` class,
+    read without writing anything."""
     usable = []
     for c in store.load(on_error=log.warning, recover=False):
         if c.prototype is None or c.embedding_version != embedding_version:
             log.warning("taught sound %s was made by another model: restart the box to recompute it", c.label)
             continue
         usable.append(c)
-    return usable
+    return without_clashes(usable, builtin)
 
 
 def reload_taught(decision: Any, responder: Any, store: TaughtStore,
@@ -80,7 +82,7 @@ def reload_taught(decision: Any, responder: Any, store: TaughtStore,
     Returns True when the labels changed (the caller builds a fresh sound pipeline for them).
     """
     before = list(decision.labels)
-    classes = current_classes(store, getattr(decision.model, "embedding_version", None))
+    classes = current_classes(store, getattr(decision.model, "embedding_version", None), decision.decider.builtin)
     decision.decider = decision.decider.with_prototypes({c.label: c.prototypes() for c in classes})
     for c in classes:
         responder.add_class(c.label, c.class_mapping())

@@ -40,7 +40,7 @@ from device.frontend import LogMelParams, to_float, window_features
 from device.resample import Resampler
 from device.sound.labels import UNKNOWN
 from device.sound.open_set import OpenSetDecider, OpenSetModel, OpenSetParams, cosine_distance, infer, normalise
-from device.sound.taught import TaughtClass, TaughtStore, colour_hex
+from device.sound.taught import TaughtClass, TaughtStore, colour_hex, without_clashes
 from device.wavfile import read_wav, wav_info
 
 FULL_SCALE = 32766  # an int16 sample at or beyond this magnitude sits on the rail: clipped
@@ -239,7 +239,8 @@ def load_taught(store: TaughtStore, model: Any, params: LogMelParams, silence_db
     """
     if not getattr(model, "has_embedding", False):
         return []
-    return store.refresh(model.embedding_version, embedder(model, params, silence_dbfs))
+    return without_clashes(store.refresh(model.embedding_version, embedder(model, params, silence_dbfs)),
+                           model.labels)
 
 
 def build_decider(model: Any, teach: TeachConfig, classes: Sequence[TaughtClass] = ()) -> OpenSetDecider:
