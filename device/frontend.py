@@ -130,13 +130,10 @@ def dataclass_from_dict(cls, data: Mapping[str, Any]):
 def to_float(audio: np.ndarray) -> np.ndarray:
     """int16 / int32 / float audio -> float64 in [-1, 1], mono."""
     a = np.asarray(audio)
-    if a.ndim == 2:  # (samples, channels)
-        a = a.mean(axis=1) if np.issubdtype(a.dtype, np.floating) else a.astype(np.float64).mean(axis=1)
-    if a.dtype == np.int16:
-        return a.astype(np.float64) / 32768.0
-    if a.dtype == np.int32:
-        return a.astype(np.float64) / 2147483648.0
-    return a.astype(np.float64, copy=False)
+    full_scale = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}.get(a.dtype)
+    x = a.astype(np.float64, copy=False) if full_scale is None else a.astype(np.float64) / full_scale
+    # Scaled before the channels are mixed: the mean of int channels is float, and was once left unscaled.
+    return x.mean(axis=1) if x.ndim == 2 else x  # (samples, channels) -> mono
 
 
 def dbfs(audio: np.ndarray) -> float:

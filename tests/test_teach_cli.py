@@ -308,3 +308,42 @@ def test_cli_round_trip_in_subprocesses_through_a_real_two_output_tflite(tmp_pat
     assert r.returncode == 0, r.stderr
     tops = [line.split()[1] for line in r.stdout.splitlines()[1:]]
     assert tops == ["moo", "unknown", "unknown"], r.stdout
+
+
+def test_a_stereo_take_teaches_the_same_sound_as_its_mono_mix(tmp_path):
+    """Phones record stereo: the channels are mixed at the file's scale (the int mean was once left
+    unscaled, so a stereo take came out as a full-scale square wave)."""
+    from device.config import TeachConfig
+    from device.frontend import LogMelParams, to_float
+    from device.sound.teach import read_takes
+
+    mono = join(silence(0.3), tone(300, 0.6, amp=0.3), silence(0.3))
+    stereo = np.stack([mono, mono], axis=1)
+    assert np.array_equal(to_float(stereo), to_float(mono))
+    args = LogMelParams(), TeachConfig(), -45.0
+    (one,) = read_takes(wav(tmp_path, "mono.wav", mono), *args)
+    (two,) = read_takes(wav(tmp_path, "stereo.wav", stereo), *args)
+    assert np.array_equal(one.audio, two.audio) and np.abs(two.audio).max() < 0.35 * 32768
+
+
+def test_a_long_high_rate_stereo_take_file_is_read_in_flat_memory(tmp_path):
+    """A 90 s, 48 kHz stereo file (the most a take file may be is 120 s): read block by block, memory holds
+    the takes at 16 kHz, not copies of the whole file (its int32 and float64 copies peaked at 7x its size)."""
+    import tracemalloc
+
+    from device.config import TeachConfig
+    from device.frontend import LogMelParams
+    from device.sound.teach import read_takes
+
+    rate = 48000
+    mono = np.repeat(join(*[join(silence(9.0), tone(300 + 4 * i, 0.6)) for i in range(9)], silence(3.6)), 3)
+    path = wav(tmp_path, "long.wav", np.stack([mono, mono], axis=1), rate)
+    size = os.path.getsize(path)
+    tracemalloc.start()
+    try:
+        takes = read_takes(path, LogMelParams(), TeachConfig(), -45.0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(takes) == 9
+    assert peak < 1.5 * size, f"peak {peak / 1e6:.1f} MB reading a {size / 1e6:.1f} MB file"

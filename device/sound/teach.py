@@ -41,10 +41,11 @@ from device.resample import Resampler
 from device.sound.labels import UNKNOWN
 from device.sound.open_set import OpenSetDecider, OpenSetModel, OpenSetParams, cosine_distance, infer, normalise
 from device.sound.taught import TaughtClass, TaughtStore, colour_hex, without_clashes
-from device.wavfile import read_wav, wav_info
+from device.wavfile import iter_wav, wav_info
 
 FULL_SCALE = 32766  # an int16 sample at or beyond this magnitude sits on the rail: clipped
 MAX_FILE_S = 120.0  # takes are seconds long; a longer file is a mistake, not a take
+TAKE_BLOCK_FRAMES = 1 << 16  # frames per block when a take file is read
 MARGIN_S = 0.05  # kept around each take's sound so its onset and tail stay in
 SILENCE_DBFS = SoundConfig().silence_dbfs  # the gate's one default: [sound] silence_dbfs
 
@@ -71,7 +72,8 @@ def _frame_db(audio: np.ndarray, params: LogMelParams) -> np.ndarray:
     n = len(x) // h
     if n == 0:
         return np.full(1, 10 * np.log10(max(float(np.mean(x * x)) if x.size else 0.0, 1e-20)))
-    power = np.mean(x[: n * h].reshape(n, h) ** 2, axis=1)
+    frames = x[: n * h].reshape(n, h)
+    power = np.einsum("ij,ij->i", frames, frames) / h  # no squared copy of a take file's length
     return 10 * np.log10(np.maximum(power, 1e-20))
 
 
@@ -126,15 +128,23 @@ def read_takes(path: str | os.PathLike, params: LogMelParams, teach: TeachConfig
         raise InputFileError(f"{path}: only {seconds:.2f} s long; a take needs at least {teach.min_take_s:g} s of sound")
     if seconds > MAX_FILE_S:
         raise InputFileError(f"{path}: {seconds:.0f} s long; takes are short sounds (at most {MAX_FILE_S:g} s a file)")
-    raw, _ = read_wav(path)
-    clipped = float(np.mean(np.abs(raw.astype(np.int32)) >= FULL_SCALE)) if raw.size else 0.0
+    # Block by block (iter_wav + the streaming resampler, as classify and the sim mic read): memory holds the
+    # take at the model's rate, not the file at its own (a 192 kHz stereo file is 24 times that).
+    resampler = Resampler(rate, params.sample_rate, zero_phase=True)
+    pieces, at_full_scale, samples = [], 0, 0
+    for block in iter_wav(path, TAKE_BLOCK_FRAMES):
+        at_full_scale += int(np.count_nonzero(np.abs(block.astype(np.int32)) >= FULL_SCALE))
+        samples += block.size
+        pieces.append(_pcm16(resampler.process(to_float(block))))
+    clipped = at_full_scale / samples if samples else 0.0
     if clipped > teach.max_clipped:
         raise InputFileError(f"{path}: clipped ({100 * clipped:.1f}% of samples at full scale); "
                              "record it quieter or further from the mic")
-    resampler = Resampler(rate, params.sample_rate, zero_phase=True)  # as classify and the sim mic do
-    audio = np.concatenate([resampler.process(to_float(raw)), resampler.flush()])
-    as_int = np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
-    return split_takes(as_int, str(path), params, teach, silence_dbfs)
+    return split_takes(np.concatenate(pieces + [_pcm16(resampler.flush())]), str(path), params, teach, silence_dbfs)
+
+
+def _pcm16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
 
 
 # ------------------------------------------------------------------ embeddings
