@@ -210,3 +210,21 @@ def test_open_button_from_config(monkeypatch, tmp_path):
     monkeypatch.setenv("LG_WD", str(tmp_path))
     button = open_button(TeachConfig(button_pin=26, hold_s=0.5), gpio_module="RPi.GPIO", clock=lambda: 1.0)
     assert button.pin == 26 and button.is_pressed and gpio.state["inputs"] == {26: gpio.PUD_UP}
+
+
+def test_a_full_card_is_not_blamed_on_the_sound(tmp_path, monkeypatch):
+    """Saving fails (card full or read-only): the child is not told the takes don't match, nothing is half
+    stored, and the box goes on."""
+    import errno
+
+    from device.sound import taught as taught_mod
+
+    def full_card(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(taught_mod, "write_wav", full_card)
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, three_takes())
+    drive(teacher, mic, clock)
+    assert taught == [] and shown[-1].text == "I couldn't save that sound! Ask a grown-up to check the box."
+    assert TaughtStore(tmp_path / "t").labels() == [] and list((tmp_path / "t").iterdir()) == []
+    assert not teacher.active

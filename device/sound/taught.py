@@ -61,6 +61,10 @@ class TaughtError(SaySeeError):
     """A taught sound that can't be found, stored or read (one line, naming it)."""
 
 
+class TaughtStorageError(TaughtError):
+    """The taught-sounds folder could not be written (a full or read-only card): not the sound's fault."""
+
+
 def colour_hex(colour: Sequence[float] | None) -> str | None:
     """(r, g, b) 0..1 -> "#rrggbb" (None stays None)."""
     if colour is None:
@@ -231,7 +235,7 @@ class TaughtStore:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise TaughtError(f"{self.root}: cannot create the taught-sounds folder ({e.strerror})") from None
+            raise TaughtStorageError(f"{self.root}: cannot create the taught-sounds folder ({e.strerror})") from None
         staging = self.root / f".staging-{uuid.uuid4().hex[:12]}"
         try:
             staging.mkdir()
@@ -260,7 +264,7 @@ class TaughtStore:
                 shutil.rmtree(old, ignore_errors=True)
             return c
         except OSError as e:
-            raise TaughtError(f"{final}: could not store the taught sound ({e.strerror or e})") from None
+            raise TaughtStorageError(f"{final}: could not store the taught sound ({e.strerror or e})") from None
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

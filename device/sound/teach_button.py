@@ -28,7 +28,7 @@ import numpy as np
 from device.config import TeachConfig
 from device.errors import SaySeeError
 from device.frontend import LogMelParams
-from device.sound.taught import TaughtClass, TaughtStore, colour_hex
+from device.sound.taught import TaughtClass, TaughtStorageError, TaughtStore, colour_hex
 from device.sound.teach import FULL_SCALE, SILENCE_DBFS, Take, enrol, next_generated_name
 
 log = logging.getLogger("saysee")
@@ -220,6 +220,10 @@ class ButtonTeacher:
             c = enrol(self.store, self.model, name, [Take(f"take {i}", t) for i, t in enumerate(takes, 1)],
                       teach=self.teach, params=self.params, silence_dbfs=self.silence_dbfs,
                       mapping={"colour": colour_hex(class_colour(name))}, log=log.warning)
+        except TaughtStorageError as e:  # the card, not the sound: "try again" would never help
+            log.error("teach button: %s", e)
+            self.show(Prompt("I couldn't save that sound! Ask a grown-up to check the box.", PROBLEM_COLOUR))
+            return
         except SaySeeError as e:
             text = str(e)
             like = text.split("this sounds like ", 1)
