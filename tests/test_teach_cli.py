@@ -347,3 +347,29 @@ def test_a_long_high_rate_stereo_take_file_is_read_in_flat_memory(tmp_path):
         tracemalloc.stop()
     assert len(takes) == 9
     assert peak < 1.5 * size, f"peak {peak / 1e6:.1f} MB reading a {size / 1e6:.1f} MB file"
+
+
+def test_after_a_model_update_each_recomputed_sound_asks_systemd_for_more_start_time(tmp_path, capsys, standin,
+                                                                                     monkeypatch):
+    """Prototypes are recomputed before READY=1; a box with many taught sounds must not be killed by the
+    unit's TimeoutStartSec (and rolled back by a deploy) for it."""
+    from device.runtime import builder
+    from test_notify import FakeSystemd
+
+    t = tmp_path / "t"
+    for label, f in (("moo", 300), ("meow", 700)):
+        files = [wav(tmp_path, f"{label}{i}.wav", tone(f + 4 * i, 0.6)) for i in range(3)]
+        assert run(capsys, "teach", label, *files, "--taught", str(t))[0] == 0
+    updated = StandInModel(version="v2", seed=2, open_set=OPEN_SET)  # the deployed model's new embedding
+    cfg = sim_box(tmp_path, wav(tmp_path, "mic.wav", silence(0.5)), t, monkeypatch, updated)
+    systemd = FakeSystemd(str(tmp_path / "notify.sock"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify.sock"))
+    try:
+        app, cleanup = builder.build_app(cfg, sim=True, out_dir=tmp_path / "out")
+        cleanup()
+        sent = systemd.messages()
+    finally:
+        systemd.close()
+    extend = f"EXTEND_TIMEOUT_USEC={int(builder.RECOMPUTE_EXTEND_S * 1e6)}"
+    assert sent.count(extend) == 2, sent
+    assert sorted(app.sound_model.decider.taught) == ["meow", "moo"]

@@ -17,6 +17,9 @@ from device.model import Model
 log = logging.getLogger("saysee")
 
 RESYNTH_WAV = "marimba-resynth.wav"  # the sim audio out's file in a run's out_dir
+# Start time each taught sound recomputed at boot (after a model update) asks systemd for, from then
+# (EXTEND_TIMEOUT_USEC): one runs the model on every window of its takes; the unit allows 90 s in all.
+RECOMPUTE_EXTEND_S = 30.0
 
 
 def _backend(configured: str, sim: bool) -> str:
@@ -98,6 +101,7 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
     """Models first (a bad model fails before any hardware opens), then devices, then the App."""
     from device.runtime.notify import Notifier, Watchdog
 
+    notifier = Notifier()
     sound, marimba = load_models(cfg)
     continuous = None
     if sound is not None and cfg.continuous.mode != "off":
@@ -118,9 +122,11 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
         from device.sound.teach import open_set_model
 
         # The pipeline decides built-in | taught ([teach] dir) | unknown; the responder maps the taught ones.
-        decision, taught = open_set_model(cfg, sound)
+        # After a model update every taught sound is recomputed before READY=1: many of them on a Pi 3
+        # would outlast the unit's TimeoutStartSec, so each one asks systemd for more time.
+        decision, taught = open_set_model(cfg, sound, lambda c: notifier.extend_timeout(RECOMPUTE_EXTEND_S))
     devices = open_devices(cfg, sim=sim, out_dir=out_dir)
-    watchdog = Watchdog(Notifier(), on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
+    watchdog = Watchdog(notifier, on_stall=lambda s: log.error("pipeline stalled for %.1f s", s))
     responder = Responder(cfg, labels=sound.labels if sound else (), notes=marimba.notes if marimba else (),
                           taught={c.label: c.class_mapping() for c in taught}, continuous=continuous)
     if dream is not None:

@@ -316,16 +316,19 @@ class TaughtStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def refresh(self, version: str | None, embed: EmbedTakes | None,
-                classes: Sequence[TaughtClass] | None = None) -> list[TaughtClass]:
+                classes: Sequence[TaughtClass] | None = None,
+                on_recompute: Callable[[TaughtClass], None] = lambda c: None) -> list[TaughtClass]:
         """Classes with prototypes for embedding ``version``: any made by another version is recomputed
         from its saved takes with ``embed`` and rewritten (kept in memory when the folder is read-only).
-        A class stored before window embeddings existed gets them too, when ``embed`` gives them."""
+        A class stored before window embeddings existed gets them too, when ``embed`` gives them.
+        ``on_recompute(c)`` is called before each recompute (the service asks systemd for more start time)."""
         out = []
         for c in (self.load() if classes is None else classes):
             if embed is None or (c.embedding_version == version and c.prototype is not None
                                  and (c.window_embeddings is not None or not getattr(embed, "windows", True))):
                 out.append(c)
                 continue
+            on_recompute(c)
             try:
                 proto, embs, *windows = embed(self.read_takes(c))
             except SaySeeError as e:  # one damaged take must not keep the box (or the other sounds) from starting

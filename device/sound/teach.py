@@ -242,15 +242,17 @@ def open_set_params(model: Any, teach: TeachConfig) -> OpenSetParams:
                                        taught_max_distance=teach.taught_max_distance)
 
 
-def load_taught(store: TaughtStore, model: Any, params: LogMelParams, silence_dbfs: float) -> list[TaughtClass]:
-    """The store's classes with prototypes for this model's embedding (recomputed after a model update).
+def load_taught(store: TaughtStore, model: Any, params: LogMelParams, silence_dbfs: float,
+                on_recompute: Callable[[TaughtClass], None] = lambda c: None) -> list[TaughtClass]:
+    """The store's classes with prototypes for this model's embedding (recomputed after a model update;
+    ``on_recompute(c)`` before each).
 
     A model without an embedding can use no taught sound: they are kept on disk, unused.
     """
     if not getattr(model, "has_embedding", False):
         return []
-    return without_clashes(store.refresh(model.embedding_version, embedder(model, params, silence_dbfs)),
-                           model.labels)
+    classes = store.refresh(model.embedding_version, embedder(model, params, silence_dbfs), on_recompute=on_recompute)
+    return without_clashes(classes, model.labels)
 
 
 def build_decider(model: Any, teach: TeachConfig, classes: Sequence[TaughtClass] = ()) -> OpenSetDecider:
@@ -259,10 +261,11 @@ def build_decider(model: Any, teach: TeachConfig, classes: Sequence[TaughtClass]
     return OpenSetDecider(model.labels, open_set_params(model, teach), protos)
 
 
-def open_set_model(cfg: Config, model: Any) -> tuple[OpenSetModel, list[TaughtClass]]:
+def open_set_model(cfg: Config, model: Any, on_recompute: Callable[[TaughtClass], None] = lambda c: None
+                   ) -> tuple[OpenSetModel, list[TaughtClass]]:
     """What the builder runs: ``model`` seen through the open-set decision with the box's taught sounds
     (config ``[teach] dir``, prototypes recomputed after a model update), and those sounds for the Responder."""
-    classes = load_taught(TaughtStore(cfg.teach.dir), model, LogMelParams(), cfg.sound.silence_dbfs)
+    classes = load_taught(TaughtStore(cfg.teach.dir), model, LogMelParams(), cfg.sound.silence_dbfs, on_recompute)
     if classes:
         import logging
 
