@@ -166,7 +166,11 @@ def install_file(src: Path, dst: Path, mode: int = 0o644) -> bool:
     The one atomic-write helper of systemd/: device/atomic.py does the same for
     the package, but this file runs where that package is not installed yet.
     """
-    data = src.read_bytes()
+    return install_bytes(src.read_bytes(), dst, mode)
+
+
+def install_bytes(data: bytes, dst: Path, mode: int = 0o644) -> bool:
+    """``install_file`` for content in hand."""
     if dst.is_file() and dst.read_bytes() == data:
         return False
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -549,10 +553,12 @@ def make_venv(folder: Path, manifest: dict, tag: Optional[str] = None) -> None:
         raise DeployError("the new venv cannot import device: %s" % last_line(proc.stderr), EXIT_INSTALL)
 
 
-def switch(box: Box, release: str) -> int:
-    """Install one release's config/unit/udev rule, flip ``current``, restart; the main PID before.
+def switch(box: Box, release: str, config: Optional[bytes] = None) -> int:
+    """Install one release's unit/udev rule, flip ``current``, install its config (``config``: these bytes
+    instead, the box's own from before a deploy that is being rolled back), restart; the main PID before.
 
-    Raises DeployError if systemctl fails.
+    The config goes in after the flip: a power cut between the two leaves the new code with the old config,
+    which it reads, never the old code with a new config it may refuse. Raises DeployError if systemctl fails.
     """
     folder = box.releases / release
     running = box.target(box.current)
@@ -563,7 +569,6 @@ def switch(box: Box, release: str) -> int:
             keep = box.config.with_name("config.toml.local-" + time.strftime("%Y%m%dT%H%M%S"))
             shutil.copy2(box.config, keep)
             say("  config: %s had local edits; saved them as %s" % (box.config, keep.name))
-    install_file(folder / REL_CONFIG, box.config, 0o644)
     install_file(folder / REL_UNIT, box.unit, 0o644)
     if (folder / REL_UDEV).is_file() and install_file(folder / REL_UDEV, box.udev, 0o644):
         if box.is_real and shutil.which("udevadm"):
@@ -576,6 +581,10 @@ def switch(box: Box, release: str) -> int:
     os.sync()
     box.point(box.current, release)
     say("  switch: %s -> releases/%s" % (box.current, release))
+    if config is not None:
+        install_bytes(config, box.config, 0o644)
+    else:
+        install_file(folder / REL_CONFIG, box.config, 0o644)
     # Always: also picks up a unit someone edited by hand since the last deploy.
     systemctl("daemon-reload", check=True)
     systemctl("enable", "--quiet", SERVICE)
@@ -587,10 +596,11 @@ def switch(box: Box, release: str) -> int:
     return old_pid
 
 
-def switch_and_check(box: Box, release: str, a: argparse.Namespace) -> Tuple[bool, str]:
+def switch_and_check(box: Box, release: str, a: argparse.Namespace,
+                     config: Optional[bytes] = None) -> Tuple[bool, str]:
     """``switch`` then the health check; a failing systemctl is an unhealthy result, not a crash."""
     try:
-        old_pid = switch(box, release)
+        old_pid = switch(box, release, config)
     except DeployError as e:
         return False, str(e)
     return HealthCheck(box.status, start_timeout=a.start_timeout, poll=a.poll,
@@ -704,6 +714,8 @@ def activate(a: argparse.Namespace) -> int:
         if a.bootstrap:
             run_bootstrap(folder)
         good = box.last_good()
+        # What a rollback puts back: the config the box ran with, hand edits included (not good's shipped one).
+        config_before = box.config.read_bytes() if box.config.is_file() and box.target(box.current) == good else None
         try:
             make_venv(folder, manifest)
         except DeployError as e:
@@ -728,7 +740,7 @@ def activate(a: argparse.Namespace) -> int:
             result("failed", version=a.version, message="health check failed: %s; no good release to roll back to" % why)
             return EXIT_ROLLED_BACK
         say("  rollback: back to %s (the last good release)" % good)
-        ok2, why2 = switch_and_check(box, good, a)
+        ok2, why2 = switch_and_check(box, good, a, config_before)
         box.mark(good, ok2, why2)
         after = "healthy" if ok2 else "NOT healthy either: " + why2
         say("  ROLLED BACK to %s (%s)" % (good, after))

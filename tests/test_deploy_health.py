@@ -363,3 +363,36 @@ def test_failed_releases_are_cleared_before_the_next_deploy_not_only_after_a_goo
     assert _activate(box, "v04", "# simulate_crashloop\n[app]\n") == box_release.EXIT_ROLLED_BACK
     assert "prune: removed failed releases v03" in _result(capsys)["_out"]
     assert box.current() == "v01"
+
+
+def test_a_rollback_puts_back_the_config_the_box_ran_with_hand_edits_included(fake_box, capsys):
+    box = fake_box
+    assert _activate(box, "v01", GOOD) == 0
+    capsys.readouterr()
+    config = box.root / "etc/saysee/config.toml"
+    edited = GOOD + "# the installer's own tweak on the box\n"
+    config.write_text(edited)
+    assert _activate(box, "v02", "# simulate_crashloop\n[app]\n") == box_release.EXIT_ROLLED_BACK
+    out = _result(capsys)["_out"]
+    assert box.current() == "v01" and config.read_text() == edited  # not v01's shipped config
+    assert "had local edits; saved them as config.toml.local-" in out  # and the copy v02's install made
+
+
+def test_the_config_is_switched_after_current_so_old_code_never_reads_a_new_config(fake_box, capsys, monkeypatch):
+    """A power cut between the two writes: the new release with the old config, never the reverse."""
+    box = fake_box
+    assert _activate(box, "v01", GOOD) == 0
+    capsys.readouterr()
+    config = box.root / "etc/saysee/config.toml"
+    seen = []
+    real_point = box_release.Box.point
+
+    def point(self, link, release):
+        if link == self.current:
+            seen.append((release, config.read_text()))
+        return real_point(self, link, release)
+
+    monkeypatch.setattr(box_release.Box, "point", point)
+    new = "# v02's config, with a key v01 does not know\n[app]\n"
+    assert _activate(box, "v02", new) == 0
+    assert seen == [("v02", GOOD)] and config.read_text() == new
