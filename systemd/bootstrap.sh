@@ -116,10 +116,12 @@ install_content() {
     fi
     mkdir -p "$(dirname "$dest")"
     chmod "$mode" "$tmp"
-    # mv within the destination folder: atomic, and never half a file.
+    # mv within the destination folder: atomic, and never half a file; synced on both sides of the mv, so
+    # a power cut cannot leave an empty file (cmdline.txt on the FAT boot partition: a Pi that won't boot).
     local staged
     staged="$(dirname "$dest")/.$(basename "$dest").bootstrap-tmp"
-    cp "$tmp" "$staged" && chmod "$mode" "$staged" && mv -f "$staged" "$dest"
+    cp "$tmp" "$staged" && chmod "$mode" "$staged" && sync "$staged" && mv -f "$staged" "$dest" &&
+        sync "$(dirname "$dest")"
     rm -f "$tmp"
     log "wrote: $dest"
 }
