@@ -127,10 +127,13 @@ def dataclass_from_dict(cls, data: Mapping[str, Any]):
 # ------------------------------------------------------------------- helpers
 
 
+_FULL_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}  # int PCM -> [-1, 1)
+
+
 def to_float(audio: np.ndarray) -> np.ndarray:
     """int16 / int32 / float audio -> float64 in [-1, 1], mono."""
     a = np.asarray(audio)
-    full_scale = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2147483648.0}.get(a.dtype)
+    full_scale = _FULL_SCALE.get(a.dtype)
     x = a.astype(np.float64, copy=False) if full_scale is None else a.astype(np.float64) / full_scale
     # Scaled before the channels are mixed: the mean of int channels is float, and was once left unscaled.
     return x.mean(axis=1) if x.ndim == 2 else x  # (samples, channels) -> mono

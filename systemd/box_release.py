@@ -276,11 +276,9 @@ class Box:
         current = self.target(self.current)
         if self.is_good(current):
             return current
-        checked = []
-        for folder in self.releases.iterdir() if self.releases.is_dir() else ():
-            with contextlib.suppress(OSError):
-                if not folder.name.startswith(".") and self.is_good(folder.name):
-                    checked.append((os.stat(folder / GOOD_MARK).st_mtime_ns, folder.name))
+        marks = [f / GOOD_MARK for f in self.releases.iterdir()] if self.releases.is_dir() else []
+        checked = [(m.stat().st_mtime_ns, m.parent.name) for m in marks
+                   if not m.parent.name.startswith(".") and m.is_file() and self.is_good(m.parent.name)]
         if checked:
             return max(checked)[1]
         previous = self.target(self.previous)

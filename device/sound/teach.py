@@ -37,7 +37,7 @@ import numpy as np
 from device.config import PROJECT_ROOT, Config, SoundConfig, TeachConfig, parse_colour
 from device.errors import ConfigError, InputFileError, ModelError, SaySeeError
 from device.frontend import LogMelParams, to_float, window_features
-from device.resample import Resampler
+from device.resample import Resampler, to_int16
 from device.sound.labels import UNKNOWN
 from device.sound.open_set import OpenSetDecider, OpenSetModel, OpenSetParams, cosine_distance, infer, normalise
 from device.sound.taught import TaughtClass, TaughtStore, colour_hex, without_clashes
@@ -135,16 +135,12 @@ def read_takes(path: str | os.PathLike, params: LogMelParams, teach: TeachConfig
     for block in iter_wav(path, TAKE_BLOCK_FRAMES):
         at_full_scale += int(np.count_nonzero(np.abs(block.astype(np.int32)) >= FULL_SCALE))
         samples += block.size
-        pieces.append(_pcm16(resampler.process(to_float(block))))
+        pieces.append(to_int16(resampler.process(to_float(block))))
     clipped = at_full_scale / samples if samples else 0.0
     if clipped > teach.max_clipped:
         raise InputFileError(f"{path}: clipped ({100 * clipped:.1f}% of samples at full scale); "
                              "record it quieter or further from the mic")
-    return split_takes(np.concatenate(pieces + [_pcm16(resampler.flush())]), str(path), params, teach, silence_dbfs)
-
-
-def _pcm16(x: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+    return split_takes(np.concatenate(pieces + [to_int16(resampler.flush())]), str(path), params, teach, silence_dbfs)
 
 
 # ------------------------------------------------------------------ embeddings
