@@ -113,3 +113,22 @@ def test_classify_unreadable_wav_is_one_line(tmp_path):
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
     one_line_error(run("-m", "device", "classify", str(bad)), str(bad))
     one_line_error(run("-m", "device", "classify", str(tmp_path / "absent.wav")), "absent.wav")
+
+
+def test_batches_hold_every_class_and_give_each_world_kind_the_same_share():
+    pytest.importorskip("keras")
+    from training.train_sound import balanced_batches
+
+    # 3 built-in classes, 5 families and 45 words: uniform draws would be 90 % words.
+    y_grp = np.repeat(np.arange(3 + 5 + 45), 4)
+    y_cls = np.where(y_grp < 3, y_grp, -1)
+    x = np.zeros((len(y_grp), 1), np.float32)
+    kinds = {g: "family" if g < 8 else "word" for g in range(3, 53)}
+    data = balanced_batches(x, y_cls, y_grp, 3, groups_per_batch=7, per_group=2, steps=400, kinds=kinds)
+    fam = words = 0
+    for i in range(len(data)):
+        groups = set(data[i][1][1].tolist())
+        assert {0, 1, 2} <= groups and len(groups) == 7
+        fam += sum(3 <= g < 8 for g in groups)
+        words += sum(g >= 8 for g in groups)
+    assert 0.4 < fam / (fam + words) < 0.6, (fam, words)

@@ -80,7 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="classifier only: no embedding, no procedural families or spoken words")
     p.add_argument("--families", type=int, default=None, help="procedural families (default: sound_world.N_FAMILIES)")
     p.add_argument("--family-takes", type=int, default=8, help="training windows per family")
-    p.add_argument("--word-takes", type=int, default=16, help="training windows per spoken word")
+    p.add_argument("--word-takes", type=int, default=12, help="training windows per spoken word")
+    p.add_argument("--pseudo-words", type=int, default=200,
+                   help="made-up words spoken besides the child's vocabulary (speech.pseudo_words)")
     p.add_argument("--embedding-dim", type=int, default=None, help="embedding size (default: sound_model.EMBEDDING_DIM)")
     p.add_argument("--outlier-weight", type=float, default=0.05,
                    help="weight of the flat-probability loss on world sounds (outlier exposure)")
@@ -162,11 +164,13 @@ def fit(model, xtr, ytr, xva, yva, epochs: int, batch_size: int, seed: int, dead
 
 
 def balanced_batches(x, y_cls, y_grp, n_classes: int, groups_per_batch: int = 24, per_group: int = 4,
-                     steps: int | None = None, seed: int = 0):
+                     steps: int | None = None, seed: int = 0, kinds: dict[int, str] | None = None):
     """A Keras PyDataset of batches with every built-in class and random world groups, ``per_group`` windows each.
 
     Contrastive learning needs positives in every batch; random batches over
-    ~300 groups would hold almost none.
+    ~300 groups would hold almost none. ``kinds`` (world group id -> "family",
+    "word" ...) gives each kind the same share of the world groups drawn, so
+    a few hundred words do not crowd out the procedural families.
     """
     import keras
 
@@ -177,6 +181,9 @@ def balanced_batches(x, y_cls, y_grp, n_classes: int, groups_per_batch: int = 24
     world = [g for g in by_group if g >= n_classes]
     n_world = max(groups_per_batch - len(builtin), 0)
     steps = steps or max(1, len(x) // (groups_per_batch * per_group))
+    kind_of = [(kinds or {}).get(g, "") for g in world]
+    share = {k: kind_of.count(k) for k in set(kind_of)}
+    p_world = np.array([1.0 / (len(share) * share[k]) for k in kind_of]) if world else None
 
     class Batches(keras.utils.PyDataset):
         def __init__(self):
@@ -191,7 +198,7 @@ def balanced_batches(x, y_cls, y_grp, n_classes: int, groups_per_batch: int = 24
 
         def __getitem__(self, i):
             rng = np.random.default_rng([seed, self.epoch, i])
-            groups = builtin + list(rng.choice(world, size=min(n_world, len(world)), replace=False))
+            groups = builtin + list(rng.choice(world, size=min(n_world, len(world)), replace=False, p=p_world))
             idx = np.concatenate([rng.choice(by_group[g], per_group, replace=len(by_group[g]) < per_group)
                                   for g in groups])
             return x[idx], (y_cls[idx], y_grp[idx])
@@ -237,12 +244,13 @@ def world_data(args: argparse.Namespace, params: LogMelParams, rng: np.random.Ge
 
     n_fam = args.families or sound_world.N_FAMILIES
     families = sound_world.train_families(20 if args.quick else n_fam)
-    words = speech.TRAIN_WORDS[:4] if args.quick else speech.TRAIN_WORDS
+    words = speech.TRAIN_WORDS[:4] if args.quick else speech.TRAIN_WORDS + speech.pseudo_words(args.pseudo_words)
     fx, fnames = source_windows(family_sources(families, params), 2 if args.quick else args.family_takes, params,
                                 rng, desc="families")
     wx, wnames = source_windows(word_sources(words, speech.TRAIN_VOICES, params), 2 if args.quick else args.word_takes,
                                 params, rng, desc="words")
     return np.concatenate([fx, wx]), fnames + wnames, {"families": len(families), "words": len(words),
+                                                       "pseudo_words": 0 if args.quick else args.pseudo_words,
                                                        "voices": len(speech.TRAIN_VOICES)}
 
 
@@ -276,7 +284,7 @@ def calibration_negatives(params: LogMelParams, rng: np.random.Generator, args: 
 
     quick = args.quick
     fams = sound_world.calibration_families(args.families or sound_world.N_FAMILIES)[: 6 if quick else None]
-    words = speech.TRAIN_WORDS[: 6 if quick else None]
+    words = speech.CORE_WORDS[: 6 if quick else None]
     fx, fn = source_windows(family_sources(fams, params), 6, params, rng, first_take=500, snr_db=(5.0, 20.0),
                             desc="calibration families")
     wx, _ = source_windows(word_sources(words, speech.CALIBRATION_VOICES, params), 2, params, rng, first_take=500,
@@ -408,7 +416,8 @@ def train(args: argparse.Namespace) -> dict:
     deadline = t0 + 60 * args.budget_min - (240 if args.world else 90)
     epochs = 2 if args.quick else args.epochs
     if args.world:
-        data = balanced_batches(x_all, y_cls, y_grp, len(labels), seed=args.seed)
+        kinds = {gid[g]: g.split(":", 1)[0] for g in group_names}
+        data = balanced_batches(x_all, y_cls, y_grp, len(labels), seed=args.seed, kinds=kinds)
         history = fit_embedding(model, data, xva, yva, len(labels), epochs, args.seed, deadline, args.outlier_weight)
     else:
         history = fit(model, xtr, ytr, xva, yva, epochs, args.batch_size, args.seed, deadline)
