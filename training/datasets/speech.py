@@ -128,14 +128,14 @@ _CODAS = ("", "", "", "n", "m", "k", "p", "t", "sh", "ng", "z", "l", "ks")
 def pseudo_words(count: int, seed: int = 0) -> tuple[str, ...]:
     """``count`` distinct made-up words of 1-3 syllables, none sharing three letters in a row with a test word."""
     rng = np.random.default_rng([seed, 7001])
-    held = [w.replace(" ", "") for w in TEST_WORDS]
+    banned = {w[i:i + 3] for w in (t.replace(" ", "") for t in TEST_WORDS) for i in range(len(w) - 2)}
     known = set(TRAIN_WORDS) | set(TEST_WORDS)
     out: list[str] = []
     while len(out) < count:
         n = int(rng.choice([1, 2, 2, 3]))
         word = "".join(str(rng.choice(_ONSETS)) + str(rng.choice(_VOWELS))
                        + (str(rng.choice(_CODAS)) if k == n - 1 else "") for k in range(n))
-        if word in known or any(word[i:i + 3] in h for h in held for i in range(len(word) - 2)):
+        if word in known or any(word[i:i + 3] in banned for i in range(len(word) - 2)):
             continue
         known.add(word)
         out.append(word)
