@@ -222,6 +222,18 @@ def test_sim_every_nth_and_max_frames(tmp_path):
     assert d.shown == 6  # still rendered (surface is fresh), just not written
 
 
+def test_a_new_picture_is_drawn_at_once_under_the_rate_limit(tmp_path, pictures):
+    # 10 fps: the listening screen was drawn 20 ms ago; the class decided now must not wait 80 ms more.
+    with open_display("sim", cfg(max_fps=10), renderer=Renderer, out_dir=tmp_path) as d:
+        d.show(sound_scene(pictures, label=None, picture=None, timestamp=0.00))
+        d.show(sound_scene(pictures, label=None, picture=None, timestamp=0.01, status="level -30 dBFS"))
+        d.show(sound_scene(pictures, timestamp=0.02))  # dog_bark: new content
+        d.show(sound_scene(pictures, timestamp=0.03))  # the same picture again: a refresh, limited
+        d.show(sound_scene(pictures, label=None, picture=None, timestamp=0.04))  # cleared: new content
+        d.show(sound_scene(pictures, label=None, picture=None, timestamp=0.05))
+    assert d.shown == 3 and d.dropped == 3
+
+
 def test_rate_limiter_restarts_when_clock_goes_back():
     r = RateLimiter(max_fps=2)
     assert [r.admit(t) for t in (10.0, 10.2, 10.6, 0.0, 0.1)] == [True, False, True, True, False]

@@ -187,17 +187,29 @@ class RateLimiter:
         self.admitted = 0
         self._last: float | None = None
 
-    def admit(self, t: float) -> bool:
-        """True if a frame at scene time ``t`` (seconds) should be drawn."""
+    def admit(self, t: float, changed: bool = False) -> bool:
+        """True if a frame at scene time ``t`` (seconds) should be drawn.
+
+        ``changed``: the frame says something new (another picture or message), so it is drawn at once;
+        only refreshes of the same content are limited. A child waits for the picture, not the
+        spectrogram: under a 10 fps limit a new picture waited up to 100 ms behind the last refresh.
+        Changes come at most once per decision hop, so this cannot flood a slow screen."""
         self.calls += 1
-        if (self.calls - 1) % self.every_nth:
-            return False
-        # A clock that jumps back (a new playlist, a restarted sim) starts afresh.
-        if self._last is not None and 0.0 <= t - self._last < self.min_interval - 1e-9:
-            return False
+        if not changed:
+            if (self.calls - 1) % self.every_nth:
+                return False
+            # A clock that jumps back (a new playlist, a restarted sim) starts afresh.
+            if self._last is not None and 0.0 <= t - self._last < self.min_interval - 1e-9:
+                return False
         self._last = t
         self.admitted += 1
         return True
+
+
+def content_key(scene: Scene) -> tuple:
+    """What a frame *says*: its mode, class and picture, and a prompt's message. Everything else is a
+    refresh (the sound and camera screens' status lines carry the level and note count, new every frame)."""
+    return scene.mode, scene.label, scene.picture, scene.status if scene.mode == "prompt" else None
 
 
 # ---------------------------------------------------------------- backends
@@ -213,15 +225,20 @@ class _RenderedDisplay(Display):
         self.surface = None  # the last rendered frame (pygame.Surface), for tests and tools
         self.shown = 0
         self.dropped = 0
+        self._content = None  # what the last drawn frame said (content_key)
 
     def show(self, scene: Scene) -> None:
-        """Draw ``scene`` now, or drop it if the rate limit says so; never blocks; nothing after close()."""
+        """Draw ``scene`` now, or drop it if the rate limit says so; never blocks; nothing after close().
+
+        A scene that changes what the screen says (``content_key``) is never dropped."""
         if self.is_closed:
             return
         self.pump()
-        if self.is_closed or not self.limiter.admit(scene.timestamp):
+        content = content_key(scene)
+        if self.is_closed or not self.limiter.admit(scene.timestamp, changed=content != self._content):
             self.dropped += 1
             return
+        self._content = content
         self.surface = self.renderer.render(scene, self.surface)
         self._present(self.surface)
         self.shown += 1
