@@ -92,6 +92,26 @@ def summarise(truth: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[s
     return q
 
 
+def by_class(truth: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per true class: clips, correct, median and slowest onset -> ClassDetected (ms), early share.
+
+    Which classes hold the p95 up: the tail of a pooled latency says nothing of where it comes from."""
+    from training import scoring
+
+    hits = {id(clip): hit for clip, hit in scoring.match_detections(
+        truth, [r for r in rows if r["type"] == "ClassDetected"])}
+    out: dict[str, dict[str, float]] = {}
+    for label in sorted({c["label"] for c in truth}):
+        clips = [c for c in truth if c["label"] == label]
+        found = [(hits[id(c)]["wall"] - c["onset"], bool(hits[id(c)].get("early"))) for c in clips if id(c) in hits]
+        lat = [t * 1e3 for t, _ in found]
+        out[label] = {"clips": len(clips), "correct": len(found),
+                      "p50_ms": float(np.median(lat)) if lat else float("nan"),
+                      "max_ms": max(lat) if lat else float("nan"),
+                      "early": sum(e for _, e in found)}
+    return out
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m bench.tune_sound", description=__doc__.split("\n")[0])
     ap.add_argument("--models", default=str(PROJECT_ROOT / "models"), help="folder holding sound.tflite")
@@ -104,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "seed) and count the pictures it wrongly shows per hour; 0 = skip")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                     help="[sound] key and the values to try (repeatable)")
+    ap.add_argument("--by-class", action="store_true",
+                    help="also print, for the first combination of each design, latency per true class")
     args = ap.parse_args(argv)
     lo, _, hi = args.seeds.partition("-")
     args.seed_list = tuple(range(int(lo), int(hi or lo) + 1))
@@ -148,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| design | " + " | ".join(grid) + " | correct | p50 ms | p95 ms | flickers | in silence | early "
           "| false pictures / h (built-in, taught) |")
     print("|---|" + "---|" * len(grid) + "---:|---:|---:|---:|---:|---:|---:|")
+    per_class_done: dict[str, bool] = {}
     for design in ("onset", "window"):
         for values in itertools.product(*grid.values()) if grid else [()]:
             settings = dataclasses.replace(cfg.sound, decision=design, max_latency_s=None, **dict(zip(grid, values)))
@@ -163,6 +186,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {design} | " + " | ".join(str(v) for v in values) + (" | " if values else "")
                   + f"{q['correct']}/{q['clips']} | {q['p50_ms']:.0f} | {q['p95_ms']:.0f} | "
                   f"{q['flickers']}/{q['detections']} | {q['in_silence']} | {q['early']} | {false} |", flush=True)
+            if args.by_class and not per_class_done.get(design):
+                per_class_done[design] = True
+                for label, c in by_class(truth, rows).items():
+                    print(f"|   {design} {label}: {c['correct']}/{c['clips']} correct, p50 {c['p50_ms']:.0f} ms, "
+                          f"slowest {c['max_ms']:.0f} ms, {c['early']} early", flush=True)
     return 0
 
 

@@ -70,7 +70,7 @@ class SoundConfig:
                                       doc="audio above the gate a window needs before the running average may "
                                           "use it; unset = the design's own (DESIGN_DEFAULTS)")
     clear_after_s: float = _spec(0.5, lo=0.0, hi=10.0, doc="quiet this long clears the class")
-    early_threshold: float = _spec(0.75, lo=0.0, hi=1.0, doc="onset: model probability that decides early")
+    early_threshold: float = _spec(0.85, lo=0.0, hi=1.0, doc="onset: model probability that decides early")
     early_min_sound_s: float = _spec(0.05, lo=0.0, hi=1.0, doc="onset: audio above the gate an early decision needs")
     early_exclude: tuple[str, ...] = _spec(("gun_shot",), doc="onset: classes never decided early")
     early_agree_s: float = _spec(0.1, lo=0.0, hi=1.0,

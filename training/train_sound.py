@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--test-fold", type=int, default=None, help="held-out fold (default: the last)")
     p.add_argument("--val-fold", type=int, default=None, help="validation fold (default: the one before test)")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--budget-min", type=float, default=20.0,
+    p.add_argument("--budget-min", type=float, default=28.0,
                    help="stop training (keeping the best weights) when the whole run reaches this many minutes")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--crops", type=int, default=3, help="training crops per built-in clip")
