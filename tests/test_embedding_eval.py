@@ -120,3 +120,24 @@ def test_calibration_with_no_clip_right_early_falls_back_instead_of_crashing():
                                      [0.1], [0.2])
     assert info["clips_right_early_closed_set"] == 0
     assert open_set.max_centre_distance == 2.0 and open_set.min_confidence <= 0.5
+
+
+def test_a_lower_open_set_target_trades_built_in_clips_for_fewer_false_pictures():
+    """train_sound --open-set-target: keeping 90 % of the clips instead of all of them must tighten the
+    centre distance to the 9th nearest clip and accept fewer negative windows."""
+    from training.embedding_eval import calibrate_clips
+
+    def at(distance: float) -> np.ndarray:  # a unit vector at this cosine distance from class 0's centre
+        c = 1.0 - distance
+        return np.array([[c, np.sqrt(1.0 - c * c), 0.0, 0.0]])
+
+    centres = np.eye(3, 4)
+    sure = np.array([[0.9, 0.05, 0.05]])
+    clips = [(sure, at(d), 0) for d in np.linspace(0.01, 0.10, 10)]
+    neg_d = np.linspace(0.0, 0.2, 41)
+    neg_p, neg_e = np.repeat(sure, len(neg_d), axis=0), np.concatenate([at(d) for d in neg_d])
+    every, info_all = calibrate_clips(clips, neg_p, neg_e, centres, [0.1], [0.2], target=1.0)
+    most, info_most = calibrate_clips(clips, neg_p, neg_e, centres, [0.1], [0.2], target=0.9)
+    assert every.max_centre_distance == pytest.approx(0.10, abs=1e-6)
+    assert most.max_centre_distance == pytest.approx(0.09, abs=1e-6)
+    assert info_most["negatives_accepted"] < info_all["negatives_accepted"]

@@ -92,6 +92,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-int8-drop", type=float, default=2.0, help="fail export if int8 loses more points")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="tiny run for tests (few clips, families and words, 2 epochs)")
+    p.add_argument("--open-set-target", type=float, default=1.0,
+                   help="share of the built-in validation clips (of those the closed-set model gets right early) "
+                        "the unknown decision must keep: lower shows fewer false pictures and misses more sounds")
     p.add_argument("--recalibrate", default=None, metavar="MODEL",
                    help="only recompute the open-set calibration of this trained .tflite (its .json is rewritten)")
     return p.parse_args(argv)
@@ -331,7 +334,8 @@ def calibrate_open_set(tfl, val_clips, labels, params: LogMelParams, args: argpa
     centres = class_centres(np.concatenate(es), np.array(ys), len(labels))
     same, other = prototype_distances(neg_e[: len(fam_x)], fam_names, rng)
     agreement = take_agreement_distances(neg_e[: len(fam_x)], fam_names, np.random.default_rng([args.seed, 6]))
-    open_set, info = calibrate_clips(clips, neg_p, neg_e, centres, same, other, take_agreement=agreement)
+    open_set, info = calibrate_clips(clips, neg_p, neg_e, centres, same, other, take_agreement=agreement,
+                                     target=args.open_set_target)
     desc = (f"int8 outputs; positives: {len(clips)} built-in validation-fold clips, target: "
             f"{100 * info['target_clips']:.0f}% of the {info['clips_right_early_closed_set']} that the closed-set "
             f"model gets right early stay accepted as their class within their first {info['first_windows']} windows; negatives: {len(neg_p)} windows ({parts}) from calibration "
