@@ -81,34 +81,34 @@ def replay(scores: np.ndarray, labels: list[str], audio: np.ndarray, settings: A
     return rows, dict(pipe.counters)
 
 
-def summarise(truth: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def matched(truth: list[dict[str, Any]], rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(clip, its first right ClassDetected row) for every clip that was hit (the bench's matching)."""
     from training import scoring
 
+    return scoring.match_detections(truth, [r for r in rows if r["type"] == "ClassDetected"])
+
+
+def summarise(truth: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
     q = decision_quality(truth, rows)
-    lat = [hit["wall"] - clip["onset"] for clip, hit in scoring.match_detections(
-        truth, [r for r in rows if r["type"] == "ClassDetected"])]
+    lat = [hit["wall"] - clip["onset"] for clip, hit in matched(truth, rows)]
     q["p50_ms"] = float(np.percentile(lat, 50) * 1e3) if lat else float("nan")
     q["p95_ms"] = float(np.percentile(lat, 95) * 1e3) if lat else float("nan")
     return q
 
 
 def by_class(truth: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per true class: clips, correct, median and slowest onset -> ClassDetected (ms), early share.
+    """Per true class: clips, correct, median and slowest onset -> ClassDetected (ms), early decisions.
 
     Which classes hold the p95 up: the tail of a pooled latency says nothing of where it comes from."""
-    from training import scoring
-
-    hits = {id(clip): hit for clip, hit in scoring.match_detections(
-        truth, [r for r in rows if r["type"] == "ClassDetected"])}
+    hits = matched(truth, rows)
     out: dict[str, dict[str, float]] = {}
     for label in sorted({c["label"] for c in truth}):
-        clips = [c for c in truth if c["label"] == label]
-        found = [(hits[id(c)]["wall"] - c["onset"], bool(hits[id(c)].get("early"))) for c in clips if id(c) in hits]
-        lat = [t * 1e3 for t, _ in found]
-        out[label] = {"clips": len(clips), "correct": len(found),
+        mine = [hit for clip, hit in hits if clip["label"] == label]
+        lat = [(hit["wall"] - clip["onset"]) * 1e3 for clip, hit in hits if clip["label"] == label]
+        out[label] = {"clips": sum(c["label"] == label for c in truth), "correct": len(mine),
                       "p50_ms": float(np.median(lat)) if lat else float("nan"),
                       "max_ms": max(lat) if lat else float("nan"),
-                      "early": sum(e for _, e in found)}
+                      "early": sum(bool(hit.get("early")) for hit in mine)}
     return out
 
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| design | " + " | ".join(grid) + " | correct | p50 ms | p95 ms | flickers | in silence | early "
           "| false pictures / h (built-in, taught) |")
     print("|---|" + "---|" * len(grid) + "---:|---:|---:|---:|---:|---:|---:|")
-    per_class_done: dict[str, bool] = {}
+    per_class_done: set[str] = set()
     for design in ("onset", "window"):
         for values in itertools.product(*grid.values()) if grid else [()]:
             settings = dataclasses.replace(cfg.sound, decision=design, max_latency_s=None, **dict(zip(grid, values)))
@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {design} | " + " | ".join(str(v) for v in values) + (" | " if values else "")
                   + f"{q['correct']}/{q['clips']} | {q['p50_ms']:.0f} | {q['p95_ms']:.0f} | "
                   f"{q['flickers']}/{q['detections']} | {q['in_silence']} | {q['early']} | {false} |", flush=True)
-            if args.by_class and not per_class_done.get(design):
-                per_class_done[design] = True
+            if args.by_class and design not in per_class_done:
+                per_class_done.add(design)
                 for label, c in by_class(truth, rows).items():
                     print(f"|   {design} {label}: {c['correct']}/{c['clips']} correct, p50 {c['p50_ms']:.0f} ms, "
                           f"slowest {c['max_ms']:.0f} ms, {c['early']} early", flush=True)
