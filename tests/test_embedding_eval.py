@@ -141,3 +141,32 @@ def test_a_lower_open_set_target_trades_built_in_clips_for_fewer_false_pictures(
     assert every.max_centre_distance == pytest.approx(0.10, abs=1e-6)
     assert most.max_centre_distance == pytest.approx(0.09, abs=1e-6)
     assert info_most["negatives_accepted"] < info_all["negatives_accepted"]
+
+
+def test_per_class_calibration_gives_a_compact_class_its_own_tight_radius():
+    """train_sound --per-class-open-set: class 0's clips lie within 0.05 of its centre, class 1's spread to
+    0.3; one global radius must take 0.3 for both (and accept class-0 negatives at 0.2), per class 0 keeps
+    0.05 and accepts none of them, while every clip of both classes is still kept."""
+    from training.embedding_eval import calibrate_clips, decide
+
+    def at(k: int, distance: float) -> np.ndarray:  # a unit vector at this cosine distance from class k's centre
+        c = 1.0 - distance
+        v = np.zeros((1, 4))
+        v[0, k], v[0, 3] = c, np.sqrt(1.0 - c * c)
+        return v
+
+    centres = np.eye(3, 4)
+    sure = [np.array([[0.9, 0.05, 0.05]]), np.array([[0.05, 0.9, 0.05]])]
+    clips = [(sure[0], at(0, d), 0) for d in np.linspace(0.01, 0.05, 5)]
+    clips += [(sure[1], at(1, d), 1) for d in np.linspace(0.05, 0.30, 5)]
+    neg_p = np.repeat(sure[0], 4, axis=0)
+    neg_e = np.concatenate([at(0, 0.2)] * 4)
+    one, info_one = calibrate_clips(clips, neg_p, neg_e, centres, [0.1], [0.2])
+    per, info_per = calibrate_clips(clips, neg_p, neg_e, centres, [0.1], [0.2], per_class=True)
+    assert one.max_centre_distance == pytest.approx(0.30, abs=1e-6) and one.class_max_centre_distance is None
+    assert per.class_max_centre_distance[0] == pytest.approx(0.05, abs=1e-6)
+    assert per.class_max_centre_distance[1] == pytest.approx(0.30, abs=1e-6)
+    assert info_one["negatives_accepted"] == 1.0 and info_per["negatives_accepted"] == 0.0
+    for p, e, y in clips:
+        assert decide(p, e, per)[0] == y
+    assert np.all(decide(neg_p, neg_e, per) == -1) and np.all(decide(neg_p, neg_e, one) == 0)

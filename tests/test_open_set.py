@@ -81,7 +81,29 @@ def test_thresholds_from_metadata_with_config_overrides():
     assert q.take_max_distance == 0.5 and q.take_limit == 0.5
 
 
+def test_per_class_thresholds_apply_to_their_class_and_a_config_override_means_one_pair_for_all():
+    """A model calibrated per class (train_sound --per-class-open-set): a window of class a at distance 0.15
+    from a's centre is unknown under a's own radius 0.1 though within the global 0.3; b keeps the global pair."""
+    centres = {k: E[i] for i, k in enumerate(LABELS)}
+    meta = {"labels": LABELS, "embedding": {"dim": 4},
+            "open_set": {"min_confidence": 0.5, "max_centre_distance": 0.3, "taught_max_distance": 0.25,
+                         "class_centres": {k: v.tolist() for k, v in centres.items()},
+                         "class_thresholds": {"a": {"min_confidence": 0.5, "max_centre_distance": 0.1}}}}
+    near_a = normalise(np.array([0.85, 0.5268, 0, 0]))  # cosine distance 0.15 from a's centre
+    near_b = normalise(np.array([0.5268, 0.85, 0, 0]))
+    p = OpenSetParams.from_metadata(meta, "m.json")
+    assert p.for_class("a") == (0.5, 0.1) and p.for_class("b") == (0.5, 0.3)
+    d = OpenSetDecider(LABELS, p)
+    assert d.decide(one_hot(0), near_a).label == UNKNOWN
+    assert d.decide(one_hot(1), near_b).label == "b"
+    one_pair = OpenSetParams.from_metadata(meta, "m.json", max_centre_distance=0.3)
+    assert one_pair.class_thresholds == {} and OpenSetDecider(LABELS, one_pair).decide(one_hot(0), near_a).label == "a"
+
+
 @pytest.mark.parametrize("block, words", [
+    ({"class_thresholds": {"zebra": {"min_confidence": 0.5, "max_centre_distance": 0.1}}}, "zebra"),
+    ({"class_thresholds": {"a": {"min_confidence": 0.5}}}, "max_centre_distance"),
+    ({"class_thresholds": [0.1]}, "class_thresholds"),
     ({"class_centres": {"zebra": [1, 0, 0, 0]}}, "zebra"),
     ({"class_centres": {"a": [1, 0]}}, "class_centres['a']"),
     ({"min_confidence": "high"}, "min_confidence"),
@@ -134,7 +156,8 @@ def test_committed_model_without_embedding_decides_unknown_by_confidence():
     assert OpenSetModel(real, build_decider(real, TeachConfig(min_confidence=0.0))).decide(x).kind == "builtin"
 
 
-def test_device_decision_equals_the_one_training_calibrates_and_measures():
+@pytest.mark.parametrize("per_class", [False, True])
+def test_device_decision_equals_the_one_training_calibrates_and_measures(per_class):
     ee = pytest.importorskip("training.embedding_eval")
     rng = np.random.default_rng(3)
     n_cls, dim, n = 5, 16, 400
@@ -144,9 +167,15 @@ def test_device_decision_equals_the_one_training_calibrates_and_measures():
     anchors = np.concatenate([centres, protos, ee.unit(rng.normal(size=(4, dim)))])
     emb = ee.unit(anchors[rng.integers(0, len(anchors), n)] + rng.normal(0, 0.35, (n, dim)))
     probs = rng.dirichlet(np.full(n_cls, 0.3), n)
-    os_ = ee.OpenSet(min_confidence=0.6, max_centre_distance=0.35, class_centres=centres, taught_max_distance=0.3)
+    class_conf = np.array([0.5, 0.6, 0.7, 0.8, 0.55]) if per_class else None
+    class_dist = np.array([0.3, 0.45, 0.2, 0.35, 0.25]) if per_class else None
+    os_ = ee.OpenSet(min_confidence=0.6, max_centre_distance=0.35, class_centres=centres, taught_max_distance=0.3,
+                     class_min_confidence=class_conf, class_max_centre_distance=class_dist)
     labels = [f"c{i}" for i in range(n_cls)]
-    params = OpenSetParams(0.6, 0.35, 0.3, {k: c for k, c in zip(labels, centres)})
+    # Through the metadata, as the box reads it.
+    meta = {"labels": labels, "embedding": {"dim": dim}, "open_set": os_.to_dict("test", labels)}
+    params = OpenSetParams.from_metadata(meta, "m.json")
+    assert bool(params.class_thresholds) == per_class
     decider = OpenSetDecider(labels, params, {f"t{j}": p for j, p in enumerate(protos)})
     want = ee.decide(probs, emb, os_, protos)
     names = labels + decider.taught

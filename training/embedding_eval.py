@@ -81,14 +81,34 @@ class OpenSet:
     class_centres: np.ndarray  # (classes, dim), unit rows
     taught_max_distance: float
     take_max_distance: float | None = None  # enrolment: a take this far from the others' mean is flagged
+    # Per built-in class (C,) thresholds; None: the global pair above for every class.
+    class_min_confidence: np.ndarray | None = None
+    class_max_centre_distance: np.ndarray | None = None
+
+    def thresholds(self, best: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(confidence, centre-distance) thresholds that apply to windows whose top class is ``best``."""
+        best = np.asarray(best)
+        conf = self.class_min_confidence[best] if self.class_min_confidence is not None \
+            else np.full(best.shape, self.min_confidence)
+        dist = self.class_max_centre_distance[best] if self.class_max_centre_distance is not None \
+            else np.full(best.shape, self.max_centre_distance)
+        return conf, dist
 
     def to_dict(self, calibration: str, labels: Sequence[str] | None = None) -> dict:
         """The metadata block; ``class_centres`` maps each label to its unit centre (D floats)
-        (a plain list of rows when no labels are given)."""
+        (a plain list of rows when no labels are given); ``class_thresholds`` (when calibrated per class)
+        maps each label to its own ``min_confidence`` / ``max_centre_distance``."""
         rows = [[round(float(v), 5) for v in row] for row in self.class_centres]
+        names = list(labels) if labels is not None else [str(i) for i in range(len(rows))]
+        per_class = {}
+        if self.class_min_confidence is not None and self.class_max_centre_distance is not None:
+            per_class = {"class_thresholds": {
+                n: {"min_confidence": round(float(c), 4), "max_centre_distance": round(float(d), 4)}
+                for n, c, d in zip(names, self.class_min_confidence, self.class_max_centre_distance)}}
         return {"min_confidence": round(float(self.min_confidence), 4),
                 "max_centre_distance": round(float(self.max_centre_distance), 4),
                 "class_centres": dict(zip(labels, rows)) if labels is not None else rows,
+                **per_class,
                 "taught_max_distance": round(float(self.taught_max_distance), 4),
                 **({"take_max_distance": round(float(self.take_max_distance), 4)}
                    if self.take_max_distance is not None else {}),
@@ -99,8 +119,13 @@ class OpenSet:
         centres = d["class_centres"]
         rows = [centres[label] for label in labels] if isinstance(centres, dict) else centres
         take = d.get("take_max_distance")
+        per = d.get("class_thresholds")
+        conf = dist = None
+        if per:
+            conf = np.array([float(per.get(n, {}).get("min_confidence", d["min_confidence"])) for n in labels])
+            dist = np.array([float(per.get(n, {}).get("max_centre_distance", d["max_centre_distance"])) for n in labels])
         return cls(float(d["min_confidence"]), float(d["max_centre_distance"]), unit(np.asarray(rows)),
-                   float(d["taught_max_distance"]), float(take) if take is not None else None)
+                   float(d["taught_max_distance"]), float(take) if take is not None else None, conf, dist)
 
 
 def decide(probs: np.ndarray, emb: np.ndarray, open_set: OpenSet, prototypes: np.ndarray | None = None) -> np.ndarray:
@@ -109,7 +134,8 @@ def decide(probs: np.ndarray, emb: np.ndarray, open_set: OpenSet, prototypes: np
     best = probs.argmax(axis=1)
     conf = probs[np.arange(len(best)), best]
     centre_dist = 1.0 - np.sum(emb * open_set.class_centres[best], axis=1)
-    out = np.where((conf >= open_set.min_confidence) & (centre_dist <= open_set.max_centre_distance), best, UNKNOWN)
+    min_conf, max_dist = open_set.thresholds(best)
+    out = np.where((conf >= min_conf) & (centre_dist <= max_dist), best, UNKNOWN)
     if prototypes is not None and len(prototypes):
         d = 1.0 - emb @ unit(prototypes).T
         j = d.argmin(axis=1)
@@ -178,7 +204,7 @@ def take_agreement_distances(emb: np.ndarray, groups: Sequence[str], rng: np.ran
 def calibrate_clips(clips: Sequence[tuple[np.ndarray, np.ndarray, int]], neg_probs: np.ndarray, neg_emb: np.ndarray,
                     centres: np.ndarray, taught_same, taught_other, first_windows: int = 3,
                     target: float = 1.0, taught_quantile: float = 0.95, take_agreement=(),
-                    take_quantile: float = 0.97) -> tuple[OpenSet, dict]:
+                    take_quantile: float = 0.97, per_class: bool = False) -> tuple[OpenSet, dict]:
     """Thresholds from whole sounds rather than single windows: the fewest negative windows accepted while
     ``target`` of the built-in clips (of those the closed-set model gets right early) still have a window
     accepted as their class among their first ``first_windows`` windows (0.75 s at the 0.25 s hop: the
@@ -187,32 +213,42 @@ def calibrate_clips(clips: Sequence[tuple[np.ndarray, np.ndarray, int]], neg_pro
     ``clips``: (probabilities, embeddings, label) per clip, windows in time order from the event's start.
     One accepted window is enough for the device's running average to reach the class, so per-window
     thresholds can be much stricter than a per-window recall target would allow.
+
+    ``per_class``: besides the global pair, each class gets its own pair by the same rule on its own clips
+    and the negatives whose top class it is (a compact class gets a tight radius instead of the loosest
+    class's; the global pair stays for readers that know only it). A class with no clip right early keeps
+    the global pair.
     """
     nb = neg_probs.argmax(axis=1)
     nconf, ndist = neg_probs.max(axis=1), 1.0 - np.sum(unit(neg_emb) * centres[nb], axis=1)
-    firsts = []
+    firsts, ys = [], []
     for p, e, y in clips:
         p, e = p[:first_windows], unit(e[:first_windows])
         firsts.append((p[:, y], np.where(p.argmax(axis=1) == y, 1.0 - e @ centres[y], np.inf)))
+        ys.append(y)
     # Clips the closed-set model already misses early are out of the open set's reach: the target is
     # the share of the others that must survive it.
-    firsts = [(conf, dist) for conf, dist in firsts if np.any(np.isfinite(dist))]
-    need = int(np.ceil(target * len(firsts)))
-    best = None
+    keep = [i for i, (_, dist) in enumerate(firsts) if np.any(np.isfinite(dist))]
+    firsts, ys = [firsts[i] for i in keep], np.asarray([ys[i] for i in keep], dtype=int)
     # A barely trained model (e.g. --quick) may get no clip right early: then nothing to calibrate on,
-    # and the permissive fallback below keeps every built-in decision.
-    all_conf = np.concatenate([c for c, _ in firsts]) if firsts else np.zeros(0)
-    candidates = np.unique(np.round(np.quantile(all_conf, np.linspace(0.0, 0.9, 46)), 4)) if len(all_conf) else ()
-    for c in candidates:
-        # Per clip: the smallest centre distance among its early windows that pass the confidence threshold.
-        per_clip = np.sort([float(np.min(np.where(conf >= c, dist, np.inf))) for conf, dist in firsts])
-        d = float(per_clip[need - 1]) if need <= len(per_clip) else np.inf
-        if not np.isfinite(d):
-            continue
-        far = float(np.mean((nconf >= c) & (ndist <= d)))
-        if best is None or far < best[2] - 1e-12 or (abs(far - best[2]) <= 1e-12 and d > best[1]):
-            best = (float(c), d, far)
-    c, d, far = best if best is not None else (0.5, 2.0, 1.0)
+    # and the permissive fallback keeps every built-in decision.
+    found = _threshold_pair(firsts, nconf, ndist, target)
+    c, d, far = found if found is not None else (0.5, 2.0, 1.0)
+    class_conf = class_dist = None
+    per_class_info = None
+    if per_class:
+        k = len(centres)
+        class_conf, class_dist = np.full(k, c), np.full(k, d)
+        accepted = 0
+        for j in range(k):
+            mine = [f for f, y in zip(firsts, ys) if y == j]
+            pair = _threshold_pair(mine, nconf[nb == j], ndist[nb == j], target) if mine else None
+            if pair is not None:
+                class_conf[j], class_dist[j] = pair[0], pair[1]
+            accepted += int(np.sum((nconf >= class_conf[j]) & (ndist <= class_dist[j]) & (nb == j)))
+        far = accepted / max(len(nconf), 1)
+        per_class_info = {"min_confidence": [round(float(v), 4) for v in class_conf],
+                          "max_centre_distance": [round(float(v), 4) for v in class_dist]}
     # A higher percentile has a long tail: at 99 % nearly every other sound is within reach (measured:
     # 98 % of the nearest other families' takes), at 95 % about 60 %.
     taught = float(np.quantile(taught_same, taught_quantile)) if len(taught_same) else 0.3
@@ -221,11 +257,34 @@ def calibrate_clips(clips: Sequence[tuple[np.ndarray, np.ndarray, int]], neg_pro
     # 95th percentile to a prototype, and flagged about one honest take in ten).
     take = float(np.quantile(take_agreement, take_quantile)) if len(take_agreement) else None
     info = {"target_clips": target, "take_quantile": take_quantile, "take_max_distance": take, "first_windows": first_windows, "negatives_accepted": far,
+            "per_class": per_class_info,
             "taught_quantile": taught_quantile,
             "clips_right_early_closed_set": len(firsts),
             "taught_max_distance": taught, "taught_other_below": float(np.mean(np.asarray(taught_other) <= taught))
             if len(taught_other) else None}
-    return OpenSet(c, d, centres, taught, take), info
+    return OpenSet(c, d, centres, taught, take, class_conf, class_dist), info
+
+
+def _threshold_pair(firsts: Sequence[tuple[np.ndarray, np.ndarray]], nconf: np.ndarray, ndist: np.ndarray,
+                    target: float) -> tuple[float, float, float] | None:
+    """(confidence, centre distance, share of negatives accepted): the pair that keeps ``target`` of the clips
+    (each: its early windows' own-class confidence and centre distance, inf where the top class is another)
+    and accepts the fewest negatives (then the widest radius); None when no pair keeps them."""
+    if not firsts:
+        return None
+    need = int(np.ceil(target * len(firsts)))
+    all_conf = np.concatenate([c for c, _ in firsts])
+    best = None
+    for c in np.unique(np.round(np.quantile(all_conf, np.linspace(0.0, 0.9, 46)), 4)):
+        # Per clip: the smallest centre distance among its early windows that pass the confidence threshold.
+        per_clip = np.sort([float(np.min(np.where(conf >= c, dist, np.inf))) for conf, dist in firsts])
+        d = float(per_clip[need - 1]) if need <= len(per_clip) else np.inf
+        if not np.isfinite(d):
+            continue
+        far = float(np.mean((nconf >= c) & (ndist <= d))) if len(nconf) else 0.0
+        if best is None or far < best[2] - 1e-12 or (abs(far - best[2]) <= 1e-12 and d > best[1]):
+            best = (float(c), d, far)
+    return best
 
 
 # ------------------------------------------------------------------ few-shot
@@ -287,9 +346,10 @@ def open_set_scores(probs: np.ndarray, emb: np.ndarray, open_set: OpenSet | None
         return out
     dec = decide(probs, emb, open_set)
     conf = probs.max(axis=1)
+    min_conf, _ = open_set.thresholds(probs.argmax(axis=1))
     ok = dec != UNKNOWN
     out[ok, :-1] = probs[ok]
-    out[~ok, -1] = np.where(conf[~ok] >= open_set.min_confidence, 1.0, 1.0 - conf[~ok])
+    out[~ok, -1] = np.where(conf[~ok] >= min_conf[~ok], 1.0, 1.0 - conf[~ok])
     return out
 
 

@@ -95,6 +95,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--open-set-target", type=float, default=1.0,
                    help="share of the built-in validation clips (of those the closed-set model gets right early) "
                         "the unknown decision must keep: lower shows fewer false pictures and misses more sounds")
+    p.add_argument("--per-class-open-set", action="store_true",
+                   help="one unknown threshold pair per class, each from its own validation clips and the "
+                        "calibration negatives it would take (fewer false pictures, more sounds missed or late: "
+                        "README); default: one pair for every class")
     p.add_argument("--recalibrate", default=None, metavar="MODEL",
                    help="only recompute the open-set calibration of this trained .tflite (its .json is rewritten)")
     return p.parse_args(argv)
@@ -335,7 +339,7 @@ def calibrate_open_set(tfl, val_clips, labels, params: LogMelParams, args: argpa
     same, other = prototype_distances(neg_e[: len(fam_x)], fam_names, rng)
     agreement = take_agreement_distances(neg_e[: len(fam_x)], fam_names, np.random.default_rng([args.seed, 6]))
     open_set, info = calibrate_clips(clips, neg_p, neg_e, centres, same, other, take_agreement=agreement,
-                                     target=args.open_set_target)
+                                     target=args.open_set_target, per_class=args.per_class_open_set)
     desc = (f"int8 outputs; positives: {len(clips)} built-in validation-fold clips, target: "
             f"{100 * info['target_clips']:.0f}% of the {info['clips_right_early_closed_set']} that the closed-set "
             f"model gets right early stay accepted as their class within their first {info['first_windows']} windows; negatives: {len(neg_p)} windows ({parts}) from calibration "

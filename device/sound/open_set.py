@@ -8,7 +8,9 @@ in that embedding space. ``OpenSetDecider.decide`` turns one window's
 - a built-in class only when the model is sure enough (``min_confidence``) and,
   when the model ships class centres, the embedding lies near that class's
   centre (``max_centre_distance``): "sure" alone is not enough, a 440 Hz tone
-  is 1.00 street_music to a closed-set softmax;
+  is 1.00 street_music to a closed-set softmax. Models calibrated per class
+  carry one such pair per class (``class_thresholds``): a compact class gets
+  a tight radius instead of the loosest class's;
 - a taught class when the embedding is within ``taught_max_distance`` of its
   prototype, and nearer to it than to the built-in class's centre. A taught
   class may have several prototypes (its takes' window embeddings, onset
@@ -95,6 +97,9 @@ class OpenSetParams:
     taught_window_share: float = DEFAULT_TAUGHT_WINDOW_SHARE
     taught_window_confidence: float = DEFAULT_TAUGHT_WINDOW_CONFIDENCE  # the most a window-prototype match scores
     take_max_distance: float | None = None  # enrolment's take-agreement limit; None: taught_max_distance
+    # Per built-in class {label: (min_confidence, max_centre_distance)}, from the model's calibration;
+    # a class not listed uses the pair above.
+    class_thresholds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any], where: str = "<model metadata>",
@@ -122,12 +127,40 @@ class OpenSetParams:
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
                     raise ModelError(f"{where}: open_set {key} = {v!r}: expected a number >= 0")
                 values[key] = float(v)
-        return cls(class_centres=centres, **values)
+        per_class = {}
+        # A config override of either threshold means one pair for every class (what the user asked for).
+        if overrides.get("min_confidence") is None and overrides.get("max_centre_distance") is None:
+            per_class = _class_thresholds(block.get("class_thresholds"), labels, where)
+        return cls(class_centres=centres, class_thresholds=per_class, **values)
+
+    def for_class(self, label: str) -> tuple[float, float | None]:
+        """(min_confidence, max_centre_distance) that apply when ``label`` is the model's top class."""
+        return self.class_thresholds.get(label, (self.min_confidence, self.max_centre_distance))
 
     @property
     def take_limit(self) -> float:
         """How far one take may sit from the others' mean before enrolment warns."""
         return self.take_max_distance if self.take_max_distance is not None else self.taught_max_distance
+
+
+def _class_thresholds(block: Any, labels: Sequence[str], where: str) -> dict[str, tuple[float, float]]:
+    """``open_set.class_thresholds`` ({label: {min_confidence, max_centre_distance}}) checked and as pairs."""
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        raise ModelError(f"{where}: open_set class_thresholds must be a JSON object")
+    out = {}
+    for label, pair in block.items():
+        if label not in labels:
+            raise ModelError(f"{where}: open_set class_thresholds names {label!r}, which is not one of the labels")
+        vals = []
+        for key in ("min_confidence", "max_centre_distance"):
+            v = pair.get(key) if isinstance(pair, Mapping) else None
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
+                raise ModelError(f"{where}: open_set class_thresholds[{label!r}] {key} = {v!r}: expected a number >= 0")
+            vals.append(float(v))
+        out[label] = (vals[0], vals[1])
+    return out
 
 
 @dataclass(frozen=True)
@@ -194,13 +227,14 @@ class OpenSetDecider:
         b = int(np.argmax(probs))
         label_b, conf_b = self.builtin[b], float(probs[b])
         if embedding is None:
-            if conf_b >= p.min_confidence:
+            if conf_b >= p.for_class(label_b)[0]:
                 return Decision(label_b, "builtin", conf_b)
             return Decision(UNKNOWN, "unknown", 1.0 - conf_b, nearest=label_b)
         dist = self.distances(embedding)
         d_b = dist.get(label_b)
-        near_b = d_b is None or p.max_centre_distance is None or d_b <= p.max_centre_distance
-        builtin_ok = conf_b >= p.min_confidence and near_b
+        min_conf, max_dist = p.for_class(label_b)
+        near_b = d_b is None or max_dist is None or d_b <= max_dist
+        builtin_ok = conf_b >= min_conf and near_b
         nearest = min(dist, key=dist.get) if dist else label_b
         if self.taught:
             t = min(self.taught, key=lambda k: dist[k])
@@ -215,7 +249,7 @@ class OpenSetDecider:
         if builtin_ok:
             return Decision(label_b, "builtin", conf_b, d_b, nearest)
         # Far from every centre: sure it is none of ours. Merely unsure: as unsure as the model.
-        conf = 1.0 if conf_b >= p.min_confidence else 1.0 - conf_b
+        conf = 1.0 if conf_b >= min_conf else 1.0 - conf_b
         return Decision(UNKNOWN, "unknown", conf, dist.get(nearest), nearest)
 
     def scores(self, probs: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
