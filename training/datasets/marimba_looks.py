@@ -59,7 +59,7 @@ from training.datasets.marimba_synth import (
     render_audio,
 )
 
-RENDERER_VERSION = 6  # bump when the picture changes (cached renders are keyed by it)
+RENDERER_VERSION = 5  # bump when the picture changes (cached renders are keyed by it)
 RENDERER = "marimba_looks"
 BOX_HALF = 0.25  # the bar-row box: X in [0, 1], Y in [-BOX_HALF, BOX_HALF]
 BOX_CORNERS = ((0.0, -BOX_HALF), (1.0, -BOX_HALF), (1.0, BOX_HALF), (0.0, BOX_HALF))  # TL, TR, BR, BL
@@ -755,54 +755,12 @@ def _add_repeats(rng: np.random.Generator, score: list[list[_Strike]], cfg: Look
     return out
 
 
-@dataclass(frozen=True)
-class _Motion:
-    """How one mallet moves between strikes besides marimba_synth's glide (drawn per video and mallet).
-
-    Players do not keep the mallet high between strikes: it hovers a little above the bars and
-    dips towards one without striking (a feint, a hesitation). A model that only ever saw a head come
-    down at a strike takes every low head for a note (most false notes on the evaluation instrument
-    came with no strike near, see README); these moves are the negatives that teach it the bounce.
-    """
-
-    hover: float = 1.0  # height far from any strike, share of the stroke top (1: marimba_synth's plateau)
-    feints: tuple[tuple[float, float, float], ...] = ()  # (time s, half-width s, lowest height)
-
-
-# Far from a strike (beyond this many seconds) the head sinks to its hover height.
-HOVER_AFTER_S = 0.25
-# A feint's centre stays this far from the mallet's own strikes (its dip must not touch a real stroke).
-FEINT_CLEAR_S = 0.3
-
-
-def _draw_motion(rng: np.random.Generator, strikes: list[_Strike], seconds: float) -> _Motion:
-    """Hover height and feints of one mallet: about half the videos keep the old plateau."""
-    hover = 1.0 if rng.random() < 0.4 else float(rng.uniform(0.3, 0.8))
-    rate = 0.0 if rng.random() < 0.3 else float(rng.uniform(0.2, 1.0))  # feints per second
-    times = np.array([s.t for s in strikes])
-    feints = []
-    for t in np.sort(rng.uniform(0.2, seconds - 0.2, int(rng.poisson(rate * seconds)))):
-        if len(times) and np.min(np.abs(times - t)) < FEINT_CLEAR_S:
-            continue
-        feints.append((float(t), float(rng.uniform(0.06, 0.15)), float(rng.uniform(0.1, 0.3))))
-    return _Motion(hover, tuple(feints))
-
-
-def _state(strikes: list[_Strike], t: float, x_of_bar, rest: tuple[float, float],
-           motion: _Motion = _Motion()) -> tuple[float, float, float]:
-    """marimba_synth's mallet state, with lower strokes between strikes close together (quick repeats bounce),
-    a lower hover far from strikes and feints (``motion``)."""
+def _state(strikes: list[_Strike], t: float, x_of_bar, rest: tuple[float, float]) -> tuple[float, float, float]:
+    """marimba_synth's mallet state, with lower strokes between strikes close together (quick repeats bounce)."""
     x, y, h = _mallet_state(strikes, t, x_of_bar, rest)
     i = bisect.bisect_right([s.t for s in strikes], t)
     if 0 < i < len(strikes):
         h *= float(np.clip((strikes[i].t - strikes[i - 1].t) / 0.3, 0.35, 1.0))
-    if motion.hover < 1.0 and strikes:
-        near = min(abs(t - strikes[i - 1].t) if i > 0 else np.inf, abs(strikes[i].t - t) if i < len(strikes) else np.inf)
-        far = float(np.clip((near - HOVER_AFTER_S) / 0.15, 0.0, 1.0))
-        h *= 1.0 - (1.0 - motion.hover) * far
-    for tf, w, low in motion.feints:
-        if abs(t - tf) < 3 * w:  # down towards ``low`` (never touching: a touch would be a strike)
-            h += (min(h, low) - h) * float(np.exp(-((t - tf) / w) ** 2))
     return x, y, h
 
 
@@ -832,18 +790,17 @@ def render_look(seed: int, family: str | None = None, config: LookConfig = LookC
     times = np.arange(n_frames) / cfg.fps
     x_of_bar = lambda b: (b + 0.5) * scene.pitch
     rests = [(0.25, 0.05), (0.75, 0.05)]
-    motions = [_draw_motion(rng, strikes, cfg.seconds) for strikes in score]
     frames = np.empty((n_frames, cfg.height, cfg.width), np.uint8)
     k = 4  # sub-times over the exposure, used when the head moves more than ~1.5 pixels
     for i, t in enumerate(times):
         states = []
         for m, strikes in enumerate(score):
-            now = _state(strikes, t, x_of_bar, rests[m], motions[m])
-            before = _state(strikes, t - scene.exposure, x_of_bar, rests[m], motions[m])
+            now = _state(strikes, t, x_of_bar, rests[m])
+            before = _state(strikes, t - scene.exposure, x_of_bar, rests[m])
             (ax, ay, _), _, _ = scene.mallet_points(m, *now)
             (bx, by, _), _, _ = scene.mallet_points(m, *before)
             if np.hypot(ax - bx, ay - by) > 1.5:
-                sub = [_state(strikes, t - scene.exposure * (1 - q / (k - 1)), x_of_bar, rests[m], motions[m])
+                sub = [_state(strikes, t - scene.exposure * (1 - q / (k - 1)), x_of_bar, rests[m])
                        for q in range(k - 1)]
                 states.append(sub + [now])
             else:
