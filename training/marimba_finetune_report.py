@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--take-seconds", type=float, default=15.0, help="length of each recording")
     p.add_argument("--heldout", type=int, default=4, help="held-out recordings of the user's instrument")
     p.add_argument("--own", type=int, default=4, help="held-out videos in the project's own look")
+    p.add_argument("--peaks-on", choices=("val", "val+replay"), default="val",
+                   help="train_marimba --peaks-on: what the fine-tuned model's peak constants are tuned on")
     p.add_argument("--quick", action="store_true", help="tiny run for tests")
     args = p.parse_args(argv)
     if args.quick:
@@ -101,7 +103,7 @@ def fine_tune(args: argparse.Namespace, model: Path, parts: dict[str, list[Path]
     cmd = [sys.executable, "-m", "training.train_marimba", "--data", *map(str, parts["train"]),
            "--val-data", *map(str, parts["val"]), "--test-data", *map(str, parts["heldout"] + parts["own"]),
            "--calibration", "auto", "--test-calibration", "auto", "--seed", str(seed), "--out", str(out),
-           "--init", str(model.with_suffix(".keras")), "--max-int8-drop", "1"]
+           "--init", str(model.with_suffix(".keras")), "--max-int8-drop", "1", "--peaks-on", args.peaks_on]
     if args.quick:
         cmd += ["--epochs", "1"]
     t0 = time.monotonic()
@@ -181,6 +183,7 @@ def run(args: argparse.Namespace) -> dict:
                        "epochs": [m["training_data"]["epochs"] if "training_data" in m else None for m in runs.values()],
                        "wall_s": summary([m["wall_s"] for m in runs.values()])},
         "model": str(model),
+        "peaks_on": args.peaks_on,
     }
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(table(report))

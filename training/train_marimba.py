@@ -93,6 +93,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "synthetic videos, their true corners")
     p.add_argument("--replay-videos", type=int, default=8,
                    help="with --data: videos of the project's own look mixed into training (0: none)")
+    p.add_argument("--peaks-on", choices=("val", "val+replay"), default="val",
+                   help="with --data: tune the peak picker on the validation recording(s) only, or on them and one "
+                        "unseen video of the project's own look (the mean of the two looks' F1): one set of "
+                        "constants that serves both")
     p.add_argument("--no-augment", action="store_true", help="train on the windows as recorded")
     p.add_argument("--patience", type=int, default=4, help="early stopping: epochs without validation improvement")
     p.add_argument("--out", default="reports/marimba", help="report folder")
@@ -244,14 +248,15 @@ def synthetic_folders(args: argparse.Namespace, out: Path) -> dict[str, list[Pat
     return folders
 
 
-def replay_folders(args: argparse.Namespace, out: Path) -> list[Path]:
+def replay_folders(args: argparse.Namespace, out: Path, extra: int = 0) -> list[Path]:
     """A few videos of the project's own look mixed into fine-tuning, so learning your instrument does not
-    unlearn the rest (rehearsal); their true corners are known, so they add no calibration error."""
+    unlearn the rest (rehearsal); their true corners are known, so they add no calibration error.
+    ``extra`` more after them (never trained on): the peak picker's own-look validation."""
     from training.datasets.marimba_synth import RENDERER_VERSION, SynthConfig, render_dataset
 
     seconds = 12.0
     return render_dataset(out / "data" / f"replay-v{RENDERER_VERSION}-{seconds:g}s",
-                          [TRAIN_SEED0 + args.seed * 100 + i for i in range(args.replay_videos)],
+                          [TRAIN_SEED0 + args.seed * 100 + i for i in range(args.replay_videos + extra)],
                           SynthConfig(seconds=seconds), progress=True)
 
 
@@ -419,17 +424,27 @@ def device_notes(tflite: Path, prep: Prepared, spec: MarimbaSpec, params: NotePa
 
 
 def tune_peaks(preds: list[np.ndarray], preps: list[Prepared], spec: MarimbaSpec,
-               quick: bool = False) -> tuple[PeakParams, dict]:
+               quick: bool = False, by_look: bool = False) -> tuple[PeakParams, dict]:
     """Grid-search threshold / rise / masking on validation predictions.
 
     For each setting the onset offset is first calibrated (median timing error
-    of the matched notes), then the F1 is measured with it.
+    of the matched notes), then the F1 is measured with it: over all videos, or
+    (``by_look``) the mean of each look's F1, so a user's recording and the
+    project's own look count alike whatever their lengths.
     """
     import itertools
 
     def run(peaks: PeakParams) -> list[dict]:
         s = spec.replace(peaks=peaks)
         return [score(p.reference, keras_notes(y, p, s)) for y, p in zip(preds, preps)]
+
+    looks = [look_of(p) for p in preps] if by_look else []
+
+    def objective(results: list[dict]) -> float:
+        if not by_look:
+            return combine(dict(enumerate(results)))["f1"]
+        return float(np.mean([combine({i: r for i, (r, g) in enumerate(zip(results, looks)) if g == look})["f1"]
+                              for look in sorted(set(looks))]))
 
     best, best_f1 = spec.peaks, -1.0
     # The grid reaches well above the project's own look's choice (0.3-0.5): on an instrument the model was
@@ -444,10 +459,11 @@ def tune_peaks(preds: list[np.ndarray], preps: list[Prepared], spec: MarimbaSpec
         errors = [e for e in (r["onset_error_ms_mean"] for r in run(peaks)) if e is not None]
         offset = round(-float(np.median(errors)) / 1000, 4) if errors else 0.0
         peaks = PeakParams(**{**peaks.to_dict(), "onset_offset_s": offset})
-        f1 = combine(dict(enumerate(run(peaks))))["f1"]
+        f1 = objective(run(peaks))
         if f1 > best_f1 + 1e-9:
             best, best_f1 = peaks, f1
-    return best, {"validation_f1": best_f1, "peaks": best.to_dict(), "videos": [p.name for p in preps]}
+    return best, {"validation_f1": best_f1, "peaks": best.to_dict(), "videos": [p.name for p in preps],
+                  "objective": "mean of each look's F1" if by_look else "F1 over the videos"}
 
 
 def calibrate_velocity(preps: list[Prepared], spec: MarimbaSpec) -> MarimbaSpec:
@@ -576,9 +592,14 @@ def train(args: argparse.Namespace) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     synthetic = not args.data
     folders = synthetic_folders(args, out) if synthetic else recorded_folders(args)
+    joint_peaks = not synthetic and args.replay_videos > 0 and args.peaks_on == "val+replay"
     if not synthetic and args.replay_videos > 0:
-        folders["train"] = folders["train"] + replay_folders(args, out)
+        replay = replay_folders(args, out, extra=1 if joint_peaks else 0)
+        folders["train"] = folders["train"] + replay[: args.replay_videos]
+        if joint_peaks:
+            folders["peaks"] = replay[args.replay_videos:]
     parts, frame_size = load_parts(folders, spec, params, args.test_calibration, args.calibration)
+    peak_extra = parts.pop("peaks", [])
     spec = spec.replace(frame_size=frame_size)
     spec = calibrate_velocity(parts["train"], spec)
     n_windows = {k: int(sum(len(p.windows) for p in v)) for k, v in parts.items()}
@@ -601,8 +622,9 @@ def train(args: argparse.Namespace) -> dict:
     plot_curves(history, out / "curves.png", "marimba CNN (onset-weighted MSE on note levels)")
 
     # The peak picker is tuned on the validation videos (float predictions), never on the test videos.
-    tune_on = parts["val"] or parts["train"][-1:]
-    peaks, tuning = tune_peaks([predict_keras(model, p, spec) for p in tune_on], tune_on, spec, args.quick)
+    tune_on = (parts["val"] or parts["train"][-1:]) + peak_extra
+    peaks, tuning = tune_peaks([predict_keras(model, p, spec) for p in tune_on], tune_on, spec, args.quick,
+                               by_look=bool(peak_extra))
     spec = spec.replace(peaks=peaks)
 
     test = parts["test"]
