@@ -100,6 +100,45 @@ def test_per_class_thresholds_apply_to_their_class_and_a_config_override_means_o
     assert one_pair.class_thresholds == {} and OpenSetDecider(LABELS, one_pair).decide(one_hot(0), near_a).label == "a"
 
 
+def test_strict_unknown_uses_the_models_strict_pair_and_refuses_a_model_without_one():
+    """[teach] unknown = "strict": the model's stricter calibration (open_set.strict) replaces the global pair
+    and the per-class pairs; a window at distance 0.15 from a's centre is a under the default 0.3, unknown
+    under the strict 0.1. A model without a strict calibration is refused in one line naming it."""
+    block = {"min_confidence": 0.5, "max_centre_distance": 0.3, "taught_max_distance": 0.25,
+             "class_centres": {k: E[i].tolist() for i, k in enumerate(LABELS)},
+             "class_thresholds": {"b": {"min_confidence": 0.5, "max_centre_distance": 0.4}},
+             "strict": {"target": 0.99, "min_confidence": 0.6, "max_centre_distance": 0.1}}
+    meta = {"labels": LABELS, "embedding": {"dim": 4}, "open_set": block}
+    near_a = normalise(np.array([0.85, 0.5268, 0, 0]))  # cosine distance 0.15 from a's centre
+    default = OpenSetParams.from_metadata(meta, "m.json")
+    strict = OpenSetParams.from_metadata(meta, "m.json", unknown="strict")
+    assert (strict.min_confidence, strict.max_centre_distance, strict.class_thresholds) == (0.6, 0.1, {})
+    assert OpenSetDecider(LABELS, default).decide(one_hot(0), near_a).label == "a"
+    assert OpenSetDecider(LABELS, strict).decide(one_hot(0), near_a).label == UNKNOWN
+    # A config override still wins over the strict pair.
+    assert OpenSetParams.from_metadata(meta, "m.json", unknown="strict", max_centre_distance=0.2).max_centre_distance == 0.2
+    old = {**meta, "open_set": {k: v for k, v in block.items() if k != "strict"}}
+    with pytest.raises(ModelError, match="m.json") as e:
+        OpenSetParams.from_metadata(old, "m.json", unknown="strict")
+    assert "strict" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_the_box_reads_unknown_strict_from_the_config(tmp_path):
+    from device.config import load_config
+    from device.sound.teach import open_set_params
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[teach]\nunknown = "strict"\n')
+    teach = load_config(cfg).teach
+    model = type("M", (), {"metadata": {"labels": LABELS, "open_set": {
+        "min_confidence": 0.5, "max_centre_distance": 0.3, "taught_max_distance": 0.25,
+        "strict": {"min_confidence": 0.5, "max_centre_distance": 0.12}}}, "path": "m.tflite"})()
+    assert open_set_params(model, teach).max_centre_distance == 0.12
+    cfg.write_text('[teach]\nunknown = "very"\n')
+    with pytest.raises(Exception, match=r"\[teach\] unknown = 'very': expected one of"):
+        load_config(cfg)
+
+
 @pytest.mark.parametrize("block, words", [
     ({"class_thresholds": {"zebra": {"min_confidence": 0.5, "max_centre_distance": 0.1}}}, "zebra"),
     ({"class_thresholds": {"a": {"min_confidence": 0.5}}}, "max_centre_distance"),

@@ -54,6 +54,10 @@ def test_quick_training_writes_report_and_a_loadable_int8_model(tmp_path):
     open_set = meta["open_set"]
     assert 0 <= open_set["min_confidence"] <= 1 and open_set["max_centre_distance"] > 0
     assert open_set["taught_max_distance"] > 0 and "calibration" in open_set
+    # The strict calibration ([teach] unknown = "strict") keeps fewer clips, so it never accepts more negatives.
+    strict = open_set["strict"]
+    default_accepted = meta["training_data"]["open_set_calibration"]["negatives_accepted"]
+    assert strict["target"] < 1 and strict["negatives_accepted"] <= default_accepted + 1e-4
     centres = np.array([open_set["class_centres"][label] for label in meta["labels"]])
     assert centres.shape == (10, dim) and np.allclose(np.linalg.norm(centres, axis=1), 1.0, atol=1e-3)
     # The device loader still reads the probabilities as output 0; both outputs are named in the model.

@@ -475,7 +475,8 @@ def heldout_sets(params: LogMelParams, rng: np.random.Generator, takes: int = 8,
 
 
 def evaluate(model_path: str | os.PathLike, out: str | os.PathLike, minutes: float = 10.0, seed: int = 0,
-             quick: bool = False, progress: bool = True, baseline: str | os.PathLike | None = None) -> dict:
+             quick: bool = False, progress: bool = True, baseline: str | os.PathLike | None = None,
+             unknown: str = "default") -> dict:
     from training.datasets import load_dataset
     from training.datasets.negatives import negatives_stream
     from training.sound_windows import clip_windows
@@ -489,9 +490,13 @@ def evaluate(model_path: str | os.PathLike, out: str | os.PathLike, minutes: flo
     labels = list(meta.get("labels", []))
     if "open_set" not in meta:
         raise ModelError(f"{model_path}: metadata has no 'open_set' (train with the embedding: make models)")
+    from device.sound.open_set import calibration_block
+
+    # The box's [teach] unknown choice, applied as the box applies it (the device scores below see the same).
+    meta = {**meta, "open_set": dict(calibration_block(meta["open_set"], unknown, str(model_path)))}
     open_set = OpenSet.from_dict(meta["open_set"], labels)
     rng = np.random.default_rng([seed, 11])
-    report: dict = {"model": str(model_path), "embedding": meta.get("embedding"), "open_set": {
+    report: dict = {"model": str(model_path), "unknown": unknown, "embedding": meta.get("embedding"), "open_set": {
         k: v for k, v in meta["open_set"].items() if k != "class_centres"}}
 
     # Few-shot on held-out families / words (unseen voices), clean and at 5 dB SNR.
@@ -606,11 +611,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=10.0, help="length of the negatives stream")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--baseline", default=None, help="also count false triggers of this (closed-set) model")
+    p.add_argument("--unknown", choices=("default", "strict"), default="default",
+                   help="the model's calibration to measure (the box's [teach] unknown)")
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
 
     def work():
-        r = evaluate(args.model, args.out, args.minutes, args.seed, args.quick, baseline=args.baseline)
+        r = evaluate(args.model, args.out, args.minutes, args.seed, args.quick, baseline=args.baseline,
+                     unknown=args.unknown)
         print(json.dumps({k: r[k] for k in ("few_shot_5way_3shot", "open_set", "false_triggers")}, indent=1))
 
     return run_cli(PROG, work)

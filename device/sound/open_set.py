@@ -102,12 +102,14 @@ class OpenSetParams:
     class_thresholds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, Any], where: str = "<model metadata>",
+    def from_metadata(cls, meta: Mapping[str, Any], where: str = "<model metadata>", unknown: str = "default",
                       **overrides: float | None) -> "OpenSetParams":
-        """From a model's metadata ``open_set``; ``overrides`` that are not None win (config [teach])."""
+        """From a model's metadata ``open_set``; ``unknown="strict"``: its stricter calibration
+        (``open_set.strict``); ``overrides`` that are not None win (config [teach])."""
         block = meta.get("open_set") or {}
         if not isinstance(block, Mapping):
             raise ModelError(f"{where}: 'open_set' must be a JSON object")
+        block = calibration_block(block, unknown, where)
         labels = list(meta.get("labels", ()))
         dim = (meta.get("embedding") or {}).get("dim")
         centres = {}
@@ -141,6 +143,23 @@ class OpenSetParams:
     def take_limit(self) -> float:
         """How far one take may sit from the others' mean before enrolment warns."""
         return self.take_max_distance if self.take_max_distance is not None else self.taught_max_distance
+
+
+def calibration_block(block: Mapping[str, Any], unknown: str, where: str) -> Mapping[str, Any]:
+    """The ``open_set`` block as the chosen calibration sees it: ``unknown="strict"`` puts the model's
+    strict pair (``open_set.strict``) in place of the global one and drops the per-class pairs, which
+    belong to the default calibration."""
+    if unknown == "default":
+        return block
+    if unknown != "strict":
+        raise ValueError(f"unknown calibration {unknown!r} (default | strict)")
+    strict = block.get("strict")
+    if not isinstance(strict, Mapping):
+        raise ModelError(f"{where}: [teach] unknown = \"strict\" but the model has no strict calibration "
+                         "(open_set.strict): use a model from make models, or unknown = \"default\"")
+    out = {k: v for k, v in block.items() if k != "class_thresholds"}
+    out.update({k: strict[k] for k in ("min_confidence", "max_centre_distance") if k in strict})
+    return out
 
 
 def _class_thresholds(block: Any, labels: Sequence[str], where: str) -> dict[str, tuple[float, float]]:

@@ -232,7 +232,7 @@ def embedder(model: Any, params: LogMelParams, silence_dbfs: float) -> Callable:
 def open_set_params(model: Any, teach: TeachConfig) -> OpenSetParams:
     """The model's calibrated thresholds, with config [teach] overrides."""
     meta = getattr(model, "metadata", {}) or {}
-    return OpenSetParams.from_metadata(meta, str(getattr(model, "path", "<model>")),
+    return OpenSetParams.from_metadata(meta, str(getattr(model, "path", "<model>")), unknown=teach.unknown,
                                        min_confidence=teach.min_confidence,
                                        max_centre_distance=teach.max_centre_distance,
                                        taught_max_distance=teach.taught_max_distance)
