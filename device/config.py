@@ -224,11 +224,11 @@ class TeachConfig:
     min_take_s: float = _spec(0.15, lo=0.01, hi=5.0, doc="sound above the gate a take needs")
     split_silence_s: float = _spec(0.5, lo=0.1, hi=5.0, doc="silence this long separates takes in one file")
     max_clipped: float = _spec(0.01, lo=0.0, hi=1.0, doc="fraction of samples at full scale that makes a take clipped")
-    # Open-set thresholds; unset = the values calibrated into the model's metadata (open_set).
     unknown: str = _spec("default", choices=("default", "strict"),
                          doc="which calibration of the model decides built-in vs unknown: strict keeps 99 % "
                              "of the validation sounds instead of all, for a room with a TV or music (fewer "
                              "false pictures; a quiet sound may be named later or not at all)")
+    # Open-set thresholds; unset = the values calibrated into the model's metadata (open_set).
     min_confidence: float | None = _spec(None, lo=0.0, hi=1.0, doc="a built-in class needs this probability")
     max_centre_distance: float | None = _spec(None, lo=0.0, hi=2.0, doc="... and this cosine distance to its centre")
     taught_max_distance: float | None = _spec(None, lo=0.0, hi=2.0, doc="a taught class needs this distance to its prototype")
