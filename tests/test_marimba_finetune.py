@@ -126,3 +126,13 @@ def test_a_missing_pretrained_model_is_one_line(recordings, tmp_path, capsys):
                "--out", str(tmp_path / "o")])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train-marimba:")]
     assert rc != 0 and len(err) == 1 and "none.keras" in err[0] and "no pretrained" in err[0]
+
+
+def test_joint_peak_tuning_without_own_look_videos_is_one_line(tmp_path, capsys):
+    """--peaks-on val+replay tunes on an own-look video beside the user's take: with no rehearsal videos there
+    is none, and the run says so instead of silently tuning on the user's take alone."""
+    from training.train_marimba import main
+
+    rc = main(["--quick", "--peaks-on", "val+replay", "--out", str(tmp_path / "o")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train-marimba:")]
+    assert rc != 0 and len(err) == 1 and "--peaks-on val+replay" in err[0]

@@ -591,8 +591,10 @@ def train(args: argparse.Namespace) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     synthetic = not args.data
+    joint_peaks = args.peaks_on == "val+replay"
+    if joint_peaks and (synthetic or args.replay_videos <= 0):
+        raise SaySeeError("--peaks-on val+replay needs --data and --replay-videos above 0 (the own-look videos)")
     folders = synthetic_folders(args, out) if synthetic else recorded_folders(args)
-    joint_peaks = not synthetic and args.replay_videos > 0 and args.peaks_on == "val+replay"
     if not synthetic and args.replay_videos > 0:
         replay = replay_folders(args, out, extra=1 if joint_peaks else 0)
         folders["train"] = folders["train"] + replay[: args.replay_videos]
