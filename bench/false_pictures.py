@@ -34,9 +34,10 @@ def per_hour(shown, builtin, seconds: float) -> dict[str, float]:
 
 
 def false_pictures(model_path: Path, taught: Path | None, designs, minutes: float = 10.0,
-                   seed: int = NEGATIVES_SEED) -> dict[str, dict[str, Any]]:
-    """Per [sound] decision design: pictures per hour (``per_hour``) and the built-in ones by kind of sound.
-    The stream is rendered and the model loaded once for every design."""
+                   seed: int = NEGATIVES_SEED, unknowns=("default",)) -> dict[str, dict[str, Any]]:
+    """Per [sound] decision design: pictures per hour (``per_hour``) and the built-in ones by kind of sound,
+    with the model's default calibration; with ``unknowns`` ("default", "strict"), each further
+    ``[teach] unknown`` choice's under its name. The stream is rendered and the model loaded once for all."""
     from device.config import PROJECT_ROOT, load_config
     from device.frontend import LogMelParams
     from device.model import Model
@@ -49,23 +50,30 @@ def false_pictures(model_path: Path, taught: Path | None, designs, minutes: floa
         cfg = dataclasses.replace(cfg, teach=dataclasses.replace(cfg.teach, dir=str(taught)))
     params = LogMelParams()
     model = Model(model_path, expected_frontend=params, num_threads=1)
-    decider, _ = open_set_model(cfg, model)
     audio, events = negatives_stream(minutes, seed=seed)
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
     builtin, chunk = set(model.labels), cfg.mic.chunk
-    out = {}
-    for design in designs:
-        settings = dataclasses.replace(cfg.sound, decision=design, max_latency_s=None)
-        pipe = SoundPipeline(decider.predict, decider.labels, params, settings, agree_labels=decider.builtin_labels)
-        shown = [e for i in range(0, len(pcm), chunk) for e in pipe.step(pcm[i : i + chunk], i)
-                 if isinstance(e, ClassDetected)]
-        by_kind: dict[str, dict[str, int]] = {}
-        for e in shown:
-            if e.label in builtin:
-                kind = next((k for k, a, b in events if a <= e.t <= b + 1.0), "quiet")
-                by_kind.setdefault(kind, {}).setdefault(e.label, 0)
-                by_kind[kind][e.label] += 1
-        out[design] = {"stream_minutes": round(minutes, 2), "seed": seed,
+    out: dict[str, dict[str, Any]] = {design: {} for design in designs}
+    for unknown in unknowns:
+        decider, _ = open_set_model(dataclasses.replace(cfg, teach=dataclasses.replace(cfg.teach, unknown=unknown)),
+                                    model)
+        for design in designs:
+            settings = dataclasses.replace(cfg.sound, decision=design, max_latency_s=None)
+            pipe = SoundPipeline(decider.predict, decider.labels, params, settings,
+                                 agree_labels=decider.builtin_labels)
+            shown = [e for i in range(0, len(pcm), chunk) for e in pipe.step(pcm[i : i + chunk], i)
+                     if isinstance(e, ClassDetected)]
+            by_kind: dict[str, dict[str, int]] = {}
+            for e in shown:
+                if e.label in builtin:
+                    kind = next((k for k, a, b in events if a <= e.t <= b + 1.0), "quiet")
+                    by_kind.setdefault(kind, {}).setdefault(e.label, 0)
+                    by_kind[kind][e.label] += 1
+            figures = {"stream_minutes": round(minutes, 2), "seed": seed,
                        **per_hour([e.label for e in shown], builtin, len(pcm) / params.sample_rate),
                        "builtin_by_kind": by_kind}
+            if unknown == "default":
+                out[design].update(figures)
+            else:
+                out[design][unknown] = figures
     return out

@@ -130,6 +130,11 @@ def designs_table(results: dict[str, Any]) -> list[str]:
         row("false pictures per hour, negatives stream: built-in / taught (teach-me cards)",
             lambda d: (f"{designs[d]['negatives']['builtin_per_hour']:.0f} / {designs[d]['negatives']['taught_per_hour']:.0f}"
                        f" ({designs[d]['negatives']['unknown_cards_per_hour']:.0f})") if "negatives" in designs[d] else "–"),
+        row("same with `[teach] unknown = \"strict\"`: built-in / taught (teach-me cards)",
+            lambda d: (f"{designs[d]['negatives']['strict']['builtin_per_hour']:.0f} / "
+                       f"{designs[d]['negatives']['strict']['taught_per_hour']:.0f}"
+                       f" ({designs[d]['negatives']['strict']['unknown_cards_per_hour']:.0f})")
+            if "strict" in designs[d].get("negatives", {}) else "–"),
         row("device process CPU, % of one core",
             lambda d: _num(figures[f"e2e_sound_{d}.cpu_percent"]["median"]) if f"e2e_sound_{d}.cpu_percent" in figures
             else "–"),

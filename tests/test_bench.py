@@ -244,5 +244,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
         assert len(results["notes"]["e2e_sound_taught"]) == 5
         assert all(d["negatives"]["stream_minutes"] == 1.0 and d["negatives"]["builtin_per_hour"] >= 0
                    for d in designs.values())
-        assert "false pictures per hour" in md
+        # ... and once more with [teach] unknown = "strict" (the committed model carries that calibration).
+        assert all(d["negatives"]["strict"]["stream_minutes"] == 1.0 and d["negatives"]["strict"]["builtin_per_hour"] >= 0
+                   for d in designs.values())
+        assert "false pictures per hour" in md and 'unknown = "strict"' in md
         assert "side by side" in md and "Sound path per decision hop" in md
