@@ -103,12 +103,12 @@ def by_class(truth: list[dict[str, Any]], rows: list[dict[str, Any]]) -> dict[st
     hits = matched(truth, rows)
     out: dict[str, dict[str, float]] = {}
     for label in sorted({c["label"] for c in truth}):
-        mine = [hit for clip, hit in hits if clip["label"] == label]
-        lat = [(hit["wall"] - clip["onset"]) * 1e3 for clip, hit in hits if clip["label"] == label]
+        mine = [(clip, hit) for clip, hit in hits if clip["label"] == label]
+        lat = [(hit["wall"] - clip["onset"]) * 1e3 for clip, hit in mine]
         out[label] = {"clips": sum(c["label"] == label for c in truth), "correct": len(mine),
                       "p50_ms": float(np.median(lat)) if lat else float("nan"),
                       "max_ms": max(lat) if lat else float("nan"),
-                      "early": sum(bool(hit.get("early")) for hit in mine)}
+                      "early": sum(bool(hit.get("early")) for _, hit in mine)}
     return out
 
 

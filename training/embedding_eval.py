@@ -119,11 +119,14 @@ class OpenSet:
         centres = d["class_centres"]
         rows = [centres[label] for label in labels] if isinstance(centres, dict) else centres
         take = d.get("take_max_distance")
-        per = d.get("class_thresholds")
+        from device.sound.open_set import parse_class_thresholds
+
+        # The box's own reading of the per-class pairs; a class not listed keeps the global pair.
+        per = parse_class_thresholds(d.get("class_thresholds"), labels, "open_set")
         conf = dist = None
         if per:
-            conf = np.array([float(per.get(n, {}).get("min_confidence", d["min_confidence"])) for n in labels])
-            dist = np.array([float(per.get(n, {}).get("max_centre_distance", d["max_centre_distance"])) for n in labels])
+            pairs = np.array([per.get(n, (d["min_confidence"], d["max_centre_distance"])) for n in labels], float)
+            conf, dist = pairs[:, 0], pairs[:, 1]
         return cls(float(d["min_confidence"]), float(d["max_centre_distance"]), unit(np.asarray(rows)),
                    float(d["taught_max_distance"]), float(take) if take is not None else None, conf, dist)
 

@@ -126,13 +126,11 @@ class OpenSetParams:
             if v is None:
                 v = block.get(key)
             if v is not None:
-                if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
-                    raise ModelError(f"{where}: open_set {key} = {v!r}: expected a number >= 0")
-                values[key] = float(v)
+                values[key] = _threshold(v, f"{where}: open_set {key}")
         per_class = {}
         # A config override of either threshold means one pair for every class (what the user asked for).
         if overrides.get("min_confidence") is None and overrides.get("max_centre_distance") is None:
-            per_class = _class_thresholds(block.get("class_thresholds"), labels, where)
+            per_class = parse_class_thresholds(block.get("class_thresholds"), labels, where)
         return cls(class_centres=centres, class_thresholds=per_class, **values)
 
     def for_class(self, label: str) -> tuple[float, float | None]:
@@ -162,7 +160,7 @@ def calibration_block(block: Mapping[str, Any], unknown: str, where: str) -> Map
     return out
 
 
-def _class_thresholds(block: Any, labels: Sequence[str], where: str) -> dict[str, tuple[float, float]]:
+def parse_class_thresholds(block: Any, labels: Sequence[str], where: str) -> dict[str, tuple[float, float]]:
     """``open_set.class_thresholds`` ({label: {min_confidence, max_centre_distance}}) checked and as pairs."""
     if block is None:
         return {}
@@ -172,14 +170,17 @@ def _class_thresholds(block: Any, labels: Sequence[str], where: str) -> dict[str
     for label, pair in block.items():
         if label not in labels:
             raise ModelError(f"{where}: open_set class_thresholds names {label!r}, which is not one of the labels")
-        vals = []
-        for key in ("min_confidence", "max_centre_distance"):
-            v = pair.get(key) if isinstance(pair, Mapping) else None
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
-                raise ModelError(f"{where}: open_set class_thresholds[{label!r}] {key} = {v!r}: expected a number >= 0")
-            vals.append(float(v))
-        out[label] = (vals[0], vals[1])
+        out[label] = tuple(_threshold(pair.get(key) if isinstance(pair, Mapping) else None,
+                                      f"{where}: open_set class_thresholds[{label!r}] {key}")
+                           for key in ("min_confidence", "max_centre_distance"))
     return out
+
+
+def _threshold(v: Any, what: str) -> float:
+    """A metadata threshold as a float, or one line naming ``what`` when it is not a number >= 0."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v) or v < 0:
+        raise ModelError(f"{what} = {v!r}: expected a number >= 0")
+    return float(v)
 
 
 @dataclass(frozen=True)
