@@ -224,6 +224,8 @@ class TeachConfig:
     min_take_s: float = _spec(0.15, lo=0.01, hi=5.0, doc="sound above the gate a take needs")
     split_silence_s: float = _spec(0.5, lo=0.1, hi=5.0, doc="silence this long separates takes in one file")
     max_clipped: float = _spec(0.01, lo=0.0, hi=1.0, doc="fraction of samples at full scale that makes a take clipped")
+    max_sounds: int = _spec(100, lo=1, hi=1000, doc="taught sounds the box keeps; teaching one more is refused "
+                                                    "until one is forgotten (a button pressed all day fills no card)")
     unknown: str = _spec("default", choices=("default", "strict"),
                          doc="which calibration of the model decides built-in vs unknown: strict keeps 99 % "
                              "of the validation sounds instead of all, for a room with a TV or music (fewer "

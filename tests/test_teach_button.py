@@ -17,7 +17,7 @@ from device.config import TeachConfig
 from device.hardware.mic import PlaylistMic
 from device.screen.palette import class_colour
 from device.sound.taught import TaughtStore, colour_hex
-from device.sound.teach_button import ButtonTeacher, Prompt, TeachButton, TeachSession
+from device.sound.teach_button import FULL_TEXT, ButtonTeacher, Prompt, TeachButton, TeachSession
 from taught_helpers import StandInModel, join, silence, tone
 
 pytestmark = pytest.mark.device_venv
@@ -228,3 +228,15 @@ def test_a_full_card_is_not_blamed_on_the_sound(tmp_path, monkeypatch):
     assert taught == [] and shown[-1].text == "I couldn't save that sound! Ask a grown-up to check the box."
     assert TaughtStore(tmp_path / "t").labels() == [] and list((tmp_path / "t").iterdir()) == []
     assert not teacher.active
+
+
+def test_a_full_box_says_so_when_the_button_is_held_and_asks_for_no_takes(tmp_path):
+    """[teach] max_sounds: a button held all day must not fill the card; the screen says why at once."""
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, three_takes(), max_sounds=1)
+    drive(teacher, mic, clock)
+    assert [c.label for c in taught] == ["sound 1"]
+    teacher2, mic2, clock2, shown2, taught2, _ = setup_teacher(tmp_path, three_takes((700, 705, 695)), max_sounds=1)
+    teaching = drive(teacher2, mic2, clock2)
+    assert taught2 == [] and [p.text for p in shown2] == [FULL_TEXT]  # no "Make the sound!" prompt first
+    assert not any(teaching)  # the audio went on to the pipeline
+    assert TaughtStore(tmp_path / "t").labels() == ["sound 1"]

@@ -373,3 +373,24 @@ def test_after_a_model_update_each_recomputed_sound_asks_systemd_for_more_start_
     extend = f"EXTEND_TIMEOUT_USEC={int(builder.RECOMPUTE_EXTEND_S * 1e6)}"
     assert sent.count(extend) == 2, sent
     assert sorted(app.sound_model.decider.taught) == ["meow", "moo"]
+
+
+def test_a_full_box_refuses_a_new_sound_in_one_line_but_replaces_a_known_one(tmp_path, capsys, standin):
+    """[teach] max_sounds caps the taught folder: one more is refused (no --force for it), nothing is lost,
+    and re-teaching a sound it already keeps still works."""
+    taught = tmp_path / "taught"
+    cfg = tmp_path / "box.toml"
+    cfg.write_text(f'[teach]\ndir = "{taught}"\nmax_sounds = 1\n')
+    moo = [wav(tmp_path, f"moo{i}.wav", tone(f, 0.6)) for i, f in enumerate((296, 300, 304))]
+    peep = [wav(tmp_path, f"peep{i}.wav", tone(f, 0.6)) for i, f in enumerate((696, 700, 704))]
+    assert run(capsys, "teach", "moo", *moo, "--config", str(cfg))[0] == 0
+    before = (taught / "moo" / "class.json").read_bytes()
+    rc, out, err = run(capsys, "teach", "peep", *peep, "--config", str(cfg), "--force")
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert str(taught) in err and "max_sounds" in err and "forget" in err
+    assert sorted(p.name for p in taught.iterdir()) == ["moo"]
+    assert (taught / "moo" / "class.json").read_bytes() == before
+    rc, out, err = run(capsys, "teach", "moo", *moo, "--config", str(cfg), "--force")
+    assert rc == 0, err
+    assert run(capsys, "forget", "moo", "--config", str(cfg))[0] == 0
+    assert run(capsys, "teach", "peep", *peep, "--config", str(cfg))[0] == 0

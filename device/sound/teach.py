@@ -54,6 +54,18 @@ class TeachRefused(SaySeeError):
     """Enrolment stopped by a check (warnings already printed); ``--force`` overrides."""
 
 
+class TaughtFull(SaySeeError):
+    """The box keeps ``[teach] max_sounds`` taught sounds already: one must be forgotten first (no ``--force``)."""
+
+
+def check_room(store: TaughtStore, teach: TeachConfig, label: str | None = None) -> None:
+    """TaughtFull when a new sound (not a replacement of ``label``) would pass ``[teach] max_sounds``."""
+    labels = store.labels()
+    if label not in labels and len(labels) >= teach.max_sounds:
+        raise TaughtFull(f"{store.root}: the box keeps {len(labels)} taught sounds, the most [teach] max_sounds "
+                         f"allows ({teach.max_sounds}); forget one first (python -m device forget LABEL)")
+
+
 @dataclass(frozen=True)
 class Take:
     """One take: mono int16 at the model's rate; ``source`` names the file (and the take in it)."""
@@ -314,6 +326,7 @@ def enrol(store: TaughtStore, model: Any, label: str, takes: Sequence[Take], *, 
         raise ModelError(f"{getattr(model, 'path', 'the sound model')} has no embedding output: run make models")
     if not takes:
         raise TeachRefused(f"{label}: no takes to teach from")
+    check_room(store, teach, label)
     existing = [c for c in load_taught(store, model, params, silence_dbfs) if c.label != label]
     if (store.root / label).exists() and not force:
         raise TeachRefused(f"{store.root / label}: {label!r} is taught already; --force replaces it")
@@ -453,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:
         shown = args.model or _shown(cfg.sound.model)
         raise ModelError(f"{shown} has no embedding output: run make models")
     store = TaughtStore(args.taught or cfg.teach.dir)
+    check_room(store, cfg.teach, args.label)  # before any take is recorded
     silence = cfg.sound.silence_dbfs
     with tempfile.TemporaryDirectory(prefix="saysee-teach-") as tmp:
         files = list(args.files)

@@ -29,13 +29,14 @@ from device.config import TeachConfig
 from device.errors import SaySeeError
 from device.frontend import LogMelParams
 from device.sound.taught import TaughtClass, TaughtStorageError, TaughtStore, colour_hex
-from device.sound.teach import FULL_SCALE, SILENCE_DBFS, Take, enrol, next_generated_name
+from device.sound.teach import FULL_SCALE, SILENCE_DBFS, Take, TaughtFull, check_room, enrol, next_generated_name
 
 log = logging.getLogger("saysee")
 
 PROMPT_COLOUR = (1.0, 0.55, 0.0)  # amber: make the sound now
 CAPTURE_COLOUR = (1.0, 0.0, 0.0)  # red: hearing it
 PROBLEM_COLOUR = (0.4, 0.4, 0.4)  # grey: try again / gave up
+FULL_TEXT = "I know so many sounds! Ask a grown-up to forget one."  # [teach] max_sounds reached
 PRE_ROLL_S = 0.1  # audio kept from before the onset, so the take starts before its sound
 
 
@@ -201,6 +202,12 @@ class ButtonTeacher:
             if not getattr(self.model, "has_embedding", False):
                 self.show(Prompt("This sound model can't learn new sounds yet.", PROBLEM_COLOUR))
                 return False
+            try:
+                check_room(self.store, self.teach)
+            except TaughtFull as e:  # say so before the child makes the sound three times
+                log.warning("teach button: %s", e)
+                self.show(Prompt(FULL_TEXT, PROBLEM_COLOUR))
+                return False
             self.session, self._shown = TeachSession(self.teach, self.params, self.silence_dbfs), 0
             self._flush()
             return True
@@ -220,6 +227,10 @@ class ButtonTeacher:
             c = enrol(self.store, self.model, name, [Take(f"take {i}", t) for i, t in enumerate(takes, 1)],
                       teach=self.teach, params=self.params, silence_dbfs=self.silence_dbfs,
                       mapping={"colour": colour_hex(class_colour(name))}, log=log.warning)
+        except TaughtFull as e:  # a sound taught from the command line meanwhile took the last place
+            log.warning("teach button: %s", e)
+            self.show(Prompt(FULL_TEXT, PROBLEM_COLOUR))
+            return
         except TaughtStorageError as e:  # the card, not the sound: "try again" would never help
             log.error("teach button: %s", e)
             self.show(Prompt("I couldn't save that sound! Ask a grown-up to check the box.", PROBLEM_COLOUR))
