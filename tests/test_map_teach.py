@@ -439,3 +439,16 @@ def test_an_example_recorded_from_the_sim_mic(tmp_path, capsys, standin):
     assert "2 recorded take(s) of example 1" in out
     m = MappingStore(tmp_path / "t").load()
     assert [len(ex["takes"]) for ex in m.examples] == [2, 1]
+
+
+def test_a_demonstration_missing_an_output_is_one_line_not_a_box_that_cannot_start(tmp_path, standin, caplog):
+    store = MappingStore(tmp_path / "taught")
+    examples, demo, _ = _demo(standin)
+    store.save(examples, demo, 16000, "standin-1")
+    data = json.loads((store.folder / FILE).read_text())
+    del data["examples"][0]["outputs"]["cc74"]
+    (store.folder / FILE).write_text(json.dumps(data))
+    with pytest.raises(MappingError, match=r"mapping.json: damaged mapping \(example 'tone .*' sets \['rgb'\]"):
+        store.load()
+    _, mapper = continuous_mapping(cfg_for(tmp_path, str(store.root)), standin)
+    assert isinstance(mapper.mapping, DefaultMapping)

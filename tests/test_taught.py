@@ -104,7 +104,8 @@ def test_a_replacement_cut_between_its_two_renames_gets_the_old_class_back(tmp_p
     store = TaughtStore(tmp_path)
     _add(store, "moo", StandInModel())
     os.rename(tmp_path / "moo", tmp_path / ".old-moo.0123abcd")  # the old one moved away, the new never arrived
-    assert store.labels() == ["moo"] and store.get("moo").takes
+    assert store.labels() == []  # listing only reads: a teach may still be under way
+    assert [c.label for c in store.load()] == ["moo"] and store.get("moo").takes  # a CLI's load recovers
 
 
 def test_stale_staging_folders_are_removed_fresh_ones_kept(tmp_path):
@@ -237,3 +238,68 @@ def test_damaged_window_embeddings_are_one_line_naming_the_file(tmp_path):
     with pytest.raises(TaughtError, match="window_embeddings") as e:
         store.get("moo")
     assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_rename_cut_before_class_json_is_rewritten_keeps_the_sound_reachable(tmp_path, monkeypatch, caplog):
+    """The folder's name is the label: a full card after the folder moved loses nothing and strands nothing."""
+    store = TaughtStore(tmp_path)
+    _add(store, "sound 1", StandInModel())
+
+    def full(path, data, **kw):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(taught_mod, "write_atomic", full)
+    c = store.rename("sound 1", "moo")
+    assert c.label == "moo" and "still says 'sound 1'" in caplog.text
+    assert store.labels() == ["moo"] and store.get("moo").label == "moo"
+    monkeypatch.undo()
+    store.forget("moo")
+    assert store.labels() == [] and list(tmp_path.iterdir()) == []
+
+
+def test_storage_errors_of_rename_update_and_forget_are_one_line(tmp_path, monkeypatch):
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", StandInModel())
+
+    def denied(*a, **k):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(taught_mod.os, "rename", denied)
+    monkeypatch.setattr(taught_mod, "write_atomic", denied)
+    for change in (lambda: store.rename("moo", "cow"), lambda: store.forget("moo"),
+                   lambda: store.update("moo", mapping={"note": 60})):
+        with pytest.raises(taught_mod.TaughtStorageError, match=r"moo: could not change the taught sound "
+                                                                r"\(Operation not permitted\)"):
+            change()
+    monkeypatch.undo()
+    assert store.labels() == ["moo"] and "note" not in store.get("moo").mapping
+
+
+def test_a_sound_taught_meanwhile_is_never_replaced_unasked(tmp_path, monkeypatch):
+    """Two teaches of one name at once (the CLI and the button): the second to arrive is refused, the
+    first one's sound stays."""
+    store = TaughtStore(tmp_path)
+    real = taught_mod.write_atomic
+    raced = []
+
+    def other_teach_lands_first(path, data, **kw):
+        if not raced and path.name == CLASS_FILE:
+            raced.append(True)
+            _add(TaughtStore(tmp_path), "moo", StandInModel(), mapping={"note": 60})
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(taught_mod, "write_atomic", other_teach_lands_first)
+    with pytest.raises(TaughtError, match="was taught meanwhile"):
+        _add(store, "moo", StandInModel(), mapping={"note": 72})
+    monkeypatch.undo()
+    assert store.labels() == ["moo"] and store.get("moo").mapping == {"note": 60}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["moo"]  # no staging folder left
+
+
+def test_a_look_with_another_model_rewrites_nothing(tmp_path):
+    """classify --model OTHER recomputes prototypes in memory only: the box's own prototypes stay."""
+    store = TaughtStore(tmp_path)
+    _add(store, "moo", StandInModel(version="v1", seed=1))
+    before = (tmp_path / "moo" / CLASS_FILE).read_bytes()
+    (c,) = load_taught(store, StandInModel(version="v2", seed=2), LogMelParams(), -45.0, recover=False, save=False)
+    assert c.embedding_version == "v2" and (tmp_path / "moo" / CLASS_FILE).read_bytes() == before

@@ -240,3 +240,28 @@ def test_a_full_box_says_so_when_the_button_is_held_and_asks_for_no_takes(tmp_pa
     assert taught2 == [] and [p.text for p in shown2] == [FULL_TEXT]  # no "Make the sound!" prompt first
     assert not any(teaching)  # the audio went on to the pipeline
     assert TaughtStore(tmp_path / "t").labels() == ["sound 1"]
+
+
+def test_clicks_every_few_seconds_cannot_keep_a_session_open_for_ever(tmp_path):
+    """Too-short takes restart the wait; the session as a whole still ends, and the box listens again."""
+    click = join(tone(900, 0.05), silence(1.95))
+    audio = join(silence(1.8), *[click] * 60)  # two minutes of a clock ticking every 2 s
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, audio, wait_s=3.0, take_s=2.0)
+    teaching = drive(teacher, mic, clock)
+    assert taught == [] and shown[-1].text.startswith("That took too long")
+    limit = 3 * (3.0 + 2.0)
+    ended = len(teaching) - teaching[::-1].index(True)  # chunks (0.05 s) until the last one taught
+    assert ended * 0.05 <= 1.8 + limit + 0.5 and not teaching[-1]
+    assert sum(p.text.startswith("Too short") for p in shown) >= 3  # the clicks were heard and refused
+
+
+def test_the_button_runs_no_crash_recovery_inside_the_running_box(tmp_path):
+    """A CLI half-way through replacing a sound (old one moved aside) while a child teaches with the button:
+    the box leaves the CLI's folders alone."""
+    teacher, mic, clock, shown, taught, _ = setup_teacher(tmp_path, three_takes())
+    store = TaughtStore(tmp_path / "t")
+    store.root.mkdir(parents=True)
+    aside = store.root / ".old-moo.0123abcd"
+    aside.mkdir()
+    drive(teacher, mic, clock)
+    assert [c.label for c in taught] == ["sound 1"] and aside.is_dir() and not (store.root / "moo").exists()

@@ -88,7 +88,8 @@ def _open_set(model: Model, taught: str, params: LogMelParams):
     if not getattr(model, "has_embedding", False):
         print(f"classify: note: {args_model_name(model)} has no embedding output: taught sounds are not used, "
               "'unknown' is decided by confidence alone", file=sys.stderr)
-    classes = load_taught(TaughtStore(taught), model, params, params.silence_dbfs)
+    # Read only: a look with another --model must not rewrite the prototypes the box's own model made.
+    classes = load_taught(TaughtStore(taught), model, params, params.silence_dbfs, recover=False, save=False)
     return OpenSetModel(model, build_decider(model, TeachConfig(), classes))
 
 

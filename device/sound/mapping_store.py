@@ -219,6 +219,10 @@ def _from_json(folder: Path) -> StoredMapping:
         output_columns(names)
         examples = [{"source": str(ex["source"]), "takes": [str(t) for t in ex["takes"]],
                      "outputs": _outputs_to_json(_outputs_from_json(ex["outputs"]))} for ex in data["examples"]]
+        for ex in examples:  # every demonstration must set every output, or encoding it fails at start-up
+            if set(ex["outputs"]) != set(names):
+                raise ValueError(f"example {ex['source']!r} sets {sorted(ex['outputs'])}, the mapping's outputs "
+                                 f"are {sorted(names)}")
         rows = np.asarray(data["rows"], np.float32)
         row_take = np.asarray(data["row_take"], int)
         n_takes = sum(len(ex["takes"]) for ex in examples)
@@ -334,8 +338,11 @@ class MappingStore:
         if not self.exists():
             raise MappingError(f"{self.root}: no mapping taught, nothing to forget")
         trash = self.root / f".staging-mapping-forget-{uuid.uuid4().hex[:8]}"
-        os.rename(self.folder, trash)
-        fsync_dir(self.root)
+        try:
+            os.rename(self.folder, trash)
+            fsync_dir(self.root)
+        except OSError as e:
+            raise MappingError(f"{self.folder}: could not forget the mapping ({e.strerror or e})") from None
         shutil.rmtree(trash, ignore_errors=True)
 
     def refresh(self, version: str | None, embed: EmbedTake | None) -> StoredMapping:

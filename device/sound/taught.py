@@ -26,6 +26,7 @@ ignores the key.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -132,8 +133,10 @@ def _from_json(folder: Path) -> TaughtClass:
         mapping = dict(data.get("mapping") or {})
         if mapping.get("colour"):
             parse_colour(mapping["colour"], f"{path} colour")
+        # The folder's name is the label: a rename is one folder rename, so a power cut before class.json
+        # is rewritten must not leave a sound listed under a name no command can reach.
         return TaughtClass(
-            label=str(data["label"]), folder=folder, takes=takes, sample_rate=int(data["sample_rate"]),
+            label=folder.name, folder=folder, takes=takes, sample_rate=int(data["sample_rate"]),
             prototype=None if proto is None else np.asarray(proto, dtype=np.float32),
             take_embeddings=None if embs is None else np.asarray(embs, dtype=np.float32),
             embedding_version=data.get("embedding_version"), mapping=mapping, created=str(data.get("created", "")),
@@ -173,7 +176,8 @@ class TaughtStore:
         return out
 
     def labels(self) -> list[str]:
-        return [c.label for c in self.load(on_error=lambda _msg: None)]
+        """The intact taught sounds' names; reads only (no crash recovery), so any process may ask."""
+        return [c.label for c in self.load(on_error=lambda _msg: None, recover=False)]
 
     def get(self, label: str) -> TaughtClass:
         folder = self.root / label
@@ -255,10 +259,16 @@ class TaughtStore:
             write_atomic(staging / CLASS_FILE, _to_json(c))
             fsync_dir(staging)
             old = None
-            if final.exists():
+            if replace and final.exists():
                 old = self.root / f".old-{label}.{uuid.uuid4().hex[:8]}"
                 os.rename(final, old)
-            os.rename(staging, final)
+            try:
+                os.rename(staging, final)  # fails onto a class taught meanwhile: never replaced unasked
+            except OSError as e:
+                if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and not replace:
+                    raise TaughtError(f"{final}: a taught sound {label!r} was taught meanwhile "
+                                      "(--force replaces it)") from None
+                raise
             fsync_dir(self.root)
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
@@ -275,6 +285,14 @@ class TaughtStore:
         write_atomic(c.folder / CLASS_FILE, _to_json(c), make_parents=False)
         return c
 
+    @contextlib.contextmanager
+    def _storing(self, what: Path):
+        """An OSError while changing ``what`` as one line (a read-only or full card, a CLI run without sudo)."""
+        try:
+            yield
+        except OSError as e:
+            raise TaughtStorageError(f"{what}: could not change the taught sound ({e.strerror or e})") from None
+
     def update(self, label: str, *, mapping: Mapping[str, Any] | None = None,
                picture: str | os.PathLike | None = None) -> TaughtClass:
         """Change a class's mapping (None values remove a key); ``picture`` copies a PNG into its folder."""
@@ -287,21 +305,30 @@ class TaughtStore:
                 m.pop(k, None)
             else:
                 m[k] = v
-        if picture:
-            write_atomic(c.folder / PICTURE_FILE, _read_picture(picture))
-            m["picture"] = PICTURE_FILE
-        return self._rewrite(_replace(c, mapping=m))
+        with self._storing(c.folder):
+            if picture:
+                write_atomic(c.folder / PICTURE_FILE, _read_picture(picture))
+                m["picture"] = PICTURE_FILE
+            return self._rewrite(_replace(c, mapping=m))
 
     def rename(self, label: str, new: str) -> TaughtClass:
-        """Rename a class: its folder moves in one step, then class.json takes the new name."""
+        """Rename a class: its folder moves in one step (the folder's name is the label), then class.json
+        is brought in line; a failure there loses nothing."""
         _check_folder_name(new)
         c = self.get(label)
         target = self.root / new
         if target.exists():
             raise TaughtError(f"{target}: a taught sound {new!r} exists already")
-        os.rename(c.folder, target)
-        fsync_dir(self.root)
-        return self._rewrite(_replace(c, label=new, folder=target))
+        with self._storing(c.folder):
+            os.rename(c.folder, target)
+            fsync_dir(self.root)
+        moved = _replace(c, label=new, folder=target)
+        try:
+            return self._rewrite(moved)
+        except OSError as e:
+            log.warning("taught sound %s: renamed, but %s still says %r (%s)", new, target / CLASS_FILE, label,
+                        e.strerror or e)
+            return moved
 
     def forget(self, label: str) -> None:
         """Remove a class, a damaged one too (its class.json is not read): renamed away in one step (gone for
@@ -311,17 +338,21 @@ class TaughtStore:
         if not (folder / CLASS_FILE).is_file():
             self.get(label)  # the one-line "no taught sound called ..." error
         trash = self.root / f".staging-forget-{uuid.uuid4().hex[:8]}"
-        os.rename(folder, trash)
-        fsync_dir(self.root)
+        with self._storing(folder):
+            os.rename(folder, trash)
+            fsync_dir(self.root)
         shutil.rmtree(trash, ignore_errors=True)
 
     def refresh(self, version: str | None, embed: EmbedTakes | None,
                 classes: Sequence[TaughtClass] | None = None,
-                on_recompute: Callable[[TaughtClass], None] = lambda c: None) -> list[TaughtClass]:
+                on_recompute: Callable[[TaughtClass], None] = lambda c: None,
+                save: bool = True) -> list[TaughtClass]:
         """Classes with prototypes for embedding ``version``: any made by another version is recomputed
         from its saved takes with ``embed`` and rewritten (kept in memory when the folder is read-only).
         A class stored before window embeddings existed gets them too, when ``embed`` gives them.
-        ``on_recompute(c)`` is called before each recompute (the service asks systemd for more start time)."""
+        ``on_recompute(c)`` is called before each recompute (the service asks systemd for more start time).
+        ``save=False`` keeps recomputed prototypes in memory only: for a look with another model (classify
+        --model), which must not rewrite the prototypes the box's own model made."""
         out = []
         for c in (self.load() if classes is None else classes):
             if embed is None or (c.embedding_version == version and c.prototype is not None
@@ -338,7 +369,8 @@ class TaughtStore:
                              take_embeddings=np.asarray(embs, np.float32), embedding_version=version,
                              window_embeddings=np.asarray(windows[0], np.float32) if windows else None)
             try:
-                self._rewrite(fresh)
+                if save:
+                    self._rewrite(fresh)
             except FileNotFoundError:
                 log.info("taught sound %s: forgotten or renamed while its prototype was recomputed", c.label)
                 continue

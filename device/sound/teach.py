@@ -251,15 +251,18 @@ def open_set_params(model: Any, teach: TeachConfig) -> OpenSetParams:
 
 
 def load_taught(store: TaughtStore, model: Any, params: LogMelParams, silence_dbfs: float,
-                on_recompute: Callable[[TaughtClass], None] = lambda c: None) -> list[TaughtClass]:
+                on_recompute: Callable[[TaughtClass], None] = lambda c: None, recover: bool = True,
+                save: bool = True) -> list[TaughtClass]:
     """The store's classes with prototypes for this model's embedding (recomputed after a model update;
-    ``on_recompute(c)`` before each).
+    ``on_recompute(c)`` before each). ``recover=False``: no crash recovery (the running box, which may race
+    a CLI half-way through a teach); ``save=False``: recomputed prototypes stay in memory.
 
     A model without an embedding can use no taught sound: they are kept on disk, unused.
     """
     if not getattr(model, "has_embedding", False):
         return []
-    classes = store.refresh(model.embedding_version, embedder(model, params, silence_dbfs), on_recompute=on_recompute)
+    classes = store.refresh(model.embedding_version, embedder(model, params, silence_dbfs),
+                            classes=store.load(recover=recover), on_recompute=on_recompute, save=save)
     return without_clashes(classes, model.labels)
 
 
@@ -319,15 +322,16 @@ def enrolment_problems(decider: OpenSetDecider, takes: Sequence[Take], embs: np.
 def enrol(store: TaughtStore, model: Any, label: str, takes: Sequence[Take], *, teach: TeachConfig,
           params: LogMelParams = LogMelParams(), silence_dbfs: float = SILENCE_DBFS,
           mapping: dict[str, Any] | None = None, picture: str | None = None, force: bool = False,
-          log: Callable[[str], None] = print) -> TaughtClass:
-    """Check and store one taught class; TeachRefused (after printing the warnings) unless ``force``."""
+          log: Callable[[str], None] = print, recover: bool = True) -> TaughtClass:
+    """Check and store one taught class; TeachRefused (after printing the warnings) unless ``force``.
+    ``recover=False`` for the running box's teach button (see ``load_taught``)."""
     check_label(label, model)
     if not getattr(model, "has_embedding", False):
         raise ModelError(f"{getattr(model, 'path', 'the sound model')} has no embedding output: run make models")
     if not takes:
         raise TeachRefused(f"{label}: no takes to teach from")
     check_room(store, teach, label)
-    existing = [c for c in load_taught(store, model, params, silence_dbfs) if c.label != label]
+    existing = [c for c in load_taught(store, model, params, silence_dbfs, recover=recover) if c.label != label]
     if (store.root / label).exists() and not force:
         raise TeachRefused(f"{store.root / label}: {label!r} is taught already; --force replaces it")
     decider = build_decider(model, teach, existing)

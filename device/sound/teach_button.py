@@ -101,6 +101,10 @@ class TeachSession:
         self._quiet = 0  # samples of quiet since the take's last loud frame
         self._loud = 0  # loud samples in the take
         self._waited = 0  # samples waited for a sound
+        self._elapsed = 0  # samples of the whole session
+        # Clicks every few seconds (a clock, a dripping tap) are takes too short to keep but restart the wait:
+        # the session as a whole gets each take's wait and length, so it always ends and the box listens again.
+        self._limit = int(self.teach.takes * (self.teach.wait_s + self.teach.take_s) * self.params.sample_rate)
         self._prompt()
 
     @property
@@ -123,6 +127,11 @@ class TeachSession:
         n = len(self._buf) // h
         frames, self._buf = self._buf[: n * h].reshape(n, h), self._buf[n * h :]
         for fr in frames:
+            self._elapsed += h
+            if self._elapsed > self._limit and self.state == "waiting":
+                self.state = "failed"
+                self._say("That took too long. Hold the button to try again.", PROBLEM_COLOUR)
+                return
             power = float(np.mean((fr.astype(np.float64) / 32768.0) ** 2))
             loud = 10 * np.log10(max(power, 1e-20)) >= self.silence_dbfs
             if self.state == "waiting":
@@ -226,7 +235,8 @@ class ButtonTeacher:
         try:
             c = enrol(self.store, self.model, name, [Take(f"take {i}", t) for i, t in enumerate(takes, 1)],
                       teach=self.teach, params=self.params, silence_dbfs=self.silence_dbfs,
-                      mapping={"colour": colour_hex(class_colour(name))}, log=log.warning)
+                      mapping={"colour": colour_hex(class_colour(name))}, log=log.warning,
+                      recover=False)  # inside the running box: never race a CLI's teach
         except TaughtFull as e:  # a sound taught from the command line meanwhile took the last place
             log.warning("teach button: %s", e)
             self.show(Prompt(FULL_TEXT, PROBLEM_COLOUR))
