@@ -77,7 +77,8 @@ class SoundConfig:
                                  doc="onset: a class that is the model's top choice, at early_agree_threshold or "
                                      "more, in every window of this long decides early too; 0 = only early_threshold")
     early_agree_threshold: float = _spec(0.5, lo=0.0, hi=1.0, doc="onset: see early_agree_s")
-    max_latency_s: float | None = _spec(0.75, lo=0.0, hi=10.0, doc="None: never skip (unpaced sim runs)")
+    # At 0 every window would be "stale" and skipped: a deaf box whose watchdog still pings.
+    max_latency_s: float | None = _spec(0.75, lo=0.1, hi=10.0, doc="None: never skip (unpaced sim runs)")
     gate_while_synth: bool = True
     num_threads: int = _spec(1, lo=1, hi=8)
 
@@ -137,7 +138,8 @@ class MicConfig:
     device: str = ""
     playlist: tuple[str, ...] = _spec((), path=True)
     realtime: bool = True
-    chunk: int = _spec(800, lo=64, hi=48000)
+    # At most 1 s at 16 kHz: a healthy mic must deliver well inside the app's stall limit (STALL_AFTER_S, 2 s).
+    chunk: int = _spec(800, lo=64, hi=16000)
     buffer_seconds: float = _spec(2.0, lo=0.25, hi=60)
 
 
@@ -407,6 +409,13 @@ def config_from_dict(data: Mapping[str, Any], path: str | Path = "<config>") -> 
             raise ConfigError(f"{path}: [note_colours] key {note!r}: expected a MIDI note number 0..127")
         note_colours[int(note)] = parse_colour(colour, f"{path}: [note_colours] {note}")
     cfg = Config(**sections, mapping=mapping, note_colours=note_colours, source=str(path))
+    hop = cfg.sound.hop_s
+    if hop is not None and abs(hop * 100 - round(hop * 100)) > 1e-6:  # the front end's 10 ms frames
+        raise ConfigError(f"{path}: [sound] hop_s = {hop}: expected a multiple of 0.01 s")
+    if cfg.audio_out.mode == "resynth" and cfg.audio_out.buffer_s < 2.0 / cfg.camera.fps:
+        # One camera frame's block would push out the last: audio dropped and an underrun every frame.
+        raise ConfigError(f"{path}: [audio_out] buffer_s = {cfg.audio_out.buffer_s}: must hold two camera "
+                          f"frames' audio, at least {2.0 / cfg.camera.fps:.3f} s at {cfg.camera.fps:g} fps")
     if cfg.sound.threshold_off > cfg.sound.threshold_on:
         raise ConfigError(f"{path}: [sound] threshold_off {cfg.sound.threshold_off} must not exceed "
                           f"threshold_on {cfg.sound.threshold_on}")

@@ -427,3 +427,61 @@ def test_the_sound_pipeline_runs_the_whole_sound_section(tmp_path):
     assert realtime.sound.settings == cfg.sound and realtime.sound.hop_s == 0.25
     unpaced = App(cfg, Devices(mic=PlaylistMic(playlist=[beeps(1.0)], realtime=False)), sound_model=ToneModel())
     assert unpaced.sound.settings == dataclasses.replace(cfg.sound, max_latency_s=None)  # never "late" when unpaced
+
+
+def test_a_worker_still_busy_at_shutdown_does_not_act_on_closed_devices(tmp_path):
+    """SIGTERM during a slow inference: shutdown's join gives up, closes the devices; the worker's late
+    detection must neither reach the closed LEDs nor turn a clean stop into a failed one."""
+    entered, release = threading.Event(), threading.Event()
+
+    class SlowFirstBeep(ToneModel):
+        def predict(self, feats):
+            if not entered.is_set():  # the first sound's inference: a slow Pi, a page-fault storm
+                entered.set()
+                release.wait(20)
+            return super().predict(feats)
+
+    leds = RecordingLeds()
+    app = App(tone_config(tmp_path), Devices(mic=PlaylistMic(playlist=[beeps(30.0, period=4.0, length=2.0)],
+                                                             realtime=True), leds=leds),
+              sound_model=SlowFirstBeep())
+    result = {}
+    runner = threading.Thread(target=lambda: result.setdefault("rc", app.run()))
+    runner.start()
+    assert entered.wait(15)
+    app.stop_event.set()
+    runner.join(20)
+    assert result["rc"] == 0 and leds.is_closed
+    release.set()  # the inference finishes after the devices closed
+    sound = next(t for t in app._threads if t.name == "sound")
+    sound.join(20)
+    assert not sound.is_alive() and app.failed_worker is None and app.counters.errors == 0
+
+
+def test_a_box_that_fails_after_its_devices_opened_closes_them(tmp_path, monkeypatch):
+    """Restart=on-failure would otherwise reopen (and reset) a serial synth every 5 s with the old port open."""
+    import device.runtime.builder as builder
+    import device.sound.teach as teach
+    from device.errors import ConfigError
+
+    cfg = config_from_dict({"app": {"status_file": str(tmp_path / "s.json")}, "mic": {"backend": "sim"},
+                            "leds": {"backend": "sim"}, "display": {"backend": "sim"}, "synth": {"backend": "sim"}},
+                           tmp_path / "box.toml")
+    opened = {}
+
+    def spy(*a, **k):
+        opened["dev"] = real_open(*a, **k)
+        return opened["dev"]
+
+    def refuse(*a, **k):
+        raise ConfigError(f"{cfg.source}: refused by the app")
+
+    real_open = builder.open_devices
+    monkeypatch.setattr(builder, "open_devices", spy)
+    monkeypatch.setattr(builder, "load_models", lambda cfg: (ToneModel(), None))
+    monkeypatch.setattr(teach, "open_set_model", lambda cfg, sound, extend: (sound, []))
+    monkeypatch.setattr(builder, "App", refuse)
+    with pytest.raises(ConfigError, match="refused by the app"):
+        builder.build_app(cfg)
+    dev = opened["dev"]
+    assert dev.synth.is_closed and dev.leds.is_closed

@@ -71,6 +71,12 @@ note = 60
     ("[leds]\nhardware_pwm_pins = [12, 99]\n", r"\[leds\] hardware_pwm_pins\[1\] = 99: expected an integer between 0"),
     ("[leds]\ngpio_module = 'lgpio'\n", r"\[leds\] gpio_module = 'lgpio': expected one of"),
     ("[display]\nevery_nth = 0\n", r"\[display\] every_nth = 0: expected an integer between 1"),
+    # Values that used to pass and then failed or misbehaved on the box:
+    ("[sound]\nmax_latency_s = 0\n", r"\[sound\] max_latency_s = 0: expected a number between 0.1"),  # deaf
+    ("[sound]\nhop_s = 0.033\n", r"\[sound\] hop_s = 0.033: expected a multiple of 0.01 s"),
+    ("[mic]\nchunk = 48000\n", r"\[mic\] chunk = 48000: expected an integer between 64 and 16000"),
+    ("[audio_out]\nmode = 'resynth'\nbuffer_s = 0.05\n[camera]\nfps = 30\n",
+     r"\[audio_out\] buffer_s = 0.05: must hold two camera frames' audio, at least 0.067 s at 30 fps"),
 ])
 def test_bad_config_names_file_key_and_expectation(tmp_path, text, message):
     path = write(tmp_path, text)

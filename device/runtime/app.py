@@ -132,6 +132,7 @@ class App:
         self.last_event: str | None = None
         self.state = "starting"
         self.failed_worker: str | None = None
+        self._devices_closed = False
         self.status = StatusFile(cfg.app.status_file)
         self.notifier = notifier
         self.on_event = on_event
@@ -205,6 +206,8 @@ class App:
     def dispatch(self, actions: list[Action]) -> None:
         """Carry out actions on whichever devices exist (a missing device ignores its actions)."""
         with self._lock:
+            if self._devices_closed:  # a worker finishing after shutdown: the devices are gone
+                return
             for a in actions:
                 if isinstance(a, SetLed):
                     if self.dev.leds is not None and a.brightness > 0:
@@ -262,14 +265,17 @@ class App:
         """An input was processed: feed the watchdog if every running input is progressing."""
         now = self.clock()
         self._progress[name] = now
-        if all(now - t <= self.stall_after_s for t in self._progress.values()):
+        if all(now - t <= self.stall_after_s for t in self._progress.copy().values()):
             self._notify("heartbeat")
 
     def stalled_inputs(self) -> list[str]:
         """Inputs that processed nothing for longer than ``stall_after_s`` (e.g. an unplugged mic, a pipeline
         failing on every chunk, a display wedged in its driver)."""
-        now = self.clock()
-        return sorted(n for n, t in self._progress.items() if now - t > self.stall_after_s)
+        # A copy: workers add and drop their entries from their own threads while this one reads.
+        return self._stalled(self._progress.copy(), self.clock())
+
+    def _stalled(self, progress: dict[str, float], now: float) -> list[str]:
+        return sorted(n for n, t in progress.items() if now - t > self.stall_after_s)
 
     # ------------------------------------------------------------ workers
 
@@ -400,11 +406,11 @@ class App:
     def status_dict(self) -> dict[str, Any]:
         mic, cam, synth = self.dev.mic, self.dev.camera, self.dev.synth
         now = self.clock()
-        stalled = self.stalled_inputs()
+        progress = self._progress.copy()  # one view: a worker may drop its entry meanwhile
+        stalled = self._stalled(progress, now)
         return {
             "state": "stalled" if stalled and self.state == "running" else self.state,
-            "stalled": [f"{name} delivered nothing for {now - self._progress[name]:.1f} s" for name in stalled
-                        if name in self._progress],
+            "stalled": [f"{name} delivered nothing for {now - progress[name]:.1f} s" for name in stalled],
             "failed_worker": self.failed_worker,
             "pid": os.getpid(),
             "updated": time.time(),
@@ -504,7 +510,9 @@ class App:
         self.stop_event.set()
         for t in self._threads:
             t.join(timeout=1.0)
-        self.dev.close()
+        with self._lock:  # never while a worker is half-way through an action (a pin write during cleanup)
+            self._devices_closed = True
+            self.dev.close()
         if self.teach_button is not None:
             self.teach_button.close()
         self.state = "failed" if self.failed_worker else "stopped"

@@ -143,6 +143,12 @@ def build_app(cfg: Config, sim: bool = False, out_dir: str | Path | None = None,
         except BaseException:
             devices.close()
             raise
-    app = App(cfg, devices, sound_model=decision, marimba=marimba, notifier=watchdog, on_event=on_event,
-              responder=responder, teach_button=teach_button)
+    try:
+        app = App(cfg, devices, sound_model=decision, marimba=marimba, notifier=watchdog, on_event=on_event,
+                  responder=responder, teach_button=teach_button)
+    except BaseException:  # a serial port left open would be reopened (and a synth reset) at every restart
+        devices.close()
+        if teach_button is not None:
+            teach_button.close()
+        raise
     return app, watchdog.stop
