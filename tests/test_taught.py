@@ -303,3 +303,15 @@ def test_a_look_with_another_model_rewrites_nothing(tmp_path):
     before = (tmp_path / "moo" / CLASS_FILE).read_bytes()
     (c,) = load_taught(store, StandInModel(version="v2", seed=2), LogMelParams(), -45.0, recover=False, save=False)
     assert c.embedding_version == "v2" and (tmp_path / "moo" / CLASS_FILE).read_bytes() == before
+
+
+def test_a_long_take_brings_no_more_window_prototypes_than_a_short_one(tmp_path):
+    """Window prototypes count near-by-chance matches; their number per take is what the decision was tuned on."""
+    from device.sound.teach import MAX_TAKE_WINDOWS, embed_take_windows, onset_windows
+
+    m = StandInModel()
+    short = embed_take_windows(m, tone(300, 3.0), LogMelParams(), -45.0)[2]
+    long = embed_take_windows(m, tone(300, 60.0), LogMelParams(), -45.0)[2]
+    onsets = len(onset_windows(tone(300, 3.0), LogMelParams(), -45.0))
+    assert len(short) - onsets <= MAX_TAKE_WINDOWS  # a button-length take is not cut
+    assert len(long) - onsets == MAX_TAKE_WINDOWS

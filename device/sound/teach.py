@@ -158,6 +158,11 @@ def read_takes(path: str | os.PathLike, params: LogMelParams, teach: TeachConfig
 # ------------------------------------------------------------------ embeddings
 
 
+# The body windows a take gives at most: about what a 3 s take (the button's) gives at the 0.25 s hop, which
+# taught_window_share was tuned on; a 2-minute take would otherwise bring ~480 near-by-chance prototypes.
+MAX_TAKE_WINDOWS = 16
+
+
 def take_windows(audio: np.ndarray, params: LogMelParams, silence_dbfs: float) -> list[np.ndarray]:
     """Model inputs for one take: the take padded with silence and seen at every hop position,
     keeping the windows that hold most of its sound (the pipeline sees it at any position too)."""
@@ -171,6 +176,8 @@ def take_windows(audio: np.ndarray, params: LogMelParams, silence_dbfs: float) -
     sound = [int(np.count_nonzero(loud[s // h : (s + n) // h])) for s in starts]
     best = max(sound) if sound else 0
     keep = [s for s, k in zip(starts, sound) if k >= 0.5 * best and k > 0] or starts[:1]
+    if len(keep) > MAX_TAKE_WINDOWS:  # evenly over a long take: its share of prototypes stays a 3 s take's
+        keep = [keep[i] for i in np.linspace(0, len(keep) - 1, MAX_TAKE_WINDOWS).round().astype(int)]
     return [window_features(padded[s : s + n], params) for s in keep]
 
 
