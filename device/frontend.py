@@ -116,11 +116,27 @@ class NoteParams:
 
 
 def dataclass_from_dict(cls, data: Mapping[str, Any]):
-    """``cls(**data)`` for a frozen parameter dataclass, refusing unknown fields by name."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    """``cls(**data)`` for a frozen parameter dataclass, refusing unknown fields by name and values whose
+    kind differs from the field's default (a number given as text fails here, not mid-stream)."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{cls.__name__}: expected a JSON object, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+    for name, v in data.items():
+        default = fields[name].default
+        if isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v)) \
+                and (isinstance(v, int) or not isinstance(default, int))
+        elif isinstance(default, tuple):
+            ok = isinstance(v, (list, tuple))
+        else:  # nested parameter blocks and None defaults are checked where they are built
+            ok = True
+        if not ok:
+            raise ValueError(f"{cls.__name__} {name} = {v!r}: expected {type(default).__name__} like {default!r}")
     return cls(**dict(data))
 
 

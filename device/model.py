@@ -68,6 +68,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     labels = meta["labels"]
     if not isinstance(labels, list) or not labels or not all(isinstance(x, str) for x in labels):
         raise ModelError(f"{path}: 'labels' must be a non-empty list of names")
+    shape = meta["input_shape"]
+    if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool)
+                                                           and d > 0 for d in shape):
+        raise ModelError(f"{path}: 'input_shape' must be a list of positive integers, not {shape!r}")
+    if not isinstance(meta["frontend"], dict):
+        raise ModelError(f"{path}: 'frontend' must be a JSON object of front-end settings")
+    emb = meta.get("embedding")
+    if emb is not None and not (isinstance(emb, dict) and isinstance(emb.get("dim", 0), int)
+                                and not isinstance(emb.get("dim"), bool)):
+        raise ModelError(f"{path}: 'embedding' must be a JSON object with an integer 'dim', not {emb!r}")
     notes = meta.get("notes")
     if notes is not None and (not isinstance(notes, list) or len(notes) != len(labels)):
         raise ModelError(f"{path}: 'notes' must list one MIDI note per label ({len(labels)})")

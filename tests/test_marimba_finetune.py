@@ -136,3 +136,12 @@ def test_joint_peak_tuning_without_own_look_videos_is_one_line(tmp_path, capsys)
     rc = main(["--quick", "--peaks-on", "val+replay", "--out", str(tmp_path / "o")])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("train-marimba:")]
     assert rc != 0 and len(err) == 1 and "--peaks-on val+replay" in err[0]
+
+
+def test_held_out_recordings_without_training_ones_are_refused(capsys):
+    """Without --data the run would train on synthetic videos and report a figure nobody asked for."""
+    from training.train_marimba import parse_args
+
+    with pytest.raises(SystemExit) as e:
+        parse_args(["--test-data", "rec9", "--out", "x"])
+    assert e.value.code == 2 and "--data" in capsys.readouterr().err.splitlines()[-1]

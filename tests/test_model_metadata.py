@@ -151,3 +151,36 @@ def test_run_refuses_a_marimba_model_as_the_sound_model(tmp_path):
     r = subprocess.run([sys.executable, "-m", "device", "run", "--config", str(cfg)],
                        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT)
     _one_line(r, str(path.with_suffix(".json")), "a sound model is needed")
+
+
+@pytest.mark.parametrize("key, value, needle", [
+    ("input_shape", 5, "'input_shape' must be a list of positive integers"),
+    ("input_shape", [64, "x", 1], "'input_shape' must be a list of positive integers"),
+    ("frontend", "x", "'frontend' must be a JSON object"),
+    ("embedding", [1], "'embedding' must be a JSON object with an integer 'dim'"),
+    ("embedding", {"dim": "big"}, "'embedding' must be a JSON object with an integer 'dim'"),
+])
+def test_metadata_of_the_wrong_type_is_one_line_not_a_traceback(tmp_path, key, value, needle):
+    def edit(meta):
+        meta[key] = value
+
+    path = copy_model(SOUND, tmp_path, edit)
+    with pytest.raises(ModelError, match=needle) as e:
+        Model(path, expected_frontend=LogMelParams())
+    assert str(path.with_suffix(".json")) in str(e.value)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: m.pop("marimba"), "lacks the 'marimba' section"),
+    (lambda m: m["marimba"].update(bogus=1), "unknown MarimbaSpec field(s): bogus"),
+    (lambda m: m["marimba"].update(notes="C4"), "MarimbaSpec notes = 'C4'"),
+    (lambda m: m["marimba"]["crop"].update(top=0.9, bottom=0.1), "bad crop"),
+    (lambda m: m["marimba"]["peaks"].update(refractory_s=None), "PeakParams refractory_s = None"),
+])
+def test_a_bad_marimba_section_is_one_line_naming_the_metadata(tmp_path, edit, needle):
+    from device.marimba.pipeline import MarimbaPipeline
+
+    path = copy_model(MARIMBA, tmp_path, edit)
+    with pytest.raises(ModelError) as e:
+        MarimbaPipeline.from_model_path(path)
+    assert str(path.with_suffix(".json")) in str(e.value) and needle in str(e.value)

@@ -327,3 +327,24 @@ def test_content_span_trims_silence():
     start, end = content_span(x, SR)
     assert start == pytest.approx(0.5, abs=0.011) and end == pytest.approx(1.5, abs=0.011)
     assert content_span(np.zeros(SR), SR) == (0.0, 1.0)
+
+
+def test_a_file_name_that_is_not_utf8_still_gets_a_fold():
+    """A card written on another system (Latin-1 names, decoded by Python as surrogates)."""
+    latin1 = os.fsdecode(b"caf\xe9.wav")
+    assert 1 <= hash_fold(latin1) <= 5
+    assert hash_fold("café.wav") == 1 + int(__import__("hashlib").sha1("café.wav".encode()).hexdigest()[:8], 16) % 5
+
+
+def test_a_long_file_is_read_only_as_far_as_its_clip(tmp_path):
+    """The clip of a 2-minute 48 kHz file equals the first seconds of the whole file, read with less memory."""
+    from training.datasets.audio_io import load_files, read_audio, write_wav
+
+    rng = np.random.default_rng(0)
+    long = tmp_path / "long.wav"
+    write_wav(long, 0.1 * rng.standard_normal(48000 * 120).astype(np.float32), 48000)
+    (clip,), _ = load_files([(str(long), "x", 1)], sample_rate=16000, clip_seconds=4.0, progress=False, workers=1,
+                            desc="t")
+    whole = read_audio(long, 16000)[: 4 * 16000]
+    assert clip.audio.shape == (4 * 16000,)
+    assert np.max(np.abs(clip.audio[: -160] - whole[: -160])) < 1e-3  # the resampler's last 10 ms may differ

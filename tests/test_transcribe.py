@@ -243,8 +243,61 @@ def _bad_calibration(video, tmp):
     return [f, "--calibration", cal], [str(cal), "calibration"]
 
 
+def _manifest_edit(rendered, tmp, **changes):
+    f = _copy(rendered, tmp / "rec", video="npy")
+    m = json.loads((f / MANIFEST).read_text())
+    m.update(changes)
+    (f / MANIFEST).write_text(json.dumps(m))
+    return f
+
+
+def _frame_size_one_number(video, tmp):
+    f = _manifest_edit(video, tmp, frame_size=[96])
+    return [f], [str(f / MANIFEST), "frame_size = [96]"]
+
+
+def _video_not_a_name(video, tmp):
+    f = _manifest_edit(video, tmp, video=5)
+    return [f], [str(f / MANIFEST), "video = 5"]
+
+
+def _nan_frame_time(video, tmp):
+    f = _copy(video, tmp / "rec", video="npy")
+    lines = (f / "frame_times.csv").read_text().splitlines()
+    lines[5] = "nan" if "," not in lines[5] else lines[5].rsplit(",", 1)[0] + ",nan"
+    (f / "frame_times.csv").write_text("\n".join(lines) + "\n")
+    return [f], [str(f / "frame_times.csv"), "NaN"]
+
+
+def _short_audio_compare(video, tmp):
+    from device.wavfile import write_wav
+
+    f = _copy(video, tmp / "rec", video="npy")
+    write_wav(f / AUDIO, video.audio[: video.sample_rate], video.sample_rate)  # 1 s of an 8 s take
+    return [f, "--compare"], [str(f), "lasts 1.000 s"]
+
+
+def _calibration_off_the_frame(video, tmp):
+    f = _copy(video, tmp / "rec", video="npy")
+    cal = tmp / "cal.json"
+    cal.write_text(json.dumps({"corners": [[2, 2], [3, 2], [3, 3], [2, 3]], "frame_size": [96, 160]}))
+    return [f, "--calibration", cal], [str(cal), "outside the camera frame"]
+
+
+def _bad_model_metadata(video, tmp):
+    import shutil
+
+    f = _copy(video, tmp / "rec", video="npy")
+    shutil.copy(MODEL, tmp / "m.tflite")
+    meta = json.loads(MODEL.with_suffix(".json").read_text())
+    meta["marimba"]["peaks"]["threshold"] = "high"  # used to fail part-way through the video
+    (tmp / "m.json").write_text(json.dumps(meta))
+    return [f, "--model", tmp / "m.tflite"], [str(tmp / "m.json"), "threshold = 'high'"]
+
+
 BAD = [_no_audio, _plain_video_compare, _wrong_size, _truncated_npy, _truncated_video, _missing,
-       _not_a_recording, _video_missing, _not_a_video, _wrong_fps, _bad_calibration]
+       _not_a_recording, _video_missing, _not_a_video, _wrong_fps, _bad_calibration, _frame_size_one_number,
+       _video_not_a_name, _nan_frame_time, _short_audio_compare, _calibration_off_the_frame, _bad_model_metadata]
 
 
 @needs_model

@@ -118,6 +118,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-int8-drop", type=float, default=0.05, help="fail export if int8 onset F1 drops more")
     p.add_argument("--quick", action="store_true", help="tiny run for tests (few short videos, 1 epoch)")
     args = p.parse_args(argv)
+    if (args.test_data or args.val_data) and not args.data:
+        # Otherwise the run trains on synthetic videos and reports a held-out figure the user never asked for.
+        p.error("--test-data / --val-data choose among your recordings: give the training ones with --data too")
     if args.quick:
         args.train_videos, args.val_videos, args.test_videos = 2, 1, 1
         args.heldout_videos, args.eval_videos, args.replay_videos = 1, 0, min(args.replay_videos, 1)

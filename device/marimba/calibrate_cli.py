@@ -23,6 +23,7 @@ import numpy as np
 from device.errors import SaySeeError
 from device.marimba.calibrate import CALIBRATION_FILE as DEFAULT_NAME
 from device.marimba.rectify import Calibration
+from device.marimba.video import FrameFile
 
 PICTURE_NAME = "calibration.png"
 
@@ -60,6 +61,23 @@ def load_marimba_model(path: str | Path) -> Any:
     return Model(path, expected_frontend=NoteParams())
 
 
+PICTURE_FRAMES = 60  # frames the scene picture is the median of (a moving mallet leaves no trace in it)
+
+
+def _median_picture(video: FrameFile) -> np.ndarray:
+    """The median of about PICTURE_FRAMES frames spread over the video, streamed: memory holds those frames
+    only, whatever the video's length (its frame count may be unknown until the end)."""
+    step = max(1, (video.declared_frames or 0) // PICTURE_FRAMES)
+    kept: list[np.ndarray] = []
+    for i, frame in enumerate(video):
+        if i % step == 0:
+            kept.append(frame)
+            if len(kept) >= 2 * PICTURE_FRAMES:  # longer than declared: thin out, keep the spread
+                kept, step = kept[::2], step * 2
+    video.check_complete()
+    return np.median(np.stack(kept), axis=0).astype(np.uint8)
+
+
 def calibrate_recording(folder: str | Path, corners: Sequence[tuple[float, float]] | None = None,
                         model: Any = None) -> tuple[Calibration, Any, np.ndarray | None]:
     """(calibration, Detection or None, a picture of the scene or None) for one recording folder.
@@ -68,18 +86,17 @@ def calibrate_recording(folder: str | Path, corners: Sequence[tuple[float, float
     (``device.marimba.calibrate_refine``); the Detection then carries the ``Refinement`` as ``refinement``.
     """
     from device.frontend import DIATONIC_C4_F6, NoteParams
-    from device.marimba.recording import read_frames, read_manifest, read_recording, video_path
+    from device.marimba.recording import read_manifest, read_recording, video_path
 
     folder = Path(folder)
     if corners is not None:
-        m = read_manifest(folder)
-        frames = read_frames(video_path(folder, m))
-        h, w = frames.shape[1:3]
+        video = FrameFile(video_path(folder, read_manifest(folder)))
+        h, w = video.frame_size
         try:
             cal = Calibration.from_pixels(corners, (h, w), source="manual")
         except ValueError as e:
             raise SaySeeError(f"--corners: {e} (frame {w}x{h})") from None
-        return cal, None, np.median(frames[:: max(1, len(frames) // 60)], axis=0).astype(np.uint8)
+        return cal, None, _median_picture(video)
     from device.marimba.calibrate_refine import calibrate_with_model
 
     frames, times, audio, _, _, m = read_recording(folder, sample_rate=NoteParams().sample_rate)

@@ -228,6 +228,18 @@ class MarimbaSpec:
         return dataclasses.replace(self, **changes)
 
 
+def _spec_of(model: Any) -> "MarimbaSpec":
+    """The spec in a model's metadata; a bad one is one line naming the metadata file (ModelError)."""
+    from device.errors import ModelError
+    from device.model import metadata_path_for
+
+    try:
+        return MarimbaSpec.from_metadata(model.metadata)
+    except (ValueError, TypeError) as e:
+        where = metadata_path_for(model.path) if hasattr(model, "path") else "the marimba model's metadata"
+        raise ModelError(f"{where}: bad 'marimba' section ({e})") from None
+
+
 # ------------------------------------------------------------ preprocessing
 
 
@@ -448,7 +460,7 @@ class MarimbaPipeline:
                  piano_roll_steps: int = 150, calibration: Calibration | None = None):
         self.model = model
         self.calibration = calibration  # None: the model's default view
-        self.spec = spec or MarimbaSpec.from_metadata(model.metadata)
+        self.spec = spec or _spec_of(model)
         if peaks is not None:
             self.spec = self.spec.replace(peaks=peaks)
         want = tuple(getattr(model, "input_shape", self.spec.input_shape))

@@ -33,7 +33,27 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
         raise InputFileError(f"{folder}: no such recording folder")
     if not path.is_file():
         raise InputFileError(f"{path}: manifest missing (not a marimba recording folder)")
-    return read_json_object(path, InputFileError, "recording manifest")
+    m = read_json_object(path, InputFileError, "recording manifest")
+    for key in ("video", "audio", "frame_times", "ground_truth"):
+        if key in m and not isinstance(m[key], str):
+            raise InputFileError(f"{path}: {key} = {m[key]!r}: expected a file name")
+    size = m.get("frame_size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise InputFileError(f"{path}: frame_size = {size!r}: expected [height, width] in pixels")
+    for key in ("fps", "n_frames"):
+        v = m.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0):
+            raise InputFileError(f"{path}: {key} = {v!r}: expected a number")
+    return m
+
+
+def check_lengths(folder: Path, video: Path, video_s: float, audio: Path, audio_s: float, window_s: float) -> None:
+    """Video and audio of one recording must last the same within one frame window (else the audio's
+    notes would be paired with the wrong frames)."""
+    if abs(video_s - audio_s) > window_s + 1e-6:
+        raise InputFileError(f"{folder}: video {video.name} lasts {video_s:.3f} s but audio {audio.name} "
+                             f"lasts {audio_s:.3f} s (they differ by more than one {window_s:.3f} s frame window)")
 
 
 def video_path(folder: str | os.PathLike, manifest: dict[str, Any]) -> Path:
@@ -123,6 +143,8 @@ def read_frame_times(path: str | os.PathLike, n_frames: int, fps: float) -> np.n
 def _checked_times(path: Path, times: np.ndarray, n_frames: int) -> np.ndarray:
     if len(times) != n_frames:
         raise InputFileError(f"{path}: {len(times)} frame times for {n_frames} video frames")
+    if not np.all(np.isfinite(times)):
+        raise InputFileError(f"{path}: frame times must be numbers (found NaN or infinity)")
     if len(times) > 1 and np.any(np.diff(times) <= 0):
         raise InputFileError(f"{path}: frame times must increase")
     return times

@@ -147,6 +147,11 @@ def same_aspect(a: Sequence[int], b: Sequence[int]) -> bool:
     return abs(ra - rb) <= ASPECT_TOLERANCE * rb
 
 
+# How far (a fraction of the frame) a corner may lie outside it: an instrument a little out of view still
+# plays; one whose box lies mostly off the frame is a typo in --corners or a damaged file.
+CORNER_MARGIN = 0.25
+
+
 def _quad_ok(corners: np.ndarray) -> str | None:
     """None if TL, TR, BR, BL form a convex quadrilateral turning one way, else why not."""
     cross = []
@@ -184,6 +189,10 @@ class Calibration:
         c = np.asarray(self.corners, dtype=np.float64)
         if c.shape != (4, 2) or not np.all(np.isfinite(c)):
             raise ValueError(f"corners must be 4 (x, y) pairs, got {np.asarray(self.corners).tolist()}")
+        lo, hi = -CORNER_MARGIN, 1.0 + CORNER_MARGIN
+        if np.any(c < lo) or np.any(c > hi):  # a box mostly off the frame: a box that hears nothing
+            raise ValueError(f"corners {np.round(c, 3).tolist()} lie outside the camera frame (as fractions of "
+                             f"its width and height they must be within {lo:g}..{hi:g})")
         object.__setattr__(self, "corners", tuple((float(x), float(y)) for x, y in c))
         fs = tuple(int(v) for v in self.frame_size)
         if len(fs) != 2 or min(fs) <= 0:

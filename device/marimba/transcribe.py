@@ -333,7 +333,15 @@ def _check_audio(src: Source) -> None:
     if src.audio is None:
         raise InputFileError(f"{src.path / str(src.manifest.get('audio') or AUDIO)}: no audio in this recording; "
                              "--compare needs the recording's sound")
-    wav_info(src.audio)  # a damaged header is one line now, not after the video
+    rate, _, samples = wav_info(src.audio)  # a damaged header is one line now, not after the video
+    n = src.expected_frames
+    if n:  # the frames the recording promises: a cut audio file would score the camera against half the notes
+        from device.frontend import NoteParams
+        from device.marimba.recording import check_lengths
+
+        t = src.times
+        video_s = float(t[-1] + 1.0 / src.fps - max(t[0], 0.0)) if t is not None and len(t) else n / src.fps
+        check_lengths(src.path, src.video, video_s, src.audio, samples / rate, NoteParams().frames_per_window / src.fps)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -21,8 +21,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 MAX_WARNINGS = 20  # per load; the rest are summarised, the report lists them all
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
-    """Read an audio file as float32 mono at ``sample_rate``."""
+def read_audio(path: str | os.PathLike, sample_rate: int = 16000, max_seconds: float | None = None) -> np.ndarray:
+    """Read an audio file as float32 mono at ``sample_rate``; with ``max_seconds`` only its start is read, so
+    a 20-minute file kept for its first seconds costs those seconds of memory."""
     import soundfile as sf
     import soxr
 
@@ -32,7 +33,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     if os.path.isdir(p):
         raise InputFileError(f"{p}: is a folder, not an audio file")
     try:
-        data, rate = sf.read(p, dtype="float32", always_2d=True)
+        frames = -1
+        if max_seconds is not None:
+            frames = int(np.ceil(max_seconds * sf.info(p).samplerate)) + 64  # the resampler's edge, generously
+        data, rate = sf.read(p, frames=frames, dtype="float32", always_2d=True)
     except (RuntimeError, TypeError, ValueError, OSError) as e:
         # soundfile's errors (LibsndfileError is a RuntimeError) start with "Error opening '<path>': ".
         reason = getattr(e, "error_string", None) or str(e).split(": ", 1)[-1]
@@ -110,7 +114,7 @@ def load_files(entries: Sequence[tuple[str, str, int]], *, sample_rate: int, cli
     def one(entry):
         path, label, fold = entry
         try:
-            x = read_audio(path, sample_rate)
+            x = read_audio(path, sample_rate, max_seconds=clip_seconds)
         except InputFileError as e:
             msg = str(e)
             return None, (path, msg[len(path) + 2:] if msg.startswith(path + ": ") else msg)

@@ -33,7 +33,8 @@ FOLDS_FILE = "folds.csv"
 
 def hash_fold(file_name: str, n_folds: int = 5) -> int:
     """Deterministic fold 1..n_folds from a file's name (not its folder)."""
-    return 1 + int(hashlib.sha1(file_name.encode("utf-8")).hexdigest()[:8], 16) % n_folds
+    # os.fsencode: a name that is not valid UTF-8 (a Latin-1 card) hashes too; valid names hash as before.
+    return 1 + int(hashlib.sha1(os.fsencode(file_name)).hexdigest()[:8], 16) % n_folds
 
 
 def _visible(name: str) -> bool:

@@ -21,7 +21,7 @@ import numpy as np
 from device.errors import InputFileError
 from device.frontend import NoteParams
 from device.marimba.dataset import AUDIO, FRAME_TIMES, MANIFEST
-from device.marimba.recording import read_frame_times, read_frames, read_manifest, video_path
+from device.marimba.recording import check_lengths, read_frame_times, read_frames, read_manifest, video_path
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".npy")
 
@@ -135,9 +135,7 @@ def load_recording(folder: str | os.PathLike, params: NoteParams = NoteParams(),
     window = params.frames_per_window / fps
     video_len = float(times[-1] + 1.0 / fps - max(times[0], 0.0))
     audio_len = len(audio) / params.sample_rate
-    if abs(video_len - audio_len) > window + 1e-6:
-        raise InputFileError(f"{folder}: video {video.name} lasts {video_len:.3f} s but audio {audio_path.name} "
-                             f"lasts {audio_len:.3f} s (they differ by more than one {window:.3f} s frame window)")
+    check_lengths(folder, video, video_len, audio_path, audio_len, window)
     gt = m.get("ground_truth")
     notes = read_ground_truth(folder / gt) if gt and (folder / gt).exists() else None
     return Recording(folder=folder, frames=frames, frame_times=times, audio=audio, sample_rate=params.sample_rate,
