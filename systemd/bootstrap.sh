@@ -47,6 +47,7 @@ APT=1
 START=1
 SERVICE_USER=saysee
 GROUPS_NEEDED=(audio video gpio dialout)
+JETSON_GPIO_VERSION=2.1.13  # a Jetson without JetPack's Jetson.GPIO gets this one from pip
 
 usage() {
     # The comment block at the top of this file, however long it grows.
@@ -195,7 +196,8 @@ if [[ $APT == 1 ]]; then
             log "unchanged: Jetson.GPIO already importable"
         else
             # JetPack usually ships it; otherwise pip (Ubuntu 24.04 needs --break-system-packages).
-            run sh -c 'python3 -m pip install Jetson.GPIO || python3 -m pip install --break-system-packages Jetson.GPIO'
+            # Pinned: every Jetson of a release runs the same GPIO code (the deploy's wheels skip it: system site).
+            run sh -c "python3 -m pip install Jetson.GPIO==$JETSON_GPIO_VERSION || python3 -m pip install --break-system-packages Jetson.GPIO==$JETSON_GPIO_VERSION"
             run sh -c 'd=$(python3 -c "import os, Jetson.GPIO as g; print(os.path.dirname(g.__file__))") && [ -f "$d/99-gpio.rules" ] && cp "$d/99-gpio.rules" /etc/udev/rules.d/ || true'
         fi
     fi
@@ -230,6 +232,15 @@ if [[ -n "$SYNTH_USB" ]]; then
     install_content "$(p /etc/udev/rules.d/98-saysee-synth-local.rules)" 0644 <<EOF
 # This box's synth (bootstrap.sh --synth-usb $SYNTH_USB): named /dev/saysee-synth.
 SUBSYSTEM=="tty", ATTRS{idVendor}=="${vid,,}", ATTRS{idProduct}=="${pid,,}", SYMLINK+="saysee-synth", GROUP="dialout", MODE="0660", OPTIONS+="link_priority=20"
+EOF
+fi
+if [[ $BOARD == jetson ]]; then
+    # Jetson.GPIO's hardware PWM (the LEDs' [leds] hardware_pwm_pins) exports through /sys/class/pwm, which
+    # the unit's ProtectKernelTunables=yes makes read-only: relaxed on Jetsons only, in a drop-in.
+    install_content "$(p /etc/systemd/system/saysee.service.d/jetson-pwm.conf)" 0644 <<'EOF'
+# Say-and-See on a Jetson (bootstrap.sh): Jetson.GPIO's PWM writes /sys/class/pwm.
+[Service]
+ProtectKernelTunables=no
 EOF
 fi
 # journald: persistent logs survive a crash-reboot, capped so they can't fill the card.

@@ -485,7 +485,9 @@ def upload(ssh: Ssh, local: Path, remote_dir: str, transport: str, sudo: str,
     if proc.returncode != 0:
         raise DeployError(f"{ssh.host}: cannot create {remote_dir}: {_last_line(proc.stderr)}")
     if use_rsync:
-        cmd = ["rsync", "-rlpt", "--delete", "--partial", "-e", ssh.rsync_rsh()]
+        # --omit-dir-times: the upload folder's age is the upload's (the box clears uploads abandoned over an
+        # hour ago), not the build's, which may be older when one build goes to many hosts.
+        cmd = ["rsync", "-rlpt", "--omit-dir-times", "--delete", "--partial", "-e", ssh.rsync_rsh()]
         if sudo:
             cmd += ["--rsync-path", f"{sudo}rsync"]
         cmd += [f"{local}/", f"{ssh.host}:{remote_dir}/"]

@@ -643,3 +643,18 @@ def test_bootstrap_rejects_bad_options(tmp_path):
     assert p.returncode != 0 and "VID:PID" in p.stderr and p.stderr.count("\n") == 1
     p = _bootstrap("--root", str(tmp_path), "--board", "other", "--din-midi", "--no-apt")
     assert p.returncode != 0 and "--din-midi" in p.stderr
+
+
+def test_bootstrap_on_a_jetson_lets_the_service_write_its_pwm_and_pins_jetson_gpio(tmp_path):
+    """The unit's ProtectKernelTunables=yes makes /sys/class/pwm read-only: Jetson.GPIO's hardware PWM would fail."""
+    root = tmp_path / "root"
+    (root / "proc/device-tree").mkdir(parents=True)
+    r = _bootstrap("--root", str(root), "--board", "jetson")
+    assert r.returncode == 0, r.stderr
+    dropin = (root / "etc/systemd/system/saysee.service.d/jetson-pwm.conf").read_text()
+    assert "[Service]\nProtectKernelTunables=no\n" in dropin
+    assert "Jetson.GPIO==2.1.13" in r.stdout
+    pi = tmp_path / "pi"
+    _fake_pi(pi, "Raspberry Pi 4 Model B Rev 1.4")
+    assert _bootstrap("--root", str(pi)).returncode == 0
+    assert not (pi / "etc/systemd/system/saysee.service.d").exists()  # a Pi keeps the full hardening

@@ -167,6 +167,41 @@ def test_never_active_fails_after_the_start_allowance():
     assert 12.0 <= clock.t < 13.0
 
 
+class SlowStart(Service):
+    """Recomputing taught sounds before READY=1: the new process exists (its PID shows) while systemd,
+    extended by EXTEND_TIMEOUT_USEC, still says activating/start."""
+
+    def show(self) -> dict[str, str]:
+        props = super().show()
+        if props["ActiveState"] == "activating":
+            props["MainPID"] = str(self.pid)
+        return props
+
+
+def test_a_start_that_systemd_extends_is_waited_for_not_rolled_back():
+    clock, lines = FakeClock(), []
+    svc = SlowStart(clock, active_at=120.0)
+    ok, why = check(svc, clock, lines, start_timeout=90.0)
+    assert ok, why
+    assert clock.t >= 120.0 + 25.0
+
+
+def test_a_start_extension_is_not_waited_for_for_ever():
+    clock, lines = FakeClock(), []
+    svc = SlowStart(clock, active_at=1e9)
+    ok, why = check(svc, clock, lines, start_timeout=90.0)
+    assert not ok and "activating/start" in why
+    assert clock.t < 90.0 + box_release.MAX_START_EXTENSION_S + 1.0
+
+
+def test_the_start_extension_covers_every_taught_sound_recomputed():
+    """One number per source: the box's cap on taught sounds times the extra start time each one asks for."""
+    from device.config import TeachConfig
+    from device.runtime.builder import RECOMPUTE_EXTEND_S
+
+    assert box_release.MAX_START_EXTENSION_S == TeachConfig().max_sounds * RECOMPUTE_EXTEND_S
+
+
 @pytest.mark.parametrize("text,seconds", [("10s", 10.0), ("1min 30s", 90.0), ("500ms", 0.5), ("0", 0.0),
                                           ("2s 500ms", 2.5), ("1h", 3600.0), ("infinity", float("inf"))])
 def test_systemd_timespans(text, seconds):
@@ -396,3 +431,45 @@ def test_the_config_is_switched_after_current_so_old_code_never_reads_a_new_conf
     new = "# v02's config, with a key v01 does not know\n[app]\n"
     assert _activate(box, "v02", new) == 0
     assert seen == [("v02", GOOD)] and config.read_text() == new
+
+
+def test_a_full_card_after_the_switch_rolls_back_instead_of_leaving_an_unchecked_release(fake_box, capsys,
+                                                                                          monkeypatch):
+    box = fake_box
+    assert _activate(box, "v01", GOOD) == 0
+    capsys.readouterr()
+    real = box_release.install_bytes, box_release.install_file
+    calls = {"n": 0}
+
+    def full_once(*a, **k):  # the new release's config: written after current moved
+        if str(a[1]).endswith("config.toml") and calls["n"] == 0:
+            calls["n"] += 1
+            raise OSError(28, "No space left on device")
+        return (real[0] if isinstance(a[0], bytes) else real[1])(*a, **k)
+
+    monkeypatch.setattr(box_release, "install_file", full_once)
+    monkeypatch.setattr(box_release, "install_bytes", full_once)
+    assert _activate(box, "v02", GOOD) == box_release.EXIT_ROLLED_BACK
+    res = _result(capsys)
+    assert "No space left on device" in res["message"] and box.current() == "v01"
+    assert (box.base / "releases/v02/FAILED").is_file() and (box.base / "releases/v01/GOOD").is_file()
+
+
+def test_an_upload_with_an_old_build_time_is_not_cleared_as_abandoned(fake_box, capsys, monkeypatch):
+    """One build, many hosts: rsync -t can give the upload the build's time, over an hour old by the last host."""
+    box = fake_box
+    releases = box.base / "releases"
+    stale = releases / ".incoming-v00"
+    stale.mkdir(parents=True)
+    old = os.path.getmtime(stale) - 7200
+    os.utime(stale, (old, old))
+    write_manifest = deploy._write_manifest
+
+    def uploaded_with_the_build_time(folder, data):
+        write_manifest(folder, data)
+        os.utime(folder, (old, old))
+
+    monkeypatch.setattr(deploy, "_write_manifest", uploaded_with_the_build_time)
+    assert _activate(box, "v01", GOOD) == 0
+    assert _result(capsys)["result"] == "ok" and box.current() == "v01"
+    assert not stale.exists()  # a really abandoned upload still goes
