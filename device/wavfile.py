@@ -10,6 +10,8 @@ recorder reuses ``AtomicWavWriter`` for takes written while they are captured.
 from __future__ import annotations
 
 import os
+import struct
+import sys
 import tempfile
 import wave
 from pathlib import Path
@@ -43,6 +45,39 @@ def check_header(path, sample_rate: int, channels: int) -> None:
             "the file is damaged or not audio")
 
 
+# WAVE_FORMAT_EXTENSIBLE (0xFFFE) with the integer-PCM subformat: what ffmpeg and many recorders write for
+# 24-bit or multichannel PCM. The stdlib wave reads it from Python 3.12 on; the box's 3.10/3.11 refuse it.
+_EXTENSIBLE = 0xFFFE
+_PCM_SUBFORMAT = bytes.fromhex("0100000000001000800000aa00389b71")
+
+
+class _WaveReader(wave.Wave_read):
+    """``wave.Wave_read`` that also reads WAVE_FORMAT_EXTENSIBLE integer PCM (as Python 3.12's does)."""
+
+    def _read_fmt_chunk(self, chunk):  # the stdlib hook every fmt chunk passes through (3.10-3.11)
+        head = chunk.read(16)
+        if len(head) < 16:
+            raise EOFError
+        tag, channels, rate, _, _, bits = struct.unpack("<HHLLHH", head)
+        if tag == _EXTENSIBLE:
+            ext = chunk.read(24)  # cbSize, valid bits, channel mask, subformat GUID
+            if len(ext) < 24 or ext[8:24] != _PCM_SUBFORMAT:
+                raise wave.Error("unknown format: WAVE_FORMAT_EXTENSIBLE that is not integer PCM")
+        elif tag != 1:
+            raise wave.Error(f"unknown format: {tag}")
+        self._nchannels, self._framerate, self._sampwidth = channels, rate, (bits + 7) // 8
+        if not self._sampwidth:
+            raise wave.Error("bad sample width")
+        if not self._nchannels:
+            raise wave.Error("bad # of channels")
+        self._framesize = self._nchannels * self._sampwidth
+        self._comptype, self._compname = "NONE", "not compressed"
+
+
+def _open(path):
+    return wave.open(str(path), "rb") if sys.version_info >= (3, 12) else _WaveReader(str(path))
+
+
 def _open_error(path, e: BaseException) -> InputFileError:
     if isinstance(e, FileNotFoundError):
         return InputFileError(f"{path}: no such WAV file")
@@ -54,7 +89,7 @@ def _open_error(path, e: BaseException) -> InputFileError:
 def wav_info(path) -> tuple[int, int, int]:
     """(sample_rate, channels, frames) from the header, without reading samples."""
     try:
-        with wave.open(str(path), "rb") as w:
+        with _open(path) as w:
             info = w.getframerate(), w.getnchannels(), w.getnframes()
     except (wave.Error, EOFError, OSError) as e:
         raise _open_error(path, e) from None
@@ -83,7 +118,7 @@ def iter_wav(path, block_frames: int = 65536) -> Iterator[np.ndarray]:
     yielded; the header is checked (``check_header``) before any block.
     """
     try:
-        w = wave.open(str(path), "rb")
+        w = _open(path)
     except (wave.Error, EOFError, OSError) as e:
         raise _open_error(path, e) from None
     with w:

@@ -205,3 +205,36 @@ def test_config_that_is_not_utf8_is_one_line(tmp_path):
     write_wav(wav, np.zeros(16000, np.int16), 16000)
     r = run_device("record-sound", "--label", "dog_bark", "--config", str(cfg), "--out", str(tmp_path / "t"))
     assert_one_line(r, str(cfg), "UTF-8")
+
+
+def _extensible_wav(path: Path, samples24: np.ndarray, rate: int, subformat: bytes) -> Path:
+    """A WAVE_FORMAT_EXTENSIBLE file (what ffmpeg writes for 24-bit PCM), mono."""
+    data = b"".join(int(v).to_bytes(3, "little", signed=True) for v in samples24)
+    fmt = struct.pack("<HHLLHH", 0xFFFE, 1, rate, rate * 3, 3, 24) + struct.pack("<HHL", 22, 24, 4) + subformat
+    body = b"WAVE" + b"fmt " + struct.pack("<L", len(fmt)) + fmt + b"data" + struct.pack("<L", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<L", len(body)) + body)
+    return path
+
+
+PCM_GUID = bytes.fromhex("0100000000001000800000aa00389b71")
+FLOAT_GUID = bytes.fromhex("0300000000001000800000aa00389b71")
+
+
+def test_extensible_24_bit_pcm_reads_like_plain_pcm(tmp_path):
+    x = np.array([0, 256, -256, 8388607, -8388608, 65536], dtype=np.int64)
+    path = _extensible_wav(tmp_path / "ffmpeg24.wav", x, 48000, PCM_GUID)
+    audio, rate = read_wav(path)
+    assert rate == 48000 and audio.tolist() == [0, 1, -1, 32767, -32768, 256]
+    assert wav_info(path) == (48000, 1, 6)
+
+
+def test_extensible_float_is_refused_in_one_line(tmp_path):
+    path = _extensible_wav(tmp_path / "float.wav", np.zeros(4, np.int64), 48000, FLOAT_GUID)
+    with pytest.raises(InputFileError, match="float.wav: not a readable integer-PCM WAV file .*not integer PCM"):
+        read_wav(path)
+
+
+def test_classify_refuses_a_wav_with_no_samples(tmp_path):
+    empty = raw_wav(tmp_path / "empty.wav", 16000, 1, data=b"")
+    r = run_device("classify", str(empty))
+    assert_one_line(r, str(empty), "no audio samples")

@@ -17,6 +17,7 @@ import numpy as np
 
 from device.argtypes import positive_finite
 from device.config import PROJECT_ROOT
+from device.errors import InputFileError
 from device.frontend import LogMelParams, dbfs, iter_windows, to_float
 from device.model import Model
 from device.resample import Resampler
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     params = LogMelParams()
     # Every header is checked before the model loads, so a bad file is reported before anything else.
     for path in args.wav:
-        wav_info(path)
+        if wav_info(path)[2] == 0:  # a header and no sound: nothing to classify (not a made-up window)
+            raise InputFileError(f"{path}: holds no audio samples")
     model = Model(args.model, expected_frontend=params)
     if args.taught:
         model = _open_set(model, args.taught, params)
