@@ -11,6 +11,7 @@ match the tensors. A model that loads therefore never runs "deaf".
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,7 @@ class Model:
         check_kind(self.metadata, kind, meta_path)
         if expected_frontend is not None:
             check_frontend(self.metadata, expected_frontend, meta_path)
+        check_pairing(self.path, self.metadata, meta_path)
         self.runtime, interpreter_cls = pick_runtime(runtime)
         try:
             self._interp = interpreter_cls(model_path=str(self.path), num_threads=num_threads)
@@ -241,6 +243,21 @@ def pick_outputs(details: list[Mapping[str, Any]], meta: Mapping[str, Any],
             raise ModelError(f"{where}: output {role!r} (tensor {name!r}) not among the model's outputs "
                              f"{sorted(str(n) for n in by_name)}")
     return picked["probabilities"], picked.get("embedding")
+
+
+def check_pairing(model_path: Path, meta: Mapping[str, Any], meta_path: Path) -> None:
+    """The metadata must describe this very file (``model_sha256``, written at export): a new model copied
+    over an old JSON would otherwise run with the old class centres, thresholds and embedding version."""
+    want = meta.get("model_sha256")
+    if want is None:  # hand-made or older metadata: nothing to compare
+        return
+    digest = hashlib.sha256()
+    with open(model_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != want:
+        raise ModelError(f"{meta_path}: written for another {model_path.name} (model_sha256 differs); copy the "
+                         "model and its JSON together")
 
 
 def check_kind(meta: Mapping[str, Any], expected: str | None, where: str | os.PathLike) -> None:

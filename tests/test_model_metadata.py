@@ -184,3 +184,15 @@ def test_a_bad_marimba_section_is_one_line_naming_the_metadata(tmp_path, edit, n
     with pytest.raises(ModelError) as e:
         MarimbaPipeline.from_model_path(path)
     assert str(path.with_suffix(".json")) in str(e.value) and needle in str(e.value)
+
+
+def test_metadata_written_for_another_model_file_is_refused(tmp_path):
+    """A new model copied over an old JSON (same labels, same sizes) would run with the old centres,
+    thresholds and embedding version, and taught prototypes would never be recomputed."""
+    path = copy_model(SOUND, tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # another build: one byte differs
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="written for another sound.tflite .model_sha256 differs.") as e:
+        Model(path, expected_frontend=LogMelParams())
+    assert str(path.with_suffix(".json")) in str(e.value)

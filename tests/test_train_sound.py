@@ -136,3 +136,22 @@ def test_batches_hold_every_class_and_give_each_world_kind_the_same_share():
         fam += sum(3 <= g < 8 for g in groups)
         words += sum(g >= 8 for g in groups)
     assert 0.4 < fam / (fam + words) < 0.6, (fam, words)
+
+
+def test_a_class_missing_from_the_validation_fold_is_refused_before_training(tmp_path):
+    """Its centre and unknown radius come from validation clips: without any it could never be shown."""
+    from training.datasets.audio_io import write_wav
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "sounds"
+    rows = ["file,fold"]
+    for label, folds in (("bark", (1, 2, 3)), ("whistle", (1, 3))):  # no whistle in fold 2, the validation fold
+        for k, fold in enumerate(folds * 2):
+            write_wav(data / label / f"{label}{k}.wav", 0.1 * rng.standard_normal(8000).astype(np.float32), 16000)
+            rows.append(f"{label}/{label}{k}.wav,{fold}")
+    (data / "folds.csv").write_text("\n".join(rows) + "\n")
+    r = run("-m", "training.train_sound", "--format", "folders", "--data", str(data), "--quick",
+            "--out", str(tmp_path / "out"))
+    r.stderr = "\n".join(ln for ln in r.stderr.splitlines() if "file/s]" not in ln)  # the loading bar, cleared
+    one_line_error(r, "train-sound: error:", str(data), "fold 2 (val) holds no clip of whistle", "folds.csv")
+    assert not (tmp_path / "out" / "sound.tflite").exists()

@@ -70,6 +70,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 PROG = "train-marimba"
 TRAIN_SEED0, VAL_SEED0, TEST_SEED0 = 1000, 5000, 9000
+# The own-look video a fine-tune's peak constants may also be tuned on (--peaks-on val+replay): a range no
+# training run draws from (replay videos are TRAIN_SEED0 + 100 * seed + i, training ones TRAIN_SEED0 + i).
+PEAKS_SEED0 = 7000
 PRETRAINED = Path(__file__).resolve().parent.parent / "models" / "marimba.keras"
 FINE_TUNE_STEPS = 1500  # minutes of video are a few thousand windows: ~25 passes at batch 64
 MAX_EPOCHS = 60
@@ -259,7 +262,8 @@ def replay_folders(args: argparse.Namespace, out: Path, extra: int = 0) -> list[
 
     seconds = 12.0
     return render_dataset(out / "data" / f"replay-v{RENDERER_VERSION}-{seconds:g}s",
-                          [TRAIN_SEED0 + args.seed * 100 + i for i in range(args.replay_videos + extra)],
+                          [TRAIN_SEED0 + args.seed * 100 + i for i in range(args.replay_videos)]
+                          + [PEAKS_SEED0 + args.seed * 100 + i for i in range(extra)],
                           SynthConfig(seconds=seconds), progress=True)
 
 

@@ -134,9 +134,20 @@ def split(dataset, test_fold: int | None, val_fold: int | None):
     parts = {"train": [], "val": [], "test": []}
     for c in dataset.clips:
         parts["test" if c.fold == test_fold else "val" if c.fold == val_fold else "train"].append(c)
+    where = dataset.report.path or dataset.report.format
     for name, clips in parts.items():
         if not clips:
-            raise SaySeeError(f"{dataset.report.path or dataset.report.format}: the {name} split is empty")
+            raise SaySeeError(f"{where}: the {name} split is empty")
+    # Every class needs validation clips: its centre and unknown radius are set on them (a class without
+    # any would get no centre and could never be shown), and test clips to be measured at all.
+    labels = sorted({c.label for c in dataset.clips})
+    for name, fold in (("val", val_fold), ("test", test_fold)):
+        missing = sorted(set(labels) - {c.label for c in parts[name]})
+        if missing:
+            from training.datasets.folders import FOLDS_FILE
+
+            raise SaySeeError(f"{where}: fold {fold} ({name}) holds no clip of {', '.join(missing)}; add clips "
+                              f"of it, or set each file's fold in DATA/{FOLDS_FILE} (columns file,fold)")
     return parts, {"test_fold": test_fold, "val_fold": val_fold,
                    "train_folds": [f for f in folds if f not in (test_fold, val_fold)],
                    "clips": {k: len(v) for k, v in parts.items()}}
