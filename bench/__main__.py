@@ -12,6 +12,7 @@ run plays its playlist once per decision design (onset, window), in real time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # Seconds each timing repeat lasts at least (see bench.stats.measure).
     args.min_time = 0.02 if args.quick else 0.2
     args.only = {x for x in args.only.split(",") if x}
+    if args.quick and Path(args.out).resolve() == (PROJECT_ROOT / "bench").resolve():
+        args.out = str(PROJECT_ROOT / "bench" / "quick")  # a reduced run never overwrites the full results
     if args.only - set(SECTIONS):
         ap.error(f"--only: unknown section(s) {', '.join(sorted(args.only - set(SECTIONS)))}")
     if args.repeats < 1 or not 1 <= args.clips <= 60:
@@ -64,17 +67,28 @@ class Run:
         self.figures: dict[str, Any] = {}
         self.notes: dict[str, Any] = {}
         self.unavailable: dict[str, str] = {}
+        self.ran: list[str] = []
         self.failed = False
+        self.interrupted = False
 
     def section(self, name: str, fn: Callable[[], tuple]) -> None:
-        """Run one section; a failure is recorded (and fails the run) without losing the others."""
+        """Run one section; a failure is recorded (and fails the run) without losing the others. After a
+        Ctrl-C no further section runs, and what finished is still written."""
         if self.only and name not in self.only:
-            self.unavailable[name] = "skipped (--only)"
+            self.unavailable[name] = SKIPPED
+            return
+        if self.interrupted:
+            self.unavailable[name] = "not run (interrupted)"
             return
         t0 = time.monotonic()
         print(f"bench: {name} ...", flush=True)
         try:
             result = fn()
+        except KeyboardInterrupt:
+            self.interrupted = self.failed = True
+            self.unavailable[name] = "interrupted"
+            print(f"bench: {name} interrupted; writing what finished", file=sys.stderr, flush=True)
+            return
         except Exception as e:  # noqa: BLE001 - one broken section must not hide the rest
             self.failed = True
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
@@ -86,7 +100,24 @@ class Run:
         self.notes.update(notes)
         for missing in unavailable:
             self.unavailable.update(missing)
+        self.ran.append(name)
         print(f"bench: {name} done in {time.monotonic() - t0:.1f} s", flush=True)
+
+
+SKIPPED = "skipped (--only)"
+
+
+def merged(results: dict[str, Any], old: dict[str, Any], ran: list[str]) -> dict[str, Any]:
+    """A partial run (--only) folded into the full one it refreshes: the sections it ran replace theirs,
+    the others keep their figures; ``section_dates`` says when each section was last measured."""
+    out = dict(results)
+    out["figures"] = {**old.get("figures", {}), **results["figures"]}
+    out["notes"] = {**old.get("notes", {}), **results["notes"]}
+    kept = {k: v for k, v in old.get("unavailable", {}).items() if k not in ran}
+    out["unavailable"] = {**kept, **{k: v for k, v in results["unavailable"].items() if v != SKIPPED}}
+    dates = dict(old.get("section_dates") or {s: old.get("date") for s in SECTIONS})
+    out["section_dates"] = {**dates, **{s: results["date"] for s in ran}}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,14 +209,23 @@ def main(argv: list[str] | None = None) -> int:
         "unavailable": run.unavailable,
         "notes": run.notes,
     }
+    results["section_dates"] = {s: results["date"] for s in run.ran}
     bad = report.check(results)
     if bad:
         run.failed = True
         results["unavailable"]["invalid_figures"] = "; ".join(bad)
+    previous = Path(args.out) / "results.json"
+    if args.only and previous.is_file():  # refresh some sections of a full run, never replace it with them
+        import json
+
+        with contextlib.suppress(ValueError, OSError):
+            results = merged(results, json.loads(previous.read_text()), run.ran)
     js, md = report.write(results, Path(args.out))
     print()
     print(report.markdown(results))
     print(f"bench: wrote {js} and {md} in {results['elapsed_s']:.0f} s")
+    if run.interrupted:
+        return 130
     if run.failed:
         print(f"bench: some sections failed; scratch files kept in {work}", file=sys.stderr)
         return 1

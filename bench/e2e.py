@@ -327,8 +327,11 @@ def bench_sound_e2e(model: Path, clips: int, workdir: Path, negatives_minutes: f
         }
         notes["e2e_blas_env"] = raw.get("blas_env")
     # Also with [teach] unknown = "strict", the TV-room choice: its price in latency is in the README.
+    from training.datasets.sound_world import test_families
+
     for decision, negatives in false_pictures(model, taught, DESIGNS, negatives_minutes,
-                                              unknowns=("default", "strict")).items():
+                                              unknowns=("default", "strict"),
+                                              taught_families=test_families()[E2E_TAUGHT]).items():
         designs[decision]["negatives"] = negatives
     notes["e2e_sound_designs"] = designs
     # The whole box at once (issue 13): dream pictures every hop + the continuous mapping, on a shorter

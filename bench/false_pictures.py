@@ -34,10 +34,11 @@ def per_hour(shown, builtin, seconds: float) -> dict[str, float]:
 
 
 def false_pictures(model_path: Path, taught: Path | None, designs, minutes: float = 10.0,
-                   seed: int = NEGATIVES_SEED, unknowns=("default",)) -> dict[str, dict[str, Any]]:
+                   seed: int = NEGATIVES_SEED, unknowns=("default",), taught_families=()) -> dict[str, dict[str, Any]]:
     """Per [sound] decision design: pictures per hour (``per_hour``) and the built-in ones by kind of sound,
     with the model's default calibration; with ``unknowns`` ("default", "strict"), each further
-    ``[teach] unknown`` choice's under its name. The stream is rendered and the model loaded once for all."""
+    ``[teach] unknown`` choice's under its name. The stream is rendered and the model loaded once for all;
+    its household sounds never use ``taught_families`` (the box would rightly name those)."""
     from device.config import PROJECT_ROOT, load_config
     from device.frontend import LogMelParams
     from device.model import Model
@@ -50,7 +51,7 @@ def false_pictures(model_path: Path, taught: Path | None, designs, minutes: floa
         cfg = dataclasses.replace(cfg, teach=dataclasses.replace(cfg.teach, dir=str(taught)))
     params = LogMelParams()
     model = Model(model_path, expected_frontend=params, num_threads=1)
-    audio, events = negatives_stream(minutes, seed=seed)
+    audio, events = negatives_stream(minutes, seed=seed, exclude_families=taught_families)
     pcm = np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
     builtin, chunk = set(model.labels), cfg.mic.chunk
     out: dict[str, dict[str, Any]] = {design: {} for design in designs}

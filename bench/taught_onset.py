@@ -209,7 +209,7 @@ def evaluate(model_path: str | Path, split: str = "eval", minutes: float = 3.0, 
 
     pos_audio, pos_truth = stream(played(taught_fams, PLAYED, by_family.get), rng)
     oth_audio, _ = stream(played(other_fams, OTHER_PLAYED, lambda f: UNKNOWN), rng)
-    neg, _ = negatives_stream(minutes, seed=seed + 5)
+    neg, _ = negatives_stream(minutes, seed=seed + 5, exclude_families=taught_fams)
     neg_audio = _to_int16(neg)
 
     base = open_set_params(model, teach_cfg)

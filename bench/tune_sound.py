@@ -156,7 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.negatives_minutes > 0:
         from training.datasets.negatives import negatives_stream
 
-        neg, _ = negatives_stream(args.negatives_minutes, seed=NEGATIVES_SEED)
+        from training.datasets.sound_world import test_families
+
+        neg, _ = negatives_stream(args.negatives_minutes, seed=NEGATIVES_SEED,
+                                  exclude_families=test_families()[TUNE_TAUGHT])
         neg_pcm = np.round(np.clip(neg, -1.0, 1.0) * 32767).astype(np.int16)
         negatives = (neg_pcm, window_scores(decision.predict, neg_pcm, params))
     builtin = set(model.labels)

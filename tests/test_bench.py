@@ -249,3 +249,33 @@ def test_quick_bench_writes_every_figure(tmp_path):
                    for d in designs.values())
         assert "false pictures per hour" in md and 'unknown = "strict"' in md
         assert "side by side" in md and "Sound path per decision hop" in md
+
+
+def test_a_partial_run_refreshes_its_sections_and_keeps_the_rest():
+    """--only must not replace a full run's results with the few sections it measured."""
+    from bench.__main__ import SKIPPED, merged
+
+    old = {"date": "2026-12-01", "figures": {"frontend_ms": 1.0, "e2e_p95_ms": 300.0},
+           "notes": {"frontend": "a", "e2e": "old"}, "unavailable": {"labeller": "not available: basic-pitch"}}
+    new = {"date": "2026-12-03", "figures": {"e2e_p95_ms": 210.0}, "notes": {"e2e": "new"},
+           "unavailable": {"frontend": SKIPPED, "labeller": SKIPPED}}
+    out = merged(new, old, ["e2e_sound"])
+    assert out["figures"] == {"frontend_ms": 1.0, "e2e_p95_ms": 210.0}
+    assert out["notes"] == {"frontend": "a", "e2e": "new"}
+    assert out["unavailable"] == {"labeller": "not available: basic-pitch"}
+    assert out["section_dates"]["e2e_sound"] == "2026-12-03" and out["section_dates"]["frontend"] == "2026-12-01"
+
+
+def test_an_interrupted_section_stops_the_run_and_keeps_what_finished():
+    from bench.__main__ import Run
+
+    run = Run()
+    run.section("frontend", lambda: ({"frontend_ms": 1.0}, {}))
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    run.section("e2e_sound", ctrl_c)
+    run.section("models", lambda: ({"models_ms": 2.0}, {}))
+    assert run.figures == {"frontend_ms": 1.0} and run.ran == ["frontend"]
+    assert run.unavailable == {"e2e_sound": "interrupted", "models": "not run (interrupted)"}

@@ -155,3 +155,24 @@ def test_a_class_missing_from_the_validation_fold_is_refused_before_training(tmp
     r.stderr = "\n".join(ln for ln in r.stderr.splitlines() if "file/s]" not in ln)  # the loading bar, cleared
     one_line_error(r, "train-sound: error:", str(data), "fold 2 (val) holds no clip of whistle", "folds.csv")
     assert not (tmp_path / "out" / "sound.tflite").exists()
+
+
+@pytest.mark.parametrize("training_data, needle", [
+    ({"format": "folders", "path": "/data/my_sounds"}, "trained on --format folders --data /data/my_sounds"),
+    ({"format": "synthetic", "sha256": "0" * 64, "description": "synthetic v1: 300 clips"},
+     "trained on other data than this (synthetic v1: 300 clips)"),
+])
+def test_recalibrate_refuses_data_the_model_was_not_trained_on(tmp_path, training_data, needle):
+    """Thresholds set on other data (or another split) could be chosen on the model's own test clips."""
+    import shutil
+
+    src = PROJECT_ROOT / "models" / "sound.tflite"
+    shutil.copy(src, tmp_path / "sound.tflite")
+    meta = json.loads(src.with_suffix(".json").read_text())
+    meta["training_data"] = {**meta["training_data"], **training_data}
+    (tmp_path / "sound.json").write_text(json.dumps(meta))
+    r = run("-m", "training.train_sound", "--recalibrate", str(tmp_path / "sound.tflite"), "--quick", "--out",
+            str(tmp_path / "out"))
+    r.stderr = "\n".join(ln for ln in r.stderr.splitlines() if "clip/s]" not in ln and "it/s]" not in ln)
+    one_line_error(r, "train-sound: error:", needle)
+    assert json.loads((tmp_path / "sound.json").read_text()) == meta  # nothing rewritten

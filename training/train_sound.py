@@ -383,8 +383,19 @@ def recalibrate(args: argparse.Namespace) -> dict:
     params = LogMelParams()
     tfl = Path(args.recalibrate)
     meta = _json.loads(tfl.with_suffix(".json").read_text())
+    # The model's own data and split, as its metadata records them: calibrating on another split could
+    # choose thresholds on the model's test fold.
+    trained = meta.get("training_data") or {}
+    folds = trained.get("split") or {}
+    if trained.get("format") and trained["format"] != args.format:
+        raise SaySeeError(f"{tfl.with_suffix('.json')}: trained on --format {trained['format']}"
+                          f"{' --data ' + str(trained['path']) if trained.get('path') else ''}; "
+                          f"--recalibrate needs the same data (got --format {args.format})")
     dataset = load(args, params)
-    parts, _ = split(dataset, args.test_fold, args.val_fold)
+    if trained.get("sha256") and dataset.sha256() != trained["sha256"]:
+        raise SaySeeError(f"{tfl.with_suffix('.json')}: trained on other data than this "
+                          f"({trained.get('description', '?')}); --recalibrate needs the same data and --seed")
+    parts, _ = split(dataset, folds.get("test_fold", args.test_fold), folds.get("val_fold", args.val_fold))
     open_set, calibration = calibrate_open_set(tfl, parts["val"], list(meta["labels"]), params, args)
     meta["open_set"] = open_set
     meta["training_data"]["open_set_calibration"] = calibration

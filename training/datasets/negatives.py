@@ -79,10 +79,11 @@ def _speech(seconds: float, rng: np.random.Generator, sr: int) -> np.ndarray:
     return out
 
 
-def _household(seconds: float, rng: np.random.Generator, sr: int) -> np.ndarray:
-    """Held-out families played in a short sequence (a few instances, gaps), like kitchen or door noises."""
+def _household(seconds: float, rng: np.random.Generator, sr: int, exclude=()) -> np.ndarray:
+    """Held-out families played in a short sequence (a few instances, gaps), like kitchen or door noises;
+    never one of ``exclude`` (families a measured box was taught: hearing them is no false trigger)."""
     out = np.zeros(int(seconds * sr), np.float32)
-    fam = int(rng.choice(sound_world.test_families()))
+    fam = int(rng.choice([f for f in sound_world.test_families() if f not in set(exclude)]))
     t = 0
     while t < len(out):
         x = sound_world.family_sound(fam, int(rng.integers(10_000, 20_000)), sr)
@@ -105,8 +106,10 @@ KINDS = ("speech", "music", "speech_over_music", "household", "phone_or_water")
 
 
 def negatives_stream(minutes: float = 10.0, seed: int = 0, sr: int = 16000, busy: float = 0.7,
-                     level_dbfs=(-34.0, -16.0)) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
-    """(float32 audio, [(kind, start s, end s)]): events for ``busy`` of the time, quiet room noise between."""
+                     level_dbfs=(-34.0, -16.0), exclude_families=()) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
+    """(float32 audio, [(kind, start s, end s)]): events for ``busy`` of the time, quiet room noise between.
+    ``exclude_families``: sound-world families the household sounds never use (those a measured box was
+    taught); without it the stream is the same for every caller of one seed."""
     from training.augment import room_realism
 
     rng = np.random.default_rng([seed, 77])
@@ -124,7 +127,7 @@ def negatives_stream(minutes: float = 10.0, seed: int = 0, sr: int = 16000, busy
         elif kind == "speech_over_music":
             x = _speech(length, rng, sr) + 10 ** (-rng.uniform(3, 12) / 20) * music(length, rng, sr)
         elif kind == "household":
-            x = _household(length, rng, sr)
+            x = _household(length, rng, sr, exclude_families)
         else:
             x = _phone_or_water(length, rng, sr)
         x = room_realism(x, rng, sr, snr_db=(10.0, 30.0), p_noise=0.5)
