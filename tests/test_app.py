@@ -485,3 +485,65 @@ def test_a_box_that_fails_after_its_devices_opened_closes_them(tmp_path, monkeyp
         builder.build_app(cfg)
     dev = opened["dev"]
     assert dev.synth.is_closed and dev.leds.is_closed
+
+
+def test_a_teach_prompt_puts_the_led_back_to_rest_when_its_card_goes(tmp_path):
+    """'Learned sound 1!' lights the LED in the new sound's colour; in a quiet room afterwards it must not stay
+    lit until the next detection (days, on a shelf)."""
+    from device.runtime.responder import Responder
+    from device.sound.open_set import OpenSetModel
+    from device.sound.teach import build_decider
+    from device.sound.teach_button import TeachButton
+    from taught_helpers import StandInModel, join, silence, tone
+    from test_teach_button import OPEN_SET, fake_gpio
+
+    cfg = config_from_dict({"app": {"status_file": str(tmp_path / "status.json"), "status_interval_s": 0.1},
+                            "teach": {"dir": str(tmp_path / "taught"), "button_pin": 5, "hold_s": 0.5}},
+                           tmp_path / "box.toml")
+    model = StandInModel(open_set=OPEN_SET)
+    decision = OpenSetModel(model, build_decider(model, cfg.teach))
+    audio = join(silence(1.8), *[join(tone(f, 0.6), silence(1.0)) for f in (300, 304, 297)],
+                 silence(PROMPT_HOLD_S + 1.5))
+    leds = RecordingLeds()
+    t0 = time.monotonic()
+    button = TeachButton(fake_gpio((t0 + 0.2, t0 + 1.6), clock=time.monotonic), 5, cfg.teach.hold_s)
+    app = App(cfg, Devices(mic=PlaylistMic(playlist=[audio], realtime=True, chunk_size=800), leds=leds),
+              sound_model=decision, teach_button=button, responder=Responder(cfg, labels=model.labels))
+    app.run(seconds=30)
+    states = leds.timeline()
+    learned = max(i for i, s in enumerate(states) if s.brightness > 0)  # the last lit state: the prompt's
+    rest = [s for s in states[learned + 1 :] if s.brightness == 0]
+    audio_end = len(audio) / 16000
+    assert rest and rest[0].t < audio_end - 0.5, [(round(s.t, 2), s.brightness) for s in states]
+
+
+def test_a_note_off_is_not_held_back_by_a_mic_that_hiccups(tmp_path):
+    """Note-offs are scheduled in stream time; when a live mic delivers nothing for a while, they still go
+    out on time by the wall clock (a 0.4 s note used to last the whole hiccup)."""
+    from device.hardware.synth import RecordingSynth
+
+    class HiccupMic(PlaylistMic):
+        """The sim playlist, but reads time out for 3 s once 1.95 s of audio went out (a USB mic hiccup)."""
+
+        stall_until = None
+
+        def read(self, timeout=None):
+            if self.stall_until is not None and time.monotonic() < self.stall_until:
+                time.sleep(timeout or 0)
+                return None
+            chunk = super().read(timeout)
+            if chunk is not None and chunk.start >= int(1.95 * SR) and self.stall_until is None:
+                self.stall_until = time.monotonic() + 3.0
+            return chunk
+
+    cfg = config_from_dict({"app": {"status_file": str(tmp_path / "s.json"), "status_interval_s": 0.2},
+                            "sound": {"gate_while_synth": False},
+                            "mapping": {"beep": {"note": 72, "duration_s": 0.4}}}, tmp_path / "box.toml")
+    synth = RecordingSynth()
+    app = App(cfg, Devices(mic=HiccupMic(playlist=[beeps(4.0)], realtime=True, chunk_size=800),
+                           leds=RecordingLeds(), synth=synth), sound_model=ToneModel())
+    app.run(seconds=15)
+    notes = [(t, m.type) for t, m in synth.messages if m.type in ("note_on", "note_off")]
+    on = next(t for t, kind in notes if kind == "note_on")
+    off = next(t for t, kind in notes if kind == "note_off")
+    assert off - on < 1.0, notes  # 0.4 s and a read timeout or two, not the 3 s hiccup

@@ -44,8 +44,9 @@ def test_pins_set_up_in_bcm_with_pwm(fake_gpio):
 def test_duty_follows_colour_times_brightness(fake_gpio):
     with GpioLeds(LedsConfig(pins=(5, 6, 13))) as leds:
         leds.set((1.0, 0.5, 0.0), 0.8)
-        assert tuple(fake_gpio.pwms[p].duty for p in (5, 6, 13)) == pytest.approx((80.0, 40.0, 0.0))
-        assert leds.duty_cycles == pytest.approx((80.0, 40.0, 0.0))
+        # Linear light, as the screen's sRGB 0.5 emits: 0.214, not 0.5 (the LED's orange matches the screen's).
+        assert tuple(fake_gpio.pwms[p].duty for p in (5, 6, 13)) == pytest.approx((80.0, 17.12, 0.0), abs=0.01)
+        assert leds.duty_cycles == pytest.approx((80.0, 17.12, 0.0), abs=0.01)
         before = len(fake_gpio.calls)
         leds.set((1.0, 0.5, 0.0), 0.8)  # unchanged: no redundant library calls
         assert len(fake_gpio.calls) == before
@@ -63,7 +64,7 @@ def test_common_anode_inverts_duty(fake_gpio):
         assert {c[3] for c in fake_gpio.calls if c[0] == "setup"} == {fake_gpio.HIGH}
         assert _duties(fake_gpio) == (100.0, 100.0, 100.0)
         leds.set((1.0, 0.25, 0.0), 1.0)
-        assert _duties(fake_gpio) == pytest.approx((0.0, 75.0, 100.0))
+        assert _duties(fake_gpio) == pytest.approx((0.0, 100.0 - 5.08, 100.0), abs=0.01)
 
 
 def test_close_releases_only_our_pins_dark(fake_gpio):
@@ -265,7 +266,7 @@ def test_jetson_hardware_pwm_on_the_configured_pwm_pin(monkeypatch):
     gpio = install_jetson(monkeypatch)
     with GpioLeds(LedsConfig(hardware_pwm_pins=(22,))) as leds:
         leds.set((0.0, 1.0, 0.6))
-        assert list(gpio.pwms) == [22] and gpio.pwms[22].duty == pytest.approx(60.0)
+        assert list(gpio.pwms) == [22] and gpio.pwms[22].duty == pytest.approx(31.85, abs=0.01)
         assert gpio.levels[27][-1] == gpio.HIGH and gpio.levels[17][-1] == gpio.LOW
 
 

@@ -327,3 +327,42 @@ def test_every_synth_default_comes_from_the_config():
     root = Path(__file__).resolve().parents[1] / "device"
     assert [p.relative_to(root).as_posix() for p in sorted(root.rglob("*.py")) if "31250" in p.read_text()] == [
         "config.py"]
+
+
+def test_a_write_that_times_out_is_followed_by_all_notes_off(monkeypatch):
+    """pyserial's write raises SerialTimeoutException once write_timeout passes, after writing what fitted.
+    A note-off lost that way (a USB synth busy loading a program) must not leave its note sounding."""
+    import serial
+
+    wire = bytearray()
+
+    class BusyOncePort:
+        """Like Serial with write_timeout: the first note-off goes half out, then the timeout."""
+
+        busy = True
+
+        def write(self, data):
+            if self.busy and data[0] & 0xF0 == 0x80:
+                self.busy = False
+                wire.extend(data[:1])
+                raise serial.SerialTimeoutException("Write timeout")
+            wire.extend(data)
+            return len(data)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(serial, "serial_for_url", lambda *a, **k: BusyOncePort())
+    synth = SerialSynth("loop://", reset_wait_s=0.0, release_seconds=0.0)
+    try:
+        assert wait_until(lambda: synth.is_connected)
+        start = len(wire)  # after the connect-time all-notes-off
+        synth.send(mido.Message("note_on", note=72, velocity=100))
+        synth.send(mido.Message("note_off", note=72, velocity=0))
+        assert wait_until(lambda: synth.write_timeouts == 1)
+        synth.send(mido.Message("program_change", program=9))
+        assert wait_until(lambda: bytes(wire).endswith(bytes([0xC0, 9])))
+        assert bytes(wire[start:]) == bytes([0x90, 72, 100, 0x80]) + ALL_NOTES_OFF + bytes([0xC0, 9])
+        assert synth.is_connected  # one timeout is a busy synth, not a dead port
+    finally:
+        synth.close()

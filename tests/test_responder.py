@@ -102,3 +102,16 @@ def test_sound_scene_shows_the_heard_class_or_the_listening_card(tmp_path):
     scene = r.sound_scene(src).scene
     src.spectrogram[:] = 1.0  # the pipeline keeps writing; the shown scene must not change
     assert not scene.spectrogram.any()
+
+
+def test_one_note_ending_leaves_the_led_on_the_notes_still_sounding(tmp_path):
+    """Chords and quick runs: the LED follows the newest bar still sounding, dark only when none is."""
+    r = responder(tmp_path, note_colours={"60": "#ff0000", "64": "#00ff00"})
+    r.on_event(NoteOn(60, 127, 1.0))
+    r.on_event(NoteOn(64, 100, 1.1))
+    assert r.on_event(NoteOff(64, 1.2))[1] == SetLed((1.0, 0.0, 0.0), 1.0)  # back to the bar still ringing
+    r.on_event(NoteOn(64, 100, 1.3))
+    assert r.on_event(NoteOff(60, 1.4))[1] == SetLed((0.0, 1.0, 0.0), 100 / 127)
+    assert r.on_event(ClassCleared("siren", 1.45, "silence")) == [SetLed((0.0, 1.0, 0.0), 100 / 127)]
+    assert r.on_event(NoteOff(64, 1.5))[1] == LED_OFF
+    assert r.led_off() == [LED_OFF]

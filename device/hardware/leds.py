@@ -41,7 +41,7 @@ __all__ = ["open_leds", "probe", "GpioLeds", "RecordingLeds", "LedState", "lgpio
 
 GPIO_MODULES = ("RPi.GPIO", "Jetson.GPIO")  # same API; first that imports wins
 GPIO_HINT = "add the user to the 'gpio' group"
-ONOFF_THRESHOLD = 0.5  # on/off pins (Jetson without hardware PWM) light at half level and above
+
 JETSON_PWM_HINT = "Jetson hardware PWM exists only on a few pins (Orin: BCM 12, 13, 22)"
 
 
@@ -106,6 +106,15 @@ class _OnOffPin:
 
     def stop(self) -> None:
         pass
+
+
+def srgb_to_linear(c: float) -> float:
+    """An sRGB channel (0..1, what the screen shows) as linear light: PWM duty is linear light, so without
+    this an LED's hue drifts from the screen's (a class's orange became yellow-orange)."""
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
+ONOFF_THRESHOLD = srgb_to_linear(0.5)  # on/off pins (Jetson without hardware PWM) light from half level (sRGB)
 
 
 class GpioLeds(Leds):
@@ -176,12 +185,13 @@ class GpioLeds(Leds):
         return 100.0 - duty if self.common_anode else duty
 
     def set(self, rgb: tuple[float, float, float], brightness: float = 1.0) -> None:
-        """Show ``rgb`` (0..1 each) at ``brightness`` (0..1): duty = 100 * colour * brightness."""
+        """Show ``rgb`` (0..1 sRGB each, as the screen draws it) at ``brightness`` (0..1):
+        duty = 100 * linear light of the colour * brightness."""
         if self.is_closed:
             raise RuntimeError("leds: set() after close()")
         self.rgb, self.brightness = _check_colour(rgb, brightness)
         for i, c in enumerate(self.rgb):
-            duty = self._level_duty(c * self.brightness)
+            duty = self._level_duty(srgb_to_linear(c) * self.brightness)
             if duty != self._duty[i]:  # skip redundant calls: each one costs a syscall path
                 self._drivers[i].drive(duty)
                 self._duty[i] = duty

@@ -231,6 +231,7 @@ class SerialSynth(BaseSynth):
         self._state = "new"  # "connected" | "absent" | "lost": only changes are logged
         self._ever_connected = False
         self._timeouts_in_row = 0
+        self._notes_off_owed = False  # a write timed out: send all-notes-off before the next message
         self.connects = 0
         self.reconnects = 0
         self.messages_sent = 0
@@ -310,6 +311,7 @@ class SerialSynth(BaseSynth):
         try:
             port.write(ALL_NOTES_OFF)  # first thing on every connection: no stuck notes
             self.bytes_written += len(ALL_NOTES_OFF)
+            self._notes_off_owed = False
         except (serial.SerialException, OSError) as e:
             _quiet_close(port)
             self._set_state("absent", f"synth: port {self.port} opened but not writable ({one_line(e)}); retrying")
@@ -327,8 +329,15 @@ class SerialSynth(BaseSynth):
     def _write(self, data: bytes) -> None:
         serial = self._serial
         try:
+            if self._notes_off_owed:
+                # A message lost to a timeout may have been a note-off, or left half a message on the
+                # wire: all-notes-off before anything else, so nothing is left sounding.
+                self._serial_port.write(ALL_NOTES_OFF)
+                self.bytes_written += len(ALL_NOTES_OFF)
+                self._notes_off_owed = False
             self._serial_port.write(data)
         except serial.SerialTimeoutException:
+            self._notes_off_owed = True
             # The far end stopped reading (flow control, crashed USB synth). Drop
             # this message; several in a row means the port is dead: reopen it.
             self.write_timeouts += 1

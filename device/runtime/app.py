@@ -167,6 +167,7 @@ class App:
         self.teach_button = teach_button
         self.teacher = None
         self._prompt_until = float("-inf")  # clock() until which the last teach prompt keeps the screen
+        self._prompt_led = False  # a prompt lit the LED: put it back to rest when the prompt is gone
         self.taught_watch = None
         if self.sound is not None and hasattr(sound_model, "decider"):
             from device.sound.taught_watch import TaughtWatcher
@@ -221,11 +222,17 @@ class App:
 
     def _show_prompt(self, prompt: Any) -> None:
         self._prompt_until = self.clock() + PROMPT_HOLD_S
+        self._prompt_led = True
         self.dispatch(self.responder.prompt(prompt.text, prompt.colour))
 
     def _screen_is_live(self) -> bool:
-        """The sound and camera screens may draw: no teaching in progress, no prompt still being read."""
-        return not (self.teacher is not None and self.teacher.active) and self.clock() >= self._prompt_until
+        """The sound and camera screens may draw: no teaching in progress, no prompt still being read.
+        The first time they may again, the prompt's LED goes back to rest (it would stay lit for days)."""
+        live = not (self.teacher is not None and self.teacher.active) and self.clock() >= self._prompt_until
+        if live and self._prompt_led:
+            self._prompt_led = False
+            self.dispatch(self.responder.led_off())
+        return live
 
     def _sound_pipeline(self) -> SoundPipeline:
         """A pipeline over the sound model's labels as they are now (built-in, taught, ``unknown``)."""
@@ -239,7 +246,10 @@ class App:
         from device.sound.taught_watch import reload_taught
 
         if reload_taught(self.sound_model, self.responder, TaughtStore(self.cfg.teach.dir)):
+            was = self.sound.current
             self.sound = self._sound_pipeline()
+            if was is not None:  # the new pipeline hears nothing yet: no ClassCleared will end this LED
+                self.dispatch(self.responder.led_off())
 
     def _on_taught(self, taught: Any) -> None:
         """A sound taught with the button counts at once: the decision, the responder and the pipeline know it."""
@@ -284,6 +294,7 @@ class App:
         realtime = bool(getattr(mic, "realtime", True))
         synth = self.dev.synth
         hop = None  # the newest decision hop the continuous mapping ([continuous]) followed
+        heard = None
         mic.start()
         while not self.stop_event.is_set():
             chunk = mic.read(timeout=0.2)
@@ -292,8 +303,11 @@ class App:
                     self._source_ended("mic", mic)
                     break
                 self.counters.read_timeouts += 1
+                if realtime and heard is not None:  # a live mic that hiccups: notes still end on time
+                    self.dispatch(self.responder.due(heard[0] + self.clock() - heard[1]))
                 continue
             stream_t = (chunk.start + len(chunk.samples)) / p.params.sample_rate
+            heard = (stream_t, self.clock())  # stream time of the newest audio, and when it was handled
             self.dispatch(self.responder.due(stream_t))
             if self.teacher is not None and self.teacher.step(chunk.samples):
                 self._made_progress("mic")

@@ -77,6 +77,7 @@ class Responder:
             self.mapping(label)
         self.note_colours: dict[int, Colour] = {n: cfg.note_colours.get(n) or note_colour(n) for n in notes}
         self._pending_off: list[tuple[float, Any]] = []  # (stream time s, note-off message)
+        self._sounding: dict[int, float] = {}  # marimba notes on now -> LED level, in the order they started
         self._gate_until = 0.0  # stream time until which our own note may still sound
         # [display] picture_mode = "dream": a device.screen.dream.DreamPicture the builder sets (None = cards).
         self.dream: Any | None = None
@@ -124,13 +125,27 @@ class Responder:
         if kind == "ClassDetected":
             return self._without_led(self._on_class(event, t))
         if kind == "ClassCleared":
-            return self._without_led([LED_OFF])
+            return self._without_led([self._resting_led()])
         if kind == "NoteOn":
+            self._sounding.pop(event.note, None)
+            self._sounding[event.note] = event.velocity / 127.0  # newest last
             return [self._midi("note_on", note=event.note, velocity=event.velocity),
                     SetLed(self.note_colour(event.note), event.velocity / 127.0)]
         if kind == "NoteOff":
-            return [self._midi("note_off", note=event.note, velocity=0), LED_OFF]
+            self._sounding.pop(event.note, None)
+            return [self._midi("note_off", note=event.note, velocity=0), self._resting_led()]
         return []
+
+    def _resting_led(self) -> Action:
+        """What the LED shows when a sound or note ends: the newest bar still sounding, else dark."""
+        if not self._sounding:
+            return LED_OFF
+        note, level = next(reversed(self._sounding.items()))
+        return SetLed(self.note_colour(note), level)
+
+    def led_off(self) -> list[Action]:
+        """The LED back to rest (a prompt card gone, a pipeline replaced mid-sound)."""
+        return self._without_led([self._resting_led()])
 
     def _on_class(self, event: Any, t: float) -> list[Action]:
         if event.label == UNKNOWN:

@@ -16,7 +16,7 @@ import pytest
 from contracts.conftest import real_or_skip
 from device.config import LedsConfig
 from device.hardware import leds as leds_mod
-from device.hardware.leds import ONOFF_THRESHOLD, open_leds
+from device.hardware.leds import ONOFF_THRESHOLD, open_leds, srgb_to_linear
 from fakes import gpio as gpio_fake
 from fakes import jetson_gpio, rpi_lgpio
 
@@ -70,7 +70,8 @@ class LedBackend:
         if self.name == "real":
             return None
         if self.name == "sim":
-            raw = {p: [s.rgb[i] * s.brightness for s in leds.timeline()] for i, p in enumerate(PINS)}
+            # The sim records the colour asked for (sRGB, as the screen shows it); a real LED emits its light.
+            raw = {p: [srgb_to_linear(s.rgb[i]) * s.brightness for s in leds.timeline()] for i, p in enumerate(PINS)}
         else:
             raw = {}
             for p in PINS:
@@ -109,7 +110,7 @@ def test_same_levels_reach_the_pins_on_every_backend(backend):
     if got is None:
         return
     for i, pin in enumerate(PINS):
-        want = [0.0] + [rgb[i] * level for rgb, level in SEQUENCE] + [0.0]
+        want = [0.0] + [srgb_to_linear(rgb[i]) * level for rgb, level in SEQUENCE] + [0.0]  # light, as the screen
         if backend.onoff(pin):
             want = [float(v >= ONOFF_THRESHOLD) for v in want]
         assert got[pin] == collapse(want), (backend.name, pin)
