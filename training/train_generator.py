@@ -74,6 +74,7 @@ from device.model import Model
 from device.screen.dream import LOUDNESS_DBFS, PICTURE_SIDE, loudness
 from device.sound.labels import URBANSOUND_CLASSES
 from training import picture_variants as V
+from training.interrupt import stop_on_ctrl_c
 
 PROG = "train-generator"
 MAX_PARAMS = 1_100_000
@@ -408,7 +409,7 @@ def _fit(model, x, t, settings: Settings, seed: int):
     schedule = keras.callbacks.LearningRateScheduler(
         lambda epoch, lr: 2e-3 * 0.5 ** (max(0, epoch - settings.epochs // 2) / max(1, settings.epochs // 5)))
     h = model.fit(x[tr], t[tr], validation_data=(x[va], t[va]), epochs=settings.epochs,
-                  batch_size=settings.batch_size, shuffle=True, verbose=2, callbacks=[schedule])
+                  batch_size=settings.batch_size, shuffle=True, verbose=2, callbacks=[schedule, stop_on_ctrl_c(PROG)])
     return {k: [float(v) for v in vals] for k, vals in h.history.items()}
 
 

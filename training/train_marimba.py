@@ -63,6 +63,7 @@ from device.marimba.pipeline import (
     window_stacks,
 )
 from device.model import Model
+from training.interrupt import stop_on_ctrl_c
 from training.scoring import ONSET_TOLERANCE_S, combine
 from training.scoring import score_notes as score  # the name the trainer's callers and tests use
 
@@ -544,6 +545,7 @@ def fit(model, train, val, spec: MarimbaSpec, args: argparse.Namespace, epochs: 
     va = make_batches(val, spec, 256, False, args.seed) if val else None
     callbacks = ([keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
                                                 restore_best_weights=True, verbose=1)] if val else [])
+    callbacks.append(stop_on_ctrl_c(PROG))
     hist = model.fit(tr, validation_data=va, epochs=epochs, callbacks=callbacks,
                      verbose=1 if sys.stdout.isatty() else 2)
     return {k: [float(v) for v in vals] for k, vals in hist.history.items()}

@@ -59,6 +59,7 @@ import numpy as np
 from device.errors import SaySeeError
 from device.frontend import LogMelParams
 from device.model import Model
+from training.interrupt import stop_on_ctrl_c
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -180,6 +181,7 @@ def fit(model, xtr, ytr, xva, yva, epochs: int, batch_size: int, seed: int, dead
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=6, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-4),
         Deadline.make(deadline),
+        stop_on_ctrl_c(PROG),
     ]
     hist = model.fit(xtr, ytr, validation_data=(xva, yva), epochs=epochs, batch_size=batch_size,
                      callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2, shuffle=True)
@@ -244,6 +246,7 @@ def fit_embedding(model, data, xva, yva, n_classes: int, epochs: int, seed: int,
         keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", patience=6, restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3, min_lr=1e-4),
         Deadline.make(deadline),
+        stop_on_ctrl_c(PROG),
     ]
     hist = model.fit(data, validation_data=(xva, (yva, yva)), epochs=epochs, callbacks=callbacks,
                      verbose=1 if sys.stdout.isatty() else 2)
