@@ -58,22 +58,30 @@ def sim_sources(tmp_path):
     return video, wav
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def _recording(out: Path, video: Path, wav: Path) -> subprocess.Popen:
+    """The real command on the sim camera and mic, paced in real time like the real devices."""
+    return subprocess.Popen([sys.executable, "-m", "device", "record-marimba", "--seconds", "60", "--out", str(out),
+                             "--camera", "sim", "--source", str(video), "--mic", "sim", "--playlist", str(wav)],
+                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_audio(proc: subprocess.Popen, out: Path) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / AUDIO).exists() and (out / AUDIO).stat().st_size > 44 + 2 * 8000:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_signal_mid_recording_keeps_a_complete_dataset(tmp_path, sim_sources, signum):
     video, wav = sim_sources
     out = tmp_path / "take"
     # The sim camera and mic are paced in real time, like the real devices.
-    proc = subprocess.Popen([sys.executable, "-m", "device", "record-marimba", "--seconds", "60", "--out", str(out),
-                             "--camera", "sim", "--source", str(video), "--mic", "sim", "--playlist", str(wav)],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _recording(out, video, wav)
     try:
-        deadline = time.monotonic() + 30
-        # Wait until audio is being written, then let a second of recording happen.
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / AUDIO).exists() and (out / AUDIO).stat().st_size > 44 + 2 * 8000:
-                break
-            time.sleep(0.05)
-        assert proc.poll() is None, proc.communicate()
+        _wait_for_audio(proc, out)
         time.sleep(1.0)
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=20)
@@ -251,3 +259,77 @@ def test_without_a_config_the_defaults_are_the_boxs_size():
     args.size, args.fps = (320, 240), 15.0
     cam = camera_config(Config(), args)
     assert (cam.width, cam.height, cam.fps) == (320, 240, 15.0)
+
+
+def test_a_killed_recording_is_not_lost_finish_keeps_it(tmp_path, sim_sources):
+    """kill -9 (or a power cut) mid-recording: no manifest, but the journal, the patched WAV header and the
+    frames so far let --finish keep what both video and audio cover; until then readers say so in one line."""
+    video, wav = sim_sources
+    out = tmp_path / "take"
+    proc = _recording(out, video, wav)
+    try:
+        _wait_for_audio(proc, out)
+        time.sleep(2.0)
+        proc.kill()
+        proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (out / MANIFEST).exists()
+    from device.errors import InputFileError
+    from device.marimba.recording import read_manifest
+
+    with pytest.raises(InputFileError, match="an interrupted recording .* record-marimba --finish"):
+        read_manifest(out)
+    r = subprocess.run([sys.executable, "-m", "device", "record-marimba", "--finish", str(out)], cwd=PROJECT_ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    m = check_complete(out)
+    assert m["interrupted"] is True and m["n_frames"] >= 30  # at least a second of the two
+    assert not (out / "partial.json").exists() and not (out / "frame_times.partial").exists()
+    from training.datasets.marimba_io import load_recording
+
+    assert len(load_recording(out).frames) == m["n_frames"]
+
+
+class SilencedMic(PacedMic):
+    """A USB mic pulled out after ``seconds``: reads then time out, and it never says it finished."""
+
+    is_finished = False
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def read(self, timeout=None):
+        if self.n >= self.seconds * self.sample_rate:
+            time.sleep(timeout or 0)
+            return None
+        return super().read(timeout)
+
+
+def test_a_microphone_pulled_out_stops_the_recording_in_one_line_and_keeps_it(tmp_path):
+    from device.errors import InputFileError
+
+    lines = []
+    with pytest.raises(InputFileError, match=r"the microphone stopped delivering at 1\.0 s \(unplugged\?\); "
+                                             r"what came before was kept"):
+        record(PacedCamera(), SilencedMic(1.0), 30.0, tmp_path / "take", progress=lines.append)
+    m = check_complete(tmp_path / "take")
+    assert m["stopped_by"].startswith("the microphone stopped delivering")
+    assert lines and lines[0].startswith("record-marimba:   1.0 / 30 s")  # a progress line every second
+
+
+def test_without_opencv_frames_stream_to_disk_and_end_as_frames_npy(tmp_path):
+    """No OpenCV on the box: frames go to frames.raw as they come (memory flat), frames.npy at the end."""
+    from device.marimba.dataset import FRAMES_NPY, FRAMES_RAW, DatasetWriter
+
+    w = DatasetWriter(tmp_path / "rec", 16000, FPS, video="npy")
+    frames = [np.full((24, 32), i, np.uint8) for i in range(40)]
+    for i, f in enumerate(frames):
+        w.add_frame(f, i / FPS)
+    assert (tmp_path / "rec" / FRAMES_RAW).stat().st_size >= 40 * 24 * 32 - 8192  # on disk as they come
+    w.add_audio(np.zeros(int(40 / FPS * 16000), np.int16))
+    w.close()
+    assert np.array_equal(np.load(tmp_path / "rec" / FRAMES_NPY), np.stack(frames))
+    assert not (tmp_path / "rec" / FRAMES_RAW).exists()

@@ -36,17 +36,19 @@ import numpy as np
 from device.argtypes import positive_finite
 from device.errors import InputFileError
 from device.frontend import DIATONIC_C4_F6
-from device.marimba.dataset import DatasetWriter, check_new_folder
+from device.marimba.dataset import DatasetWriter, check_new_folder, finish_interrupted
 
 GUIDE = "play each bar a few times, then play freely; 2 minutes is enough"
 DEFAULT_SECONDS = 120.0  # the guide's 2 minutes
+PROGRESS_S = 1.0  # a progress line this often while recording
+STALL_S = 2.0  # an input silent this long is lost (unplugged): the recording stops and keeps what it has
 
 
 def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
            clock: Callable[[], float] = time.monotonic, notes: Sequence[int] = DIATONIC_C4_F6,
            log: Callable[[str], None] | None = None, stop: threading.Event | None = None,
            box_size: tuple[int, int] | None = None, box_source: str = "the config",
-           warn: Callable[[str], None] | None = None) -> Path:
+           warn: Callable[[str], None] | None = None, progress: Callable[[str], None] | None = None) -> Path:
     """Capture ``seconds`` of frames and audio from started-or-not Camera/Mic objects into ``out``.
 
     The mic is read on its own thread; the camera on this one, keeping each
@@ -54,7 +56,8 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
     the recording early and keeps it; so does any exception, which is then
     re-raised. ``box_size`` (width, height) is the size the box runs its
     camera at (``box_source`` names where it was read): a first frame of
-    another size gets one ``warn`` line. Returns the folder.
+    another size gets one ``warn`` line; ``progress`` gets a line every second. A mic or camera that stops
+    delivering for STALL_S stops the recording (kept) with one line. Returns the folder.
     """
     seconds = float(seconds)
     if not math.isfinite(seconds) or seconds <= 0:
@@ -84,25 +87,41 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
                     writer.add_audio(np.zeros(end - len(samples) - writer.audio_samples, np.int16))
                 writer.add_audio(samples)
                 starts.append(float(chunk.captured_at) - end / sr)
+                writer.audio_start = min(writer.audio_start or starts[-1], starts[-1])  # kept in the journal
         except BaseException as e:  # surfaced on the main thread
             errors.append(e)
 
     frames = 0
     frame_clock = "captured_at"
     thread = threading.Thread(target=audio_loop, name="record-marimba-mic", daemon=True)
+    lost: list[str] = []  # an input that stopped delivering (unplugged): the recording stops, kept
     try:
         mic.start()
         thread.start()
         camera.start()
-        t_end = clock() + seconds
+        t0 = clock()
+        t_end = t0 + seconds
         last_index = None
+        last_frame_at, next_progress = t0, t0 + PROGRESS_S
         while clock() < t_end and not errors and not stop.is_set():
             f = camera.read(timeout=0.2)
             arrival = clock()
+            if arrival >= next_progress and progress is not None:
+                next_progress = arrival + PROGRESS_S
+                progress(f"record-marimba: {arrival - t0:5.1f} / {seconds:g} s, {frames} frames, "
+                         f"{writer.audio_samples / sr:5.1f} s audio")
+            heard = writer.audio_samples / sr
+            if arrival - t0 > STALL_S and heard < arrival - t0 - STALL_S - 1.0:
+                lost.append(f"the microphone stopped delivering at {heard:.1f} s (unplugged?)")
+                break
             if f is None:
                 if getattr(camera, "is_finished", False):
                     break
+                if arrival - last_frame_at > STALL_S:
+                    lost.append(f"the camera stopped delivering at {last_frame_at - t0:.1f} s (unplugged?)")
+                    break
                 continue
+            last_frame_at = arrival
             if f.index == last_index:
                 continue
             if frames == 0 and abs(float(f.captured_at) - arrival) > 1.0:
@@ -111,7 +130,11 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
             last_index = f.index
             if frames == 0 and box_size is not None and warn is not None:
                 size_warning(np.asarray(f.image).shape, box_size, box_source, warn)
-            writer.add_frame(f.image, arrival if frame_clock == "arrival" else f.captured_at)
+            try:
+                writer.add_frame(f.image, arrival if frame_clock == "arrival" else f.captured_at)
+            except OSError as e:  # a full card: stop, keep what is there
+                errors.append(e)
+                break
             frames += 1
     finally:
         # Whatever ended the loop (time up, a stop request, Ctrl-C, an error), what was
@@ -126,9 +149,21 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
                  "mic_dropped_samples": int(getattr(mic, "dropped_samples", 0))}
         if stop.is_set():
             extra["stopped_by"] = getattr(stop, "reason", None) or "stop request"
-        out_folder = writer.close(min(starts) if starts else 0.0, extra=extra)
+        if lost:
+            extra["stopped_by"] = lost[0]
+        try:
+            out_folder = writer.close(min(starts) if starts else 0.0, extra=extra)
+        except OSError as e:  # a full card: what was recorded stays, to be finished once there is room
+            raise InputFileError(f"{folder}: could not finish the recording ({e.strerror or e}); free some "
+                                 f"space, then `python -m device record-marimba --finish {folder}` keeps "
+                                 "what was recorded") from None
     if errors:
-        raise errors[0]
+        e = errors[0]
+        if isinstance(e, OSError):
+            raise InputFileError(f"{folder}: recording stopped: {e.strerror or e}") from None
+        raise e
+    if lost:
+        raise InputFileError(f"{out_folder}: {lost[0]}; what came before was kept")
     if not starts:
         raise InputFileError(f"{folder}: the microphone delivered no audio; nothing usable was recorded")
     if log:
@@ -182,7 +217,9 @@ def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) 
                                 description="Record camera + audio of a marimba for training.")
     p.add_argument("--seconds", type=positive_finite, default=DEFAULT_SECONDS,
                    help=f"how long to record (default {DEFAULT_SECONDS:g}; Ctrl-C stops early and keeps it)")
-    p.add_argument("--out", required=True, help="new dataset folder (must not exist or be empty)")
+    p.add_argument("--out", help="new dataset folder (must not exist or be empty)")
+    p.add_argument("--finish", metavar="DIR", help="keep what an interrupted recording holds (killed, power "
+                                                   "cut, full card): cut to what video and audio both cover")
     p.add_argument("--config", default=None,
                    help="config file for [camera] and [mic] (default /etc/saysee/config.toml if present)")
     p.add_argument("--camera", default=None, help="camera backend: auto | real | sim (default: the config's)")
@@ -196,6 +233,13 @@ def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) 
     p.add_argument("--playlist", nargs="+", default=None, help="sim mic: WAV file(s) to play")
     p.add_argument("--sample-rate", type=int, default=48000, help="audio rate asked of the mic")
     args = p.parse_args(argv)
+    if args.finish:
+        if args.out:
+            p.error("--finish DIR works on an existing recording: give no --out")
+        finish_interrupted(args.finish, log=print)
+        return 0
+    if not args.out:
+        p.error("--out DIR is required (or --finish DIR)")
     check_new_folder(args.out)  # before opening any device
     from device.sound.teach import load_config
 
@@ -210,7 +254,8 @@ def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) 
         stop.set()
 
     own = []
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # SIGHUP too: an ssh session dropped (a pulled network cable) must end the recording kept, not lost.
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         if camera is None:
             camera = _open_camera(cfg, args)
@@ -224,7 +269,8 @@ def main(argv: list[str] | None = None, *, camera: Any = None, mic: Any = None) 
             record(camera, mic, args.seconds, args.out, log=print, stop=stop,
                    box_size=(cfg.camera.width, cfg.camera.height),
                    box_source="the default config" if cfg.source == "<defaults>" else cfg.source,
-                   warn=lambda line: print(line, file=sys.stderr, flush=True))
+                   warn=lambda line: print(line, file=sys.stderr, flush=True),
+                   progress=lambda line: print(line, end="\r" if sys.stdout.isatty() else "\n", flush=True))
     finally:
         for dev in own:
             with contextlib.suppress(Exception):

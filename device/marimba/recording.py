@@ -32,6 +32,10 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any]:
     if not Path(folder).is_dir():
         raise InputFileError(f"{folder}: no such recording folder")
     if not path.is_file():
+        from device.marimba.dataset import PARTIAL, interrupted_message
+
+        if (Path(folder) / PARTIAL).is_file():
+            raise InputFileError(interrupted_message(Path(folder)))
         raise InputFileError(f"{path}: manifest missing (not a marimba recording folder)")
     m = read_json_object(path, InputFileError, "recording manifest")
     for key in ("video", "audio", "frame_times", "ground_truth"):

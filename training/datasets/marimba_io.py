@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -20,7 +21,7 @@ import numpy as np
 
 from device.errors import InputFileError
 from device.frontend import NoteParams
-from device.marimba.dataset import AUDIO, FRAME_TIMES, MANIFEST
+from device.marimba.dataset import AUDIO, FRAME_TIMES, MANIFEST, PARTIAL, interrupted_message
 from device.marimba.recording import check_lengths, read_frame_times, read_frames, read_manifest, video_path
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".npy")
@@ -64,6 +65,9 @@ def find_recordings(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if not p.is_dir():
             raise InputFileError(f"{p}: not a dataset folder (expected a folder holding {MANIFEST})")
         subs = sorted(d for d in p.rglob(MANIFEST))
+        for partial in sorted(p.rglob(PARTIAL)):  # never skipped in silence: the user may want it kept
+            if not (partial.parent / MANIFEST).is_file():
+                warnings.warn(f"skipped: {interrupted_message(partial.parent)}", stacklevel=2)
         if not subs:
             raise InputFileError(f"{p}: no marimba recordings found (no {MANIFEST} in it or below)")
         found += [s.parent for s in subs]
