@@ -312,3 +312,47 @@ def test_mic_running_out_is_reported(tmp_path):
 
 def test_recorder_error_is_a_saysee_error():
     assert issubclass(RecorderError, SaySeeError)
+
+
+class PulledMic(ArrayMic):
+    """A USB mic pulled out: after its samples, reads time out for ever and it never says it finished."""
+
+    def read(self, timeout=None):
+        if self.pos >= len(self.samples):
+            time.sleep(timeout or 0)
+            return None
+        return super().read(timeout)
+
+    @property
+    def is_finished(self) -> bool:
+        return False
+
+
+def test_a_mic_pulled_out_stops_recording_and_keeps_the_takes_saved(tmp_path):
+    res = record_takes(PulledMic(ramp(1.8)), "dog_bark", 0.5, 5, tmp_path, countdown=0.25, log=lambda s: None)
+    assert res.lost_input and "microphone stopped delivering" in res.stopped_by
+    assert len(res.saved) == 2 and len(final_wavs(tmp_path / "dog_bark")) == 2 and res.discarded == 1
+
+
+def test_a_full_card_is_one_line_and_the_takes_saved_before_it_stay(tmp_path, monkeypatch):
+    from device.sound import recorder
+
+    real, calls = recorder.write_take, []
+
+    def full_after_two(folder, stem, samples, rate):
+        calls.append(stem)
+        if len(calls) > 2:
+            raise OSError(28, "No space left on device")
+        return real(folder, stem, samples, rate)
+
+    monkeypatch.setattr(recorder, "write_take", full_after_two)
+    with pytest.raises(RecorderError, match=r"take 3 not saved \(No space left on device\); 2 take\(s\) saved"):
+        record_takes(ArrayMic(ramp(4.0)), "dog_bark", 0.5, 4, tmp_path, countdown=0.25, log=lambda s: None)
+    assert len(final_wavs(tmp_path / "dog_bark")) == 2
+
+
+def test_progress_is_reported_while_a_take_records(tmp_path):
+    lines = []
+    record_takes(ArrayMic(ramp(3.0)), "dog_bark", 2.0, 1, tmp_path, countdown=0.0, log=lambda s: None,
+                 log_progress=lines.append)
+    assert lines == ["   0.1 / 2 s", "   1.0 / 2 s", "   2.0 / 2 s"]  # the first chunk, then each second

@@ -46,6 +46,7 @@ from device.atomic import fsync_dir as _fsync_dir
 DEFAULT_OUT = "data/recordings"
 COUNTDOWN_COLOUR = (1.0, 0.55, 0.0)  # amber: get ready
 RECORDING_COLOUR = (1.0, 0.0, 0.0)  # red: recording
+STALL_S = 2.0  # a live mic silent this long is gone (unplugged): stop, keep the saved takes
 STALE_PARTIAL_S = 3600.0
 
 _LABEL_OK = re.compile(r"^\w[\w.\- ]*$", re.UNICODE)
@@ -136,8 +137,9 @@ class RecordResult:
 
     saved: list[Path] = field(default_factory=list)
     discarded: int = 0  # takes cut short by a stop request or the end of a finite source
-    stopped_by: Optional[str] = None  # "SIGTERM", "SIGINT", "end of input" or None
+    stopped_by: Optional[str] = None  # "SIGTERM", "SIGINT", "end of input", a lost mic or None
     dropped_samples: int = 0
+    lost_input: bool = False  # the mic stopped delivering (unplugged) rather than ending
 
 
 class _Indicators:
@@ -183,6 +185,7 @@ def record_takes(
     stop: Optional[threading.Event] = None,
     log: Callable[[str], None] = print,
     now: Callable[[], float] = time.time,
+    log_progress: Optional[Callable[[str], None]] = None,
 ) -> RecordResult:
     """Record ``count`` takes of ``seconds`` each from ``mic`` into ``out/<label>/``.
 
@@ -227,6 +230,7 @@ def record_takes(
             parts.append(use)
             have = len(use)
             pending = pending[n:]
+        silent_since = None
         while have < n:
             if stop.is_set():
                 return None
@@ -235,7 +239,13 @@ def record_takes(
                 if getattr(mic, "is_finished", False):
                     result.stopped_by = result.stopped_by or "end of input"
                     return None
+                silent_since = silent_since if silent_since is not None else now()
+                if now() - silent_since > STALL_S:  # a live mic delivers every chunk: this one is gone
+                    result.stopped_by = "the microphone stopped delivering (unplugged?)"
+                    result.lost_input = True
+                    return None
                 continue
+            silent_since = None
             x = np.asarray(chunk.samples, dtype=np.int16).reshape(-1)
             if next_index is not None and chunk.start > next_index:
                 # The mic's ring dropped audio (we fell behind); keep the take, say so.
@@ -265,11 +275,22 @@ def record_takes(
             ui.show(f"recording {n}/{count}", RECORDING_COLOUR)
             started = now()
             dropped_before = result.dropped_samples
-            audio = take_samples(take_len)
+            shown = [-1]
+
+            def progress(have: int) -> None:  # whole seconds, on one line
+                if have // rate != shown[0]:
+                    shown[0] = have // rate
+                    log_progress(f"  {have / rate:4.1f} / {seconds:g} s")
+
+            audio = take_samples(take_len, progress if log_progress else None)
             if audio is None:
                 return _finish(result, stop, n, True, log, folder)
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
-            path = write_take(folder, f"{label}_{stamp}_{n}", audio, rate)
+            try:
+                path = write_take(folder, f"{label}_{stamp}_{n}", audio, rate)
+            except OSError as e:  # a full card: the takes already saved stay, and say so
+                raise RecorderError(f"{folder}: take {n} not saved ({e.strerror or e}); {len(result.saved)} "
+                                    f"take(s) saved before it") from None
             result.saved.append(path)
             gap = result.dropped_samples - dropped_before
             note = f" (warning: {gap / rate:.2f} s of audio dropped: the box was too busy)" if gap else ""
@@ -389,7 +410,7 @@ def main(argv: Optional[list[str]] = None, *, mic: Optional[Mic] = None,
         stop.set()
 
     own: list[Any] = []
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         cfg = None
         if mic is None or (args.indicators and display is None and leds is None):
@@ -401,7 +422,9 @@ def main(argv: Optional[list[str]] = None, *, mic: Optional[Mic] = None,
             leds, display = _open_indicators(cfg, print)
             own += [d for d in (leds, display) if d is not None]
         result = record_takes(mic, label, args.seconds, args.count, args.out, countdown=args.countdown,
-                              display=display, leds=leds, stop=stop, log=print)
+                              display=display, leds=leds, stop=stop, log=print,
+                              log_progress=lambda line: print(line, end="\r" if sys.stdout.isatty() else "\n",
+                                                              flush=True))
     finally:
         for dev in reversed(own):
             with contextlib.suppress(Exception):
@@ -412,6 +435,10 @@ def main(argv: Optional[list[str]] = None, *, mic: Optional[Mic] = None,
     if stop.is_set():
         signum = getattr(signal, str(getattr(stop, "reason", "") or "SIGTERM"), signal.SIGTERM)
         return 128 + int(signum)
+    if result.lost_input:
+        print(f"record-sound: error: {result.stopped_by} after {len(result.saved)} of {args.count} take(s); "
+              "those were kept", file=sys.stderr)
+        return 1
     if len(result.saved) < args.count:
         print(f"record-sound: error: the microphone ran out of audio after {len(result.saved)} of "
               f"{args.count} take(s)", file=sys.stderr)
