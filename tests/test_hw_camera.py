@@ -283,6 +283,9 @@ def test_a_stalled_picamera2_is_an_error_not_a_hang_nor_an_end(monkeypatch, capl
             assert "no frame from picamera2 within 0.1 s" in cam.error
     assert set(mod.opened[-1].waits) == {0.1}  # never picamera2's default wait-forever
     assert sum("stalled" in r.getMessage() for r in caplog.records) == 1  # logged once, not per retry
+    # Closed for real: stop() did not queue behind the timed-out captures (systemctl stop would hang there).
+    assert not mod.opened[-1].started and mod.opened[-1].closed
+    assert not [r for r in caplog.records if "release failed" in r.getMessage()]
 
 
 @pytest.mark.device_venv

@@ -22,6 +22,7 @@ node, not a codec or ISP node that happens to be /dev/video0).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import glob
 import logging
@@ -288,6 +289,10 @@ class Picamera2Camera(_ThreadedCamera):
                 # Keep trying rather than end the stream: a live camera that "finished" would
                 # look done, while one that delivers nothing shows up as a stalled input.
                 self.capture_timeouts += 1
+                # The timed-out capture stays in picamera2's job list, ahead of every later job (stop()
+                # too, which would then never return): cancelled, as picamera2 advises for a loose cable.
+                with contextlib.suppress(Exception):
+                    self._cam.cancel_all_and_flush()
                 if self.error is None and not self._stop.is_set():
                     self.error = (f"camera: no frame from picamera2 within {self.capture_timeout:g} s "
                                   "(camera stalled or unplugged); still trying")
@@ -304,6 +309,8 @@ class Picamera2Camera(_ThreadedCamera):
 
     def _release(self) -> None:
         if self._started:
+            with contextlib.suppress(Exception):  # a capture cut short by close() may still be queued
+                self._cam.cancel_all_and_flush()
             self._cam.stop()
         self._cam.close()
 

@@ -93,14 +93,18 @@ def pick_format(pyaudio: Any, pa: Any, info: dict, target: int, d: Direction) ->
             try:
                 if pa.is_format_supported(rate, **kwargs):
                     return rate, ch
-            except ValueError:  # PyAudio's way of saying "not supported"
+            except ValueError as e:  # PyAudio's way of saying "not supported"... or busy, or gone
+                # ALSA opens the device to answer: a card held by PipeWire says -9985, an unplugged one -9996;
+                # those are the card's state, not a format to skip (every format would be "unsupported").
+                if {PA_DEVICE_UNAVAILABLE, PA_INVALID_DEVICE} & {a for a in e.args if isinstance(a, int)}:
+                    raise HardwareError(open_error_line(str(info.get("name", "?")), e, d)) from None
                 continue
     raise HardwareError(
         f"{d.kind}: '{info.get('name', '?')}' supports no int16 {d.side} at {', '.join(map(str, rates))} Hz "
         f"with {', '.join(map(str, channels))} channel(s)")
 
 
-def open_error_line(name: str, e: OSError, d: Direction) -> str:
+def open_error_line(name: str, e: Exception, d: Direction) -> str:
     """One line for a failed ``PyAudio.open``: busy card, vanished device, or the library's words."""
     codes = {a for a in e.args if isinstance(a, int)}
     text = " ".join(str(a) for a in e.args).lower()

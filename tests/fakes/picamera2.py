@@ -14,6 +14,11 @@
   after the n-th: ``wait=None`` blocks (forever, until close), a number of
   seconds raises ``TimeoutError`` after that long (``Job.get_result``);
   ``stall_for=k``: frames come again after k such timeouts.
+- A capture that times out leaves its job in the camera's job list (picamera2.py
+  ``wait`` / ``_job_list``): later jobs, ``stop()`` included, queue behind it, so
+  ``stop()`` would never return; this fake fails loudly instead of hanging.
+  ``cancel_all_and_flush()`` clears the list, as the real one does ("so that the
+  camera can be closed").
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ def make_module(*, cameras=(CSI_ID,), stride_pad: int = 32, y_value=lambda i: (1
             self.frames = 0
             self.waits = []
             self.timeouts = 0
+            self.pending_jobs = 0  # timed-out captures still in picamera2's job list
             self._closing = threading.Event()
             mod.opened.append(self)
 
@@ -72,8 +78,14 @@ def make_module(*, cameras=(CSI_ID,), stride_pad: int = 32, y_value=lambda i: (1
             self.started = True
 
         def stop(self):
+            if self.pending_jobs:  # picamera2 runs stop() as a job behind the timed-out capture: for ever
+                raise AssertionError(f"stop() queued behind {self.pending_jobs} timed-out capture job(s): "
+                                     "picamera2 would hang here; call cancel_all_and_flush() first")
             self.started = False
             self._closing.set()
+
+        def cancel_all_and_flush(self):
+            self.pending_jobs = 0
 
         def close(self):
             self.closed = True
@@ -89,6 +101,7 @@ def make_module(*, cameras=(CSI_ID,), stride_pad: int = 32, y_value=lambda i: (1
                     raise RuntimeError("camera closed while waiting")
                 self._closing.wait(wait)
                 self.timeouts += 1
+                self.pending_jobs += 1
                 raise concurrent.futures.TimeoutError()
             time.sleep(1.0 / self.config["controls"].get("FrameRate", 30.0))  # the next frame's arrival
             fmt = self.config["main"]["format"]

@@ -237,6 +237,11 @@ def make_module(*devices: FakeDevice, default_index: int | None = 0,
                                 output_device=None, output_channels=None, output_format=None):
             if input_device is None and output_device is None:
                 raise ValueError("must specify stream format for input, output, or both", -9999)
+            for index in (input_device, output_device):
+                # PortAudio's ALSA host opens the device to answer (pa_linux_alsa.c): a busy card says so here
+                # too, and PyAudio raises it as ValueError(text, code) (misc.c).
+                if index is not None and mod.devices[index].busy:
+                    raise ValueError("Device unavailable", -9985)
             if input_device is not None:
                 dev = mod.devices[input_device]
                 if input_format != paInt16:
