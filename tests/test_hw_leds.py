@@ -292,3 +292,18 @@ def test_auto_that_fails_to_open_falls_back_with_one_warning(monkeypatch, gpio_n
     assert len(warnings) == 1 and "not a PWM" in warnings[0] and "using sim" in warnings[0]
     with pytest.raises(HardwareError, match="not a PWM"):
         open_leds("real", cfg)
+
+
+def test_jetson_hardware_pwm_under_a_read_only_sys_is_one_line_not_a_hang(monkeypatch):
+    """Jetson.GPIO waits for ever for a pwmN/enable it can't write when the channel was left exported:
+    a read-only /sys (the unit's ProtectKernelTunables=) is named before any PWM is created."""
+    from device.hardware import leds as leds_mod
+    from device.hardware.select import HardwareError
+
+    gpio = install_jetson(monkeypatch)
+    monkeypatch.setattr(leds_mod, "_read_only", lambda path: path == "/sys/class/pwm")
+    with pytest.raises(HardwareError, match=r"/sys/class/pwm is read-only .*jetson-pwm.conf"):
+        GpioLeds(LedsConfig(hardware_pwm_pins=(22,)))
+    assert not gpio.pwms
+    with GpioLeds(LedsConfig()) as leds:  # no hardware PWM asked for: on/off pins, /sys not needed
+        leds.set((1.0, 0.0, 0.0))

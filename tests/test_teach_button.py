@@ -200,7 +200,8 @@ def test_open_button_from_config(monkeypatch, tmp_path):
     from device.sound.teach_button import open_button
 
     assert open_button(TeachConfig()) is None  # no [teach] button_pin: no button
-    gpio = fake_gpio((0.0, 10.0), clock=lambda: 1.0)
+    now = [1.0]
+    gpio = fake_gpio((2.0, 10.0), clock=lambda: now[0])  # pressed a second after the box starts
     module = types.ModuleType("RPi.GPIO")
     module.__dict__.update(vars(gpio))
     package = types.ModuleType("RPi")
@@ -208,7 +209,8 @@ def test_open_button_from_config(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "RPi", package)
     monkeypatch.setitem(sys.modules, "RPi.GPIO", module)
     monkeypatch.setenv("LG_WD", str(tmp_path))
-    button = open_button(TeachConfig(button_pin=26, hold_s=0.5), gpio_module="RPi.GPIO", clock=lambda: 1.0)
+    button = open_button(TeachConfig(button_pin=26, hold_s=0.5), gpio_module="RPi.GPIO", clock=lambda: now[0])
+    now[0] = 3.0
     assert button.pin == 26 and button.is_pressed and gpio.state["inputs"] == {26: gpio.PUD_UP}
 
 
@@ -265,3 +267,21 @@ def test_the_button_runs_no_crash_recovery_inside_the_running_box(tmp_path):
     aside.mkdir()
     drive(teacher, mic, clock)
     assert [c.label for c in taught] == ["sound 1"] and aside.is_dir() and not (store.root / "moo").exists()
+
+
+def test_a_button_that_reads_pressed_at_start_is_not_used(monkeypatch, caplog):
+    """No pull-up (Jetson.GPIO ignores pull_up_down) or a stuck button: it would start teaching by itself."""
+    from device.hardware import leds as leds_mod
+    from device.sound.teach_button import open_button
+
+    clock = StreamClock()
+    gpio = fake_gpio((0.0, 1e9), clock)  # reads LOW from the start
+    gpio.JETSON_INFO = {"TYPE": "JETSON_ORIN_NANO"}
+    monkeypatch.setattr(leds_mod, "import_gpio", lambda name=None: gpio)
+    assert open_button(TeachConfig(button_pin=5), clock=clock) is None
+    text = caplog.text
+    assert "no internal pull-up" in text and "reads pressed as the box starts" in text
+    assert gpio.state["cleaned"] == [5]  # the pin released again
+    released = fake_gpio((0.0, 0.0), clock)
+    monkeypatch.setattr(leds_mod, "import_gpio", lambda name=None: released)
+    assert open_button(TeachConfig(button_pin=5), clock=clock) is not None

@@ -60,6 +60,17 @@ def _check_colour(rgb, brightness) -> tuple[tuple[float, float, float], float]:
     return (r, g, b), level
 
 
+PWM_SYSFS = "/sys/class/pwm"  # where Jetson.GPIO exports hardware PWM channels
+
+
+def _read_only(path: str) -> bool:
+    """True when ``path`` is on a file system mounted read-only (systemd's ProtectKernelTunables= on /sys)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False  # no such path here: nothing to say
+
+
 def is_jetson(gpio) -> bool:
     """True for Jetson.GPIO (also when imported through its ``RPi.GPIO`` shim)."""
     return getattr(gpio, "JETSON_INFO", None) is not None or str(getattr(gpio, "model", "")).startswith("JETSON")
@@ -157,6 +168,12 @@ class GpioLeds(Leds):
             GPIO.setwarnings(False)  # "channel already in use" after an unclean exit is expected
             GPIO.setmode(GPIO.BCM)
             off = self._level_duty(0.0)
+            if self.is_jetson and cfg.hardware_pwm_pins and _read_only(PWM_SYSFS):
+                # Jetson.GPIO would wait for ever for a pwmN/enable it can't write (a channel left exported
+                # by an earlier run) or fail with EROFS: say why now (bootstrap.sh writes the drop-in).
+                raise HardwareError(f"leds: {PWM_SYSFS} is read-only for this process, and Jetson hardware PWM "
+                                    "writes it: install systemd/bootstrap.sh's saysee.service.d/jetson-pwm.conf "
+                                    "(ProtectKernelTunables=no), or empty [leds] hardware_pwm_pins (on/off LEDs)")
             for pin in pins:
                 GPIO.setup(pin, GPIO.OUT, initial=GPIO.HIGH if self.common_anode else GPIO.LOW)
                 pwm = not self.is_jetson or pin in cfg.hardware_pwm_pins

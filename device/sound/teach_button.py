@@ -268,9 +268,23 @@ def add_taught(decision: Any, responder: Any, c: TaughtClass) -> None:
 
 
 def open_button(teach: TeachConfig, gpio_module: str = "", clock: Callable[[], float] = time.monotonic) -> TeachButton | None:
-    """The configured button, or None when ``[teach] button_pin`` is unset."""
+    """The configured button, or None when ``[teach] button_pin`` is unset, or when it reads pressed as the box
+    starts (a button held down is released by then; a pin that reads low has no pull-up: it would start
+    teaching by itself, over and over)."""
     if teach.button_pin is None:
         return None
-    from device.hardware.leds import import_gpio
+    from device.hardware.leds import import_gpio, is_jetson
 
-    return TeachButton(import_gpio(gpio_module or None), teach.button_pin, teach.hold_s, clock)
+    gpio = import_gpio(gpio_module or None)
+    jetson = is_jetson(gpio)
+    if jetson:  # Jetson.GPIO ignores setup()'s pull_up_down (a warning, no bias on the line)
+        log.warning("teach button: Jetson.GPIO has no internal pull-up: wire a 10 kOhm resistor from BCM %d to "
+                    "3.3 V", teach.button_pin)
+    button = TeachButton(gpio, teach.button_pin, teach.hold_s, clock)
+    if button.is_pressed:
+        button.close()
+        log.error("teach button: BCM %d reads pressed as the box starts: %s; the button is not used",
+                  teach.button_pin, "no pull-up (add 10 kOhm to 3.3 V)" if jetson else
+                  "stuck, or wired to 3.3 V instead of ground")
+        return None
+    return button
