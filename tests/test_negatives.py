@@ -28,3 +28,18 @@ def test_stream_length_busy_fraction_and_kinds():
     _, a, b = events[0]
     gap = audio[int(b * 16000) + 1600 : int(events[1][1] * 16000) - 1600]
     assert 20 * np.log10(np.sqrt(np.mean(gap**2)) + 1e-12) < -55
+
+
+def test_the_open_set_calibration_never_hears_the_test_streams_texts_or_music_generator():
+    """Thresholds are chosen on calibration negatives: the false-trigger stream must stay unseen by them."""
+    import inspect
+
+    from training import train_sound
+    from training.datasets import calibration_music, speech
+
+    stream_texts = {t for ts in speech.SENTENCES.values() for t in ts}
+    assert not stream_texts & set(speech.CALIBRATION_SENTENCES)
+    assert not set(speech.CALIBRATION_VOICES) & {v for vs in speech.SENTENCE_VOICES.values() for v in vs}
+    source = inspect.getsource(train_sound.calibration_negatives)
+    assert "negatives.music" not in source and "SENTENCES.values" not in source
+    assert "negatives" not in inspect.getsource(calibration_music).split('"""', 2)[2]  # its own generator

@@ -304,8 +304,9 @@ def embedding_metadata(model, outputs: list[dict], world_info: dict) -> dict:
 
 def calibration_negatives(params: LogMelParams, rng: np.random.Generator, args: argparse.Namespace):
     """Windows that must not be a built-in class, from sources neither trained on nor tested: calibration
-    families, spoken words and sentences in calibration voices, and generated music (own seeds)."""
-    from training.datasets import negatives, sound_world, speech
+    families, spoken words and sentences in calibration voices, and music from a generator of its own."""
+    from training.datasets import sound_world, speech
+    from training.datasets.calibration_music import calibration_music
     from training.sound_windows import family_sources, source_windows, word_sources
 
     quick = args.quick
@@ -315,7 +316,7 @@ def calibration_negatives(params: LogMelParams, rng: np.random.Generator, args: 
                             desc="calibration families")
     wx, _ = source_windows(word_sources(words, speech.CALIBRATION_VOICES, params), 2, params, rng, first_take=500,
                            snr_db=(5.0, 20.0), desc="calibration words")
-    sentences = [t for ts in speech.SENTENCES.values() for t in ts]
+    sentences = list(speech.CALIBRATION_SENTENCES)  # never the negatives stream's texts (the test)
     voices = speech.CALIBRATION_VOICES
 
     def sentence(i, r):
@@ -324,8 +325,8 @@ def calibration_negatives(params: LogMelParams, rng: np.random.Generator, args: 
         s = int(r.integers(0, max(len(x) - params.samples_per_window, 1)))
         return x[s:]
 
-    def music(i, r):
-        return negatives.music(1.0, np.random.default_rng([args.seed, 900_000 + i]), params.sample_rate)
+    def music(i, r):  # its own generator: the stream's music is the test
+        return calibration_music(1.0, np.random.default_rng([args.seed, 900_000 + i]), params.sample_rate)
 
     n = 4 if quick else 48
     sx, _ = source_windows({"sentences": sentence}, n, params, rng, snr_db=(5.0, 30.0), max_delay_s=0.0,

@@ -81,6 +81,12 @@ SENTENCES = {
     "fr": ("il fait très beau aujourd'hui", "le dîner est prêt dans dix minutes", "où sont mes clés"),
     "es": ("hace muy buen tiempo hoy", "la cena está lista en diez minutos", "dónde están mis llaves"),
 }
+# Sentences for the open-set calibration only (spoken by CALIBRATION_VOICES): never the stream's texts, since
+# the thresholds are chosen on what these make the model say.
+CALIBRATION_SENTENCES = ("the bus was late again this morning", "put the kettle on, I will be down in a minute",
+                         "we ran out of milk so I went to the corner shop", "turn left at the second traffic light",
+                         "my sister is visiting us next weekend", "that film was much longer than I expected",
+                         "please remember to water the plants", "the printer upstairs is out of paper")
 SENTENCE_VOICES = {"en": TEST_VOICES, "de": ("de+m7", "de+f4"), "fr": ("fr+m7", "fr+f4"), "es": ("es+m7", "es+f4")}
 CACHE = PROJECT_ROOT / ".cache" / "espeak"
 
