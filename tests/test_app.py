@@ -372,23 +372,31 @@ def test_a_display_wedged_in_its_driver_is_a_stall(tmp_path, monkeypatch):
     assert not runner.is_alive()
 
 
-def test_teach_button_on_the_running_box_learns_a_sound_and_then_recognises_it(tmp_path):
-    """Hold the button, make the sound three times: the running box shows prompts, learns 'sound 1'
-    (stored on disk), then hears it and lights its palette colour; no restart."""
-    from device.runtime.responder import Responder
-    from device.screen.palette import class_colour
+def _button_box(tmp_path):
+    """(config with a teach button on BCM 5, the stand-in model, its open-set decision)."""
     from device.sound.open_set import OpenSetModel
-    from device.sound.taught import TaughtStore
     from device.sound.teach import build_decider
-    from device.sound.teach_button import TeachButton
-    from taught_helpers import StandInModel, join, silence, tone
-    from test_teach_button import OPEN_SET, fake_gpio
+    from taught_helpers import StandInModel
+    from test_teach_button import OPEN_SET
 
     cfg = config_from_dict({"app": {"status_file": str(tmp_path / "status.json"), "status_interval_s": 0.1},
                             "teach": {"dir": str(tmp_path / "taught"), "button_pin": 5, "hold_s": 0.5}},
                            tmp_path / "box.toml")
     model = StandInModel(open_set=OPEN_SET)
-    decision = OpenSetModel(model, build_decider(model, cfg.teach))
+    return cfg, model, OpenSetModel(model, build_decider(model, cfg.teach))
+
+
+def test_teach_button_on_the_running_box_learns_a_sound_and_then_recognises_it(tmp_path):
+    """Hold the button, make the sound three times: the running box shows prompts, learns 'sound 1'
+    (stored on disk), then hears it and lights its palette colour; no restart."""
+    from device.runtime.responder import Responder
+    from device.screen.palette import class_colour
+    from device.sound.taught import TaughtStore
+    from device.sound.teach_button import TeachButton
+    from taught_helpers import join, silence, tone
+    from test_teach_button import fake_gpio
+
+    cfg, model, decision = _button_box(tmp_path)
     audio = join(silence(1.8), *[join(tone(f, 0.6), silence(1.0)) for f in (300, 304, 297)],
                  silence(1.0), tone(301, 1.0), silence(1.5))
     mic = PlaylistMic(playlist=[audio], realtime=True, chunk_size=800)
@@ -491,17 +499,11 @@ def test_a_teach_prompt_puts_the_led_back_to_rest_when_its_card_goes(tmp_path):
     """'Learned sound 1!' lights the LED in the new sound's colour; in a quiet room afterwards it must not stay
     lit until the next detection (days, on a shelf)."""
     from device.runtime.responder import Responder
-    from device.sound.open_set import OpenSetModel
-    from device.sound.teach import build_decider
     from device.sound.teach_button import TeachButton
-    from taught_helpers import StandInModel, join, silence, tone
-    from test_teach_button import OPEN_SET, fake_gpio
+    from taught_helpers import join, silence, tone
+    from test_teach_button import fake_gpio
 
-    cfg = config_from_dict({"app": {"status_file": str(tmp_path / "status.json"), "status_interval_s": 0.1},
-                            "teach": {"dir": str(tmp_path / "taught"), "button_pin": 5, "hold_s": 0.5}},
-                           tmp_path / "box.toml")
-    model = StandInModel(open_set=OPEN_SET)
-    decision = OpenSetModel(model, build_decider(model, cfg.teach))
+    cfg, model, decision = _button_box(tmp_path)
     audio = join(silence(1.8), *[join(tone(f, 0.6), silence(1.0)) for f in (300, 304, 297)],
                  silence(PROMPT_HOLD_S + 1.5))
     leds = RecordingLeds()

@@ -65,29 +65,30 @@ def _recording(out: Path, video: Path, wav: Path) -> subprocess.Popen:
                             cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_audio(proc: subprocess.Popen, out: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (out / AUDIO).exists() and (out / AUDIO).stat().st_size > 44 + 2 * 8000:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.communicate()
+def _interrupted(out: Path, video: Path, wav: Path, after_s: float, interrupt) -> tuple[subprocess.Popen, str, str]:
+    """The command recording, ``after_s`` past its first audio, then ``interrupt(proc)``: (proc, stdout, stderr)."""
+    proc = _recording(out, video, wav)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / AUDIO).exists() and (out / AUDIO).stat().st_size > 44 + 2 * 8000:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(after_s)
+        interrupt(proc)
+        stdout, stderr = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc, stdout, stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "SIGHUP"])
 def test_signal_mid_recording_keeps_a_complete_dataset(tmp_path, sim_sources, signum):
     video, wav = sim_sources
     out = tmp_path / "take"
-    # The sim camera and mic are paced in real time, like the real devices.
-    proc = _recording(out, video, wav)
-    try:
-        _wait_for_audio(proc, out)
-        time.sleep(1.0)
-        proc.send_signal(signum)
-        stdout, stderr = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    proc, stdout, stderr = _interrupted(out, video, wav, 1.0, lambda p: p.send_signal(signum))
     assert proc.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     assert f"stopped early by {signal.Signals(signum).name}" in stdout
@@ -266,15 +267,7 @@ def test_a_killed_recording_is_not_lost_finish_keeps_it(tmp_path, sim_sources):
     frames so far let --finish keep what both video and audio cover; until then readers say so in one line."""
     video, wav = sim_sources
     out = tmp_path / "take"
-    proc = _recording(out, video, wav)
-    try:
-        _wait_for_audio(proc, out)
-        time.sleep(2.0)
-        proc.kill()
-        proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _interrupted(out, video, wav, 2.0, lambda p: p.kill())
     assert not (out / MANIFEST).exists()
     from device.errors import InputFileError
     from device.marimba.recording import read_manifest
