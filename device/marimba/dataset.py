@@ -174,8 +174,9 @@ class DatasetWriter:
         return len(self._times)
 
     def close(self, audio_start: float = 0.0, ground_truth: Sequence[tuple[float, int, int]] | None = None,
-              extra: Mapping[str, Any] | None = None) -> Path:
-        """Finish the files and write frame_times.csv, notes.csv and manifest.json."""
+              extra: Mapping[str, Any] | None = None, cut_to_audio: bool = False) -> Path:
+        """Finish the files and write frame_times.csv, notes.csv and manifest.json. ``cut_to_audio``: frames
+        that start after the audio's end are left out (a recording whose mic was pulled out)."""
         if self.closed:
             return self.folder
         self.closed = True
@@ -183,8 +184,8 @@ class DatasetWriter:
         _close_synced(self._wav_file)
         self._times_file.close()
         _close_synced(self._raw)
-        # Frames past the end of the audio (a mic pulled out) would pair with no sound: cut.
-        keep = _covered(self._times, float(audio_start), self.audio_samples / self.sample_rate)
+        keep = (_covered(self._times, float(audio_start), self.audio_samples / self.sample_rate) if cut_to_audio
+                else len(self._times))
         h, w = self._frame_size or (0, 0)
         video_name, fourcc = _encode(self.folder, keep, h, w, self.fps, self._video_mode)
         return _finish(self.folder, self._times[:keep], float(audio_start), video_name, fourcc,

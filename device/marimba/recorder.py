@@ -152,7 +152,8 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
         if lost:
             extra["stopped_by"] = lost[0]
         try:
-            out_folder = writer.close(min(starts) if starts else 0.0, extra=extra)
+            # Frames after the audio's end (a mic pulled out) would pair with no sound: left out.
+            out_folder = writer.close(min(starts) if starts else 0.0, extra=extra, cut_to_audio=True)
         except OSError as e:  # a full card: what was recorded stays, to be finished once there is room
             raise InputFileError(f"{folder}: could not finish the recording ({e.strerror or e}); free some "
                                  f"space, then `python -m device record-marimba --finish {folder}` keeps "
