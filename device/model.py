@@ -131,7 +131,8 @@ class Model:
         check_kind(self.metadata, kind, meta_path)
         if expected_frontend is not None:
             check_frontend(self.metadata, expected_frontend, meta_path)
-        check_pairing(self.path, self.metadata, meta_path)
+        if metadata_path is None:  # its own JSON; a caller pairing another (a float peer in the bench) knows
+            check_pairing(self.path, self.metadata, meta_path)
         self.runtime, interpreter_cls = pick_runtime(runtime)
         try:
             self._interp = interpreter_cls(model_path=str(self.path), num_threads=num_threads)

@@ -114,3 +114,18 @@ def test_levels_go_through_the_models_target_transform():
     assert note_targets(x, 30, NoteParams())[-1, 4] == pytest.approx(amp, rel=0.03)
     with pytest.raises(ValueError, match="expected 18"):
         r.step(np.zeros(5))
+
+
+def test_a_frame_after_dropped_ones_fills_their_time_in_phase():
+    """The box handled every other frame: each block covers two frame periods, so the card never runs dry,
+    and the waveform is the same continuous oscillator as if every frame had come."""
+    k, amp = 3, 0.25
+    every = Resynth(SPEC.notes, RATE, 30.0, smoothing_s=0.005)
+    halves = Resynth(SPEC.notes, RATE, 30.0, smoothing_s=0.005)
+    a = np.zeros(18)
+    a[k] = amp
+    full = np.concatenate([every.step(a) for _ in range(30)])
+    skipped = np.concatenate([halves.step(a, frames=2) for _ in range(15)])
+    assert len(skipped) == len(full) == RATE and halves.blocks == every.blocks == 30
+    np.testing.assert_allclose(skipped[RATE // 10:], full[RATE // 10:], atol=1e-4)
+    assert len(Resynth(SPEC.notes, RATE, 30.0).step(a, frames=100)) == 4 * RATE // 30  # a stall: capped

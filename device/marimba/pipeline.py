@@ -309,6 +309,9 @@ def window_stacks(frames: np.ndarray, k: int = 3) -> np.ndarray:
 # ------------------------------------------------------------- peak picking
 
 
+GAP_FRAMES = 3.0  # frames further apart than this many frame periods do not make one window
+
+
 class PeakPicker:
     """Streaming per-note peak picker: ``push(levels, t) -> events``.
 
@@ -384,6 +387,10 @@ class PeakPicker:
     def flush(self) -> list[NoteOff]:
         """NoteOffs for every note still sounding (end of a stream)."""
         return self._offs_until(np.inf)
+
+    def due(self, t: float) -> list[NoteOff]:
+        """NoteOffs whose time has come by ``t`` although no window arrived (a camera that stalls)."""
+        return self._offs_until(t)
 
 
 def levels_to_events(levels: np.ndarray, times: Sequence[float] | np.ndarray, notes: Sequence[int],
@@ -515,7 +522,11 @@ class MarimbaPipeline:
     def step(self, frame: Any) -> list[NoteOn | NoteOff]:
         """Add one ``Frame`` (image, index, captured_at); return the events it completes."""
         image, index, t = frame.image, int(frame.index), float(frame.captured_at)
-        if self._last_index is not None and index != self._last_index + 1:
+        # A gap: a skipped index, or frames further apart than GAP_FRAMES frame periods (a camera that stalled
+        # or was reopened numbers its frames on regardless; capture jitter stays well inside it). The model only
+        # saw consecutive frames.
+        late = bool(self._times) and t - self._times[-1] > GAP_FRAMES / self.spec.fps
+        if self._last_index is not None and (index != self._last_index + 1 or late):
             self._frames.clear()
             self._times.clear()
             self.gaps += 1

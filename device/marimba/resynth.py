@@ -34,6 +34,10 @@ __all__ = ["Resynth", "GATE_AMPLITUDE"]
 GATE_AMPLITUDE = 1e-3
 
 
+# The longest block one frame makes (frame periods): past it the camera stalled, and the card's jitter
+# buffer, not seconds of one frame's sound, covers the gap.
+MAX_BLOCK_FRAMES = 4
+
 class Resynth:
     """18 amplitudes per camera frame -> one block of mono audio (float32, -1..1).
 
@@ -84,11 +88,12 @@ class Resynth:
             out[self.notes[i]].append(float(step * self.sample_rate / (2 * np.pi)))
         return out
 
-    def block_size(self, k: int | None = None) -> int:
-        """Samples in block ``k`` (default: the next one): cumulative rounding keeps pace with fps."""
+    def block_size(self, k: int | None = None, frames: int = 1) -> int:
+        """Samples in blocks ``k`` .. ``k + frames - 1`` (default: the next one): cumulative rounding keeps
+        pace with fps."""
         k = self.blocks if k is None else int(k)
         per = self.sample_rate / self.fps
-        return int(round((k + 1) * per)) - int(round(k * per))
+        return int(round((k + frames) * per)) - int(round(k * per))
 
     def _ramp(self, n: int) -> np.ndarray:
         if len(self._ramp_cache) != n:  # block sizes repeat: compute 0..n-1 and the envelope decay once
@@ -102,20 +107,23 @@ class Resynth:
         self._env[:] = 0.0
         self.blocks = self.samples = 0
 
-    def step_levels(self, levels: np.ndarray) -> np.ndarray:
+    def step_levels(self, levels: np.ndarray, frames: int = 1) -> np.ndarray:
         """Model levels (``TargetTransform`` units) -> one block; needs ``transform`` (``from_spec``)."""
         if self.transform is None:
             raise ValueError("resynth: step_levels needs the model's target transform (use Resynth.from_spec)")
-        return self.step(self.transform.inverse(levels))
+        return self.step(self.transform.inverse(levels), frames)
 
-    def step(self, amplitudes: np.ndarray) -> np.ndarray:
-        """One camera frame: each note's fundamental amplitude -> the next block of audio."""
+    def step(self, amplitudes: np.ndarray, frames: int = 1) -> np.ndarray:
+        """One handled camera frame: each note's fundamental amplitude -> the next block of audio, as long as
+        ``frames`` frame periods (the frames since the last one handled, dropped ones included: the audio
+        keeps pace with time, not with the frames the box had time for; at most MAX_BLOCK_FRAMES)."""
+        frames = int(min(max(frames, 1), MAX_BLOCK_FRAMES))
         a = np.asarray(amplitudes, np.float64).reshape(-1)
         if len(a) != len(self.notes):
             raise ValueError(f"resynth: expected {len(self.notes)} amplitudes, got {len(a)}")
         target = np.where(np.isfinite(a), a, 0.0) * self.gain
         target = np.where(target >= GATE_AMPLITUDE, target, 0.0)
-        n = self.block_size()
+        n = self.block_size(frames=frames)
         self._ramp(n)
         decay = self._decay_cache  # (n,): how much of the old amplitude is left at each sample
         start = self._env
@@ -135,7 +143,7 @@ class Resynth:
         if over.any():
             self.clipped_samples += int(over.sum())
             out = np.clip(out, -1.0, 1.0)
-        self.blocks += 1
+        self.blocks += frames
         self.samples += n
         return out.astype(np.float32)
 

@@ -342,10 +342,11 @@ class App:
         self._progress.pop("mic", None)  # a finished source is not a stalled one
         self.dispatch(self.responder.due())
 
-    def _play_levels(self) -> None:
-        """The marimba model's newest levels -> one block of audio on the speaker (once per frame)."""
+    def _play_levels(self, frames: int = 1) -> None:
+        """The marimba model's newest levels -> one block of audio on the speaker (once per handled frame,
+        as long as the ``frames`` periods since the previous one)."""
         try:
-            self.dev.audio_out.write(self.resynth.step_levels(self.marimba.levels))
+            self.dev.audio_out.write(self.resynth.step_levels(self.marimba.levels, frames))
         except AudioOutClosedError:
             if not self.stop_event.is_set():  # closed by shutdown while this frame finished: nowhere to play
                 raise
@@ -361,6 +362,8 @@ class App:
         if playing:
             self.dev.audio_out.start()
         cam.start()
+        seen = None  # (captured_at of the newest frame, clock() when it was handled)
+        fps = float(getattr(cam, "fps", None) or self.marimba.spec.fps)
         while not self.stop_event.is_set():
             frame = cam.read(timeout=0.2)
             if frame is None:
@@ -368,7 +371,12 @@ class App:
                     self._source_ended("camera", cam)
                     break
                 self.counters.read_timeouts += 1
+                if seen is not None:  # a stalled camera: sounding notes still end on time
+                    for ev in self.marimba.picker.due(seen[0] + self.clock() - seen[1]):
+                        self.handle_event(ev)
                 continue
+            previous = seen[0] if seen is not None else None
+            seen = (float(frame.captured_at), self.clock())
             try:
                 events = self.marimba.step(frame)
             except Exception as e:
@@ -378,7 +386,10 @@ class App:
             self._errors["marimba"].succeeded()
             self._made_progress("camera")
             if playing:  # sound first: it is the most latency-sensitive output
-                self._play_levels()
+                # Frame periods since the last frame handled: frames the box had no time for still take
+                # their time on the speaker (else the card runs dry and each refill clicks).
+                gap = 1 if previous is None else max(1, round((float(frame.captured_at) - previous) * fps))
+                self._play_levels(gap)
             if self.first_inference_at is None and self.marimba.windows:
                 self.first_inference_at = self.clock()
             for ev in events:
@@ -386,6 +397,8 @@ class App:
             if (self.sound is None or self.sound.current is None) and self._screen_is_live():  # a heard class owns it
                 # Frame time as the timestamp: even spacing in unpaced sim runs too.
                 self.dispatch([self.responder.marimba_scene(self.marimba, frame.captured_at)])
+        for ev in self.marimba.picker.flush():  # the stream ended or the box stops: no note left open
+            self.handle_event(ev)
         self._progress.pop("camera", None)
 
     def _display_worker(self) -> None:
