@@ -62,6 +62,7 @@ PARTIAL_TIMES = "frame_times.partial"  # raw frame times, one per line, appended
 FRAMES_RAW = "frames.raw"  # frames appended as bytes when there is no OpenCV (frames.npy at the end)
 SYNC_S = 1.0  # how often a running recording's files are synced to the card
 COPY_FRAMES = 256  # frames per block when raw frames become frames.npy
+CUT_SLACK_FRAMES = 2  # frames past the audio's end a recording keeps: inside training's pairing tolerance (one window)
 
 
 def check_new_folder(folder: str | os.PathLike) -> Path:
@@ -184,8 +185,8 @@ class DatasetWriter:
         _close_synced(self._wav_file)
         self._times_file.close()
         _close_synced(self._raw)
-        keep = (_covered(self._times, float(audio_start), self.audio_samples / self.sample_rate) if cut_to_audio
-                else len(self._times))
+        keep = (_covered(self._times, float(audio_start), self.audio_samples / self.sample_rate,
+                         CUT_SLACK_FRAMES / self.fps) if cut_to_audio else len(self._times))
         h, w = self._frame_size or (0, 0)
         video_name, fourcc = _encode(self.folder, keep, h, w, self.fps, self._video_mode)
         return _finish(self.folder, self._times[:keep], float(audio_start), video_name, fourcc,
@@ -205,10 +206,11 @@ def _fsync_path(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _covered(raw_times: Sequence[float], audio_start: float, audio_s: float) -> int:
-    """How many leading frames start inside the audio (frames after its end pair with no sound)."""
+def _covered(raw_times: Sequence[float], audio_start: float, audio_s: float, slack_s: float) -> int:
+    """How many leading frames start before the audio's end + ``slack_s`` (frames well after it pair with no
+    sound; the slack is the pairing tolerance training allows, so the mic's last chunk in flight costs none)."""
     n = len(raw_times)
-    while n and raw_times[n - 1] - audio_start > audio_s:
+    while n and raw_times[n - 1] - audio_start > audio_s + slack_s:
         n -= 1
     return n
 
@@ -322,7 +324,7 @@ def finish_interrupted(folder: str | os.PathLike, log: Any = None) -> Path:
     h, w = journal.get("frame_size") or (0, 0)
     raw = folder / FRAMES_RAW
     held = raw.stat().st_size // max(1, h * w) if raw.exists() else 0
-    keep = _covered(times[:held], float(audio_start), held_audio / sr)
+    keep = _covered(times[:held], float(audio_start), held_audio / sr, CUT_SLACK_FRAMES / fps)
     if keep == 0:
         raise InputFileError(f"{folder}: no frame could be kept (none was written that the audio covers)")
     # ... and no longer than the frames kept (the last second of frames may not have reached the card).
