@@ -138,7 +138,7 @@ class MicConfig:
     device: str = ""
     playlist: tuple[str, ...] = _spec((), path=True)
     realtime: bool = True
-    # At most 1 s at 16 kHz: a healthy mic must deliver well inside the app's stall limit (STALL_AFTER_S, 2 s).
+    # At most 1 s at 16 kHz: a healthy mic must deliver well inside the inputs' stall limit (INPUT_STALL_S, 2 s).
     chunk: int = _spec(800, lo=64, hi=16000)
     buffer_seconds: float = _spec(2.0, lo=0.25, hi=60)
 

@@ -16,6 +16,11 @@ from typing import Any
 
 import numpy as np
 
+# A live input (mic, camera) that delivers nothing this long is stalled or gone (unplugged): the box stops
+# feeding the watchdog, a recorder stops and keeps what it has. Well under systemd's WatchdogSec (10 s in
+# the unit), well over a chunk or a frame (<0.1 s).
+INPUT_STALL_S = 2.0
+
 
 class Device(abc.ABC):
     """Base of every backend: context manager, idempotent close."""

@@ -120,20 +120,21 @@ class DatasetWriter:
         self.closed = False
 
     def _write_journal(self) -> None:
+        self._journal_start = self.audio_start
         write_atomic(self.folder / PARTIAL, json.dumps({**self._journal, "audio_start": self.audio_start,
                                                         "frame_size": self._frame_size}) + "\n")
 
-    def _sync(self, force: bool = False) -> None:
+    def _sync(self) -> None:
         """What was recorded so far onto the card, at most once a second (a power cut then loses ~1 s)."""
         now = time.monotonic()
-        if not force and now - self._synced < SYNC_S:
+        if now - self._synced < SYNC_S:
             return
         self._synced = now
         for f in (self._times_file, self._wav_file, self._raw):
             if f is not None and not f.closed:
                 f.flush()
                 os.fsync(f.fileno())
-        if self.audio_start is not None:
+        if self.audio_start != self._journal_start:  # the journal is rewritten only when it changed
             self._write_journal()
 
     def _open_video(self, h: int, w: int) -> None:
@@ -297,7 +298,7 @@ def interrupted_message(folder: Path) -> str:
 def finish_interrupted(folder: str | os.PathLike, log: Any = None) -> Path:
     """Make an interrupted recording usable: the frames both the video and its times file hold, cut to the
     span the audio covers, and a manifest marked ``interrupted``. Memory stays flat in the recording's size."""
-    from device.wavfile import iter_wav
+    from device.wavfile import AtomicWavWriter, iter_wav
 
     folder = Path(folder)
     if (folder / MANIFEST).is_file():
@@ -329,21 +330,15 @@ def finish_interrupted(folder: str | os.PathLike, log: Any = None) -> Path:
         raise InputFileError(f"{folder}: no frame could be kept (none was written that the audio covers)")
     # ... and no longer than the frames kept (the last second of frames may not have reached the card).
     samples = min(held_audio, int(np.ceil((times[keep - 1] - float(audio_start) + 1.0 / fps) * sr)))
-    tmp_wav = folder / f".{AUDIO}.finish"
-    with wave.open(str(tmp_wav), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sr)
+    with AtomicWavWriter(folder / AUDIO, sr) as out:  # replaces audio.wav once written and synced
         left = samples
         for block in iter_wav(folder / AUDIO):
-            out.writeframes(np.asarray(block[:left], "<i2").tobytes())
+            out.write(block[:left])
             left -= len(block[:left])
             if not left:
                 break
     audio_s = samples / sr
     video_name, fourcc = _encode(folder, keep, int(h), int(w), fps, str(journal.get("video", "auto")))
-    _fsync_path(tmp_wav)
-    os.replace(tmp_wav, folder / AUDIO)
     extra = dict(journal.get("extra") or {})
     extra.update({"interrupted": True, "finished_by": "record-marimba --finish",
                   "audio_start_monotonic": audio_start})

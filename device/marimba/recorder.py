@@ -36,12 +36,12 @@ import numpy as np
 from device.argtypes import positive_finite
 from device.errors import InputFileError
 from device.frontend import DIATONIC_C4_F6
+from device.hardware.base import INPUT_STALL_S
 from device.marimba.dataset import DatasetWriter, check_new_folder, finish_interrupted
 
 GUIDE = "play each bar a few times, then play freely; 2 minutes is enough"
 DEFAULT_SECONDS = 120.0  # the guide's 2 minutes
 PROGRESS_S = 1.0  # a progress line this often while recording
-STALL_S = 2.0  # an input silent this long is lost (unplugged): the recording stops and keeps what it has
 
 
 def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
@@ -57,7 +57,7 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
     re-raised. ``box_size`` (width, height) is the size the box runs its
     camera at (``box_source`` names where it was read): a first frame of
     another size gets one ``warn`` line; ``progress`` gets a line every second. A mic or camera that stops
-    delivering for STALL_S stops the recording (kept) with one line. Returns the folder.
+    delivering for INPUT_STALL_S stops the recording (kept) with one line. Returns the folder.
     """
     seconds = float(seconds)
     if not math.isfinite(seconds) or seconds <= 0:
@@ -111,13 +111,13 @@ def record(camera: Any, mic: Any, seconds: float, out: str | os.PathLike, *,
                 progress(f"record-marimba: {arrival - t0:5.1f} / {seconds:g} s, {frames} frames, "
                          f"{writer.audio_samples / sr:5.1f} s audio")
             heard = writer.audio_samples / sr
-            if arrival - t0 > STALL_S and heard < arrival - t0 - STALL_S - 1.0:
+            if arrival - t0 > INPUT_STALL_S and heard < arrival - t0 - INPUT_STALL_S - 1.0:
                 lost.append(f"the microphone stopped delivering at {heard:.1f} s (unplugged?)")
                 break
             if f is None:
                 if getattr(camera, "is_finished", False):
                     break
-                if arrival - last_frame_at > STALL_S:
+                if arrival - last_frame_at > INPUT_STALL_S:
                     lost.append(f"the camera stopped delivering at {last_frame_at - t0:.1f} s (unplugged?)")
                     break
                 continue

@@ -28,7 +28,7 @@ from device.atomic import write_atomic
 from device.config import Config
 from device.frontend import LogMelParams
 from device.hardware.audio_out import AudioOutClosedError
-from device.hardware.base import AudioOut, Camera, Display, Leds, Mic, Synth
+from device.hardware.base import INPUT_STALL_S, AudioOut, Camera, Display, Leds, Mic, Synth
 from device.hardware.synth import SynthClosedError
 from device.runtime.error_runs import ErrorRun
 from device.runtime.responder import Action, Midi, Responder, SetLed, ShowScene
@@ -38,8 +38,7 @@ from device.sound.pipeline import SoundPipeline
 log = logging.getLogger("saysee")
 
 # An input that processed nothing this long is stalled: no watchdog heartbeat, status says so.
-# Well under systemd's WatchdogSec (10 s in the unit), well over a chunk or a frame (<0.1 s).
-STALL_AFTER_S = 2.0
+STALL_AFTER_S = INPUT_STALL_S
 # A teach prompt ("Learned sound 1!", "Too short!") stays on screen this long before the live screens,
 # redrawn every hop or frame, take it back: long enough for a child to read it.
 PROMPT_HOLD_S = 2.0
@@ -304,7 +303,7 @@ class App:
                     break
                 self.counters.read_timeouts += 1
                 if realtime and heard is not None:  # a live mic that hiccups: notes still end on time
-                    self.dispatch(self.responder.due(heard[0] + self.clock() - heard[1]))
+                    self.dispatch(self.responder.due(self._stream_now(heard)))
                 continue
             stream_t = (chunk.start + len(chunk.samples)) / p.params.sample_rate
             heard = (stream_t, self.clock())  # stream time of the newest audio, and when it was handled
@@ -342,6 +341,11 @@ class App:
         self._progress.pop("mic", None)  # a finished source is not a stalled one
         self.dispatch(self.responder.due())
 
+    def _stream_now(self, mark: tuple[float, float]) -> float:
+        """Stream time now, from ``mark`` = (stream time of the newest input, clock() when it was handled):
+        what a stalled input's pending note-offs are due by."""
+        return mark[0] + self.clock() - mark[1]
+
     def _play_levels(self, frames: int = 1) -> None:
         """The marimba model's newest levels -> one block of audio on the speaker (once per handled frame,
         as long as the ``frames`` periods since the previous one)."""
@@ -372,7 +376,7 @@ class App:
                     break
                 self.counters.read_timeouts += 1
                 if seen is not None:  # a stalled camera: sounding notes still end on time
-                    for ev in self.marimba.picker.due(seen[0] + self.clock() - seen[1]):
+                    for ev in self.marimba.picker.due(self._stream_now(seen)):
                         self.handle_event(ev)
                 continue
             previous = seen[0] if seen is not None else None

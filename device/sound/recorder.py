@@ -40,13 +40,12 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from device.errors import InputFileError, SaySeeError
-from device.hardware.base import Display, Leds, Mic, Scene
+from device.hardware.base import INPUT_STALL_S, Display, Leds, Mic, Scene
 from device.atomic import fsync_dir as _fsync_dir
 
 DEFAULT_OUT = "data/recordings"
 COUNTDOWN_COLOUR = (1.0, 0.55, 0.0)  # amber: get ready
 RECORDING_COLOUR = (1.0, 0.0, 0.0)  # red: recording
-STALL_S = 2.0  # a live mic silent this long is gone (unplugged): stop, keep the saved takes
 STALE_PARTIAL_S = 3600.0
 
 _LABEL_OK = re.compile(r"^\w[\w.\- ]*$", re.UNICODE)
@@ -240,7 +239,7 @@ def record_takes(
                     result.stopped_by = result.stopped_by or "end of input"
                     return None
                 silent_since = silent_since if silent_since is not None else now()
-                if now() - silent_since > STALL_S:  # a live mic delivers every chunk: this one is gone
+                if now() - silent_since > INPUT_STALL_S:  # a live mic delivers every chunk: this one is gone
                     result.stopped_by = "the microphone stopped delivering (unplugged?)"
                     result.lost_input = True
                     return None

@@ -214,8 +214,7 @@ class ButtonTeacher:
             try:
                 check_room(self.store, self.teach)
             except TaughtFull as e:  # say so before the child makes the sound three times
-                log.warning("teach button: %s", e)
-                self.show(Prompt(FULL_TEXT, PROBLEM_COLOUR))
+                self._full(e)
                 return False
             self.session, self._shown = TeachSession(self.teach, self.params, self.silence_dbfs), 0
             self._flush()
@@ -228,6 +227,10 @@ class ButtonTeacher:
             self.session = None
         return True
 
+    def _full(self, e: Exception) -> None:
+        log.warning("teach button: %s", e)
+        self.show(Prompt(FULL_TEXT, PROBLEM_COLOUR))
+
     def _finish(self, takes: list[np.ndarray]) -> None:
         from device.screen.palette import class_colour
 
@@ -238,8 +241,7 @@ class ButtonTeacher:
                       mapping={"colour": colour_hex(class_colour(name))}, log=log.warning,
                       recover=False)  # inside the running box: never race a CLI's teach
         except TaughtFull as e:  # a sound taught from the command line meanwhile took the last place
-            log.warning("teach button: %s", e)
-            self.show(Prompt(FULL_TEXT, PROBLEM_COLOUR))
+            self._full(e)
             return
         except TaughtStorageError as e:  # the card, not the sound: "try again" would never help
             log.error("teach button: %s", e)
