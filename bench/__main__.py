@@ -28,7 +28,7 @@ from .machine import load_average, machine_info
 
 
 SECTIONS = ("frontend", "e2e_sound", "e2e_marimba", "resynth", "models", "rectify", "generator", "taught_onset",
-            "mapping", "labeller")
+            "habituation", "mapping", "labeller")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -178,6 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         run.section("taught_onset", lambda: bench_taught_onset(sound_model, args.quick))
     else:
         run.unavailable["taught_onset"] = f"not available: {report.shown(sound_model)} missing"
+
+    # Getting used to the room: false pictures saved, long and after-the-TV sounds lost (bench/habituation.py).
+    from .habituation import bench_habituation
+
+    if sound_model.is_file():
+        run.section("habituation", lambda: bench_habituation(sound_model, args.quick))
+    else:
+        run.unavailable["habituation"] = f"not available: {report.shown(sound_model)} missing"
 
     # Mappings taught by demonstration (issue 13 §2): held-out error, jitter, fit time, per-hop cost, plot.
     from .mapping import bench_mapping

@@ -67,7 +67,7 @@ def _pink(n: int, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
 
 
 def build_playlist(clips: int, seeds=PLAYLIST_SEEDS, levels=PLAYLIST_LEVELS_DBFS,
-                   backgrounds=PLAYLIST_BACKGROUND_DBFS, sample_rate: int = 16000):
+                   backgrounds=PLAYLIST_BACKGROUND_DBFS, sample_rate: int = 16000, event_seconds: float = 1.6):
     """(float32 audio, truth rows) of ``clips`` held-out synthetic clips, ten classes per seed.
 
     Each seed's clips come from ``synthetic_playlist`` (1 s quiet gaps, light
@@ -85,7 +85,7 @@ def build_playlist(clips: int, seeds=PLAYLIST_SEEDS, levels=PLAYLIST_LEVELS_DBFS
     for i, seed in enumerate(seeds[:n_seeds]):
         rng = np.random.default_rng(seed)
         labels = [str(x) for x in rng.permutation(URBANSOUND_CLASSES)][: clips - i * per_seed]
-        audio, events = synthetic_playlist(labels, seed, gap_seconds=1.0, event_seconds=1.6,
+        audio, events = synthetic_playlist(labels, seed, gap_seconds=1.0, event_seconds=event_seconds,
                                            sample_rate=sample_rate, level_dbfs=tuple(levels[i % len(levels)]))
         background = backgrounds[i % len(backgrounds)]
         if background is not None:

@@ -76,6 +76,16 @@ def markdown(results: dict[str, Any]) -> str:
     labeller = results.get("notes", {}).get("labeller") or {}
     if labeller.get("table"):  # bench/labeller.py: shares and counts (can be 0), so a table, not figures
         lines += ["", "## Marimba audio labellers, side by side (same clips, same run)", "", labeller["table"]]
+    habituation = results.get("notes", {}).get("habituation") or {}
+    if habituation.get("table"):  # bench/habituation.py: counts and rates, so a table, not figures
+        h = habituation["settings"]
+        lines += ["", "## Getting used to the room (same streams, same run)", "",
+                  f"Default `habituate_s = {h['habituate_s']:g}`, `habituate_window_s = {h['habituate_window_s']:g}`, "
+                  f"`habituate_long_s = {h['habituate_long_s']:g}`; TV room: "
+                  + ", ".join(f"`{k} = {v:g}`" for k, v in habituation["tv_room"].items())
+                  + f". Negatives: {habituation['negatives_minutes']:g} min; long sounds: held-out clips of "
+                  f"{habituation['long_clip_s']:g} s; after the TV: the negatives, then held-out 1.6 s clips.", "",
+                  habituation["table"]]
     est = results.get("estimates", {})
     if est.get("models"):
         lines += ["", "## Raspberry Pi estimates (not measured)", "", f"Method: {est['method']}.", "",

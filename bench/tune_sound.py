@@ -57,20 +57,39 @@ class _TaggingLogMel(StreamingLogMel):
         return out
 
 
-def window_scores(predict, audio: np.ndarray, params: LogMelParams) -> np.ndarray:
+class WindowScores(np.ndarray):
+    """Scores of every window, shape (windows, labels); ``heard``: each window's
+    ``device.sound.open_set.Scores.heard`` (None when ``predict`` gives none)."""
+
+    heard: list[str | None] | None = None
+
+
+def window_scores(predict, audio: np.ndarray, params: LogMelParams) -> WindowScores:
     """Scores of the window starting at every STFT frame: shape (windows, labels)."""
     rows = log_mel(audio, params)
     n = params.frames_per_window
-    return np.stack([np.asarray(predict(rows[j : j + n, :, None]), dtype=np.float32)
-                     for j in range(len(rows) - n + 1)])
+    raw = [predict(rows[j : j + n, :, None]) for j in range(len(rows) - n + 1)]
+    out = np.stack([np.asarray(r, dtype=np.float32) for r in raw]).view(WindowScores)
+    out.heard = [r.heard for r in raw] if raw and hasattr(raw[0], "heard") else None
+    return out
 
 
 def replay(scores: np.ndarray, labels: list[str], audio: np.ndarray, settings: Any, chunk: int,
            params: LogMelParams, agree_labels=None) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Event rows (as the e2e bench records them, ``wall`` = chunk end in stream seconds) and counters."""
+    from device.sound.open_set import Scores
     from device.sound.pipeline import SoundPipeline
 
-    pipe = SoundPipeline(lambda w: scores[w.frame], labels, params, settings, agree_labels=agree_labels)
+    heard = getattr(scores, "heard", None)
+
+    def predict(w: _Window) -> np.ndarray:
+        if heard is None:
+            return np.asarray(scores[w.frame])
+        row = np.asarray(scores[w.frame]).view(Scores)
+        row.heard = heard[w.frame]
+        return row
+
+    pipe = SoundPipeline(predict, labels, params, settings, agree_labels=agree_labels)
     pipe.frontend = _TaggingLogMel(pipe.stream_params)
     rows = []
     for i in range(0, len(audio), chunk):

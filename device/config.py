@@ -80,6 +80,14 @@ class SoundConfig:
     # At 0 every window would be "stale" and skipped: a deaf box whose watchdog still pings.
     max_latency_s: float | None = _spec(0.75, lo=0.1, hi=10.0, doc="None: never skip (unpaced sim runs)")
     gate_while_synth: bool = True
+    # Getting used to the room (device.sound.habituation): a TV's music is street_music to the model.
+    habituate_s: float = _spec(10.0, lo=0.0, hi=3600.0,
+                               doc="a built-in class heard this many seconds in long sounds within habituate_window_s "
+                                   "is the room's background (a TV, a radio) and is not shown; 0 = never")
+    habituate_window_s: float = _spec(120.0, lo=1.0, hi=86400.0, doc="see habituate_s")
+    habituate_long_s: float = _spec(3.0, lo=0.0, hi=60.0,
+                                    doc="only sounds going on this long count towards habituate_s (a child's short "
+                                        "sounds never do)")
     num_threads: int = _spec(1, lo=1, hi=8)
 
     @property

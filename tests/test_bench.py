@@ -249,6 +249,11 @@ def test_quick_bench_writes_every_figure(tmp_path):
                    for d in designs.values())
         assert "false pictures per hour" in md and 'unknown = "strict"' in md
         assert "side by side" in md and "Sound path per decision hop" in md
+        # Getting used to the room only ever takes built-in pictures away, and says what that costs.
+        h = results["notes"]["habituation"]
+        assert h["negatives"]["default"]["builtin_per_hour"] <= h["negatives"]["off"]["builtin_per_hour"]
+        assert h["long sounds"]["off"]["clips"] == h["after the TV"]["off"]["clips"] == 10
+        assert "Getting used to the room" in md and "after the TV" in md
 
 
 def test_a_partial_run_refreshes_its_sections_and_keeps_the_rest():

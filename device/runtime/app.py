@@ -236,8 +236,10 @@ class App:
     def _sound_pipeline(self) -> SoundPipeline:
         """A pipeline over the sound model's labels as they are now (built-in, taught, ``unknown``)."""
         m = self.sound_model
+        old = getattr(self, "sound", None)  # what the room has been playing outlives a newly taught sound
         return SoundPipeline(m.predict, m.labels, LogMelParams(), self._sound_settings, self.clock,
-                             agree_labels=getattr(m, "builtin_labels", None))
+                             agree_labels=getattr(m, "builtin_labels", None),
+                             habituation=old.habituation if old is not None else None)
 
     def _reload_taught(self) -> None:
         """The taught folder changed under the running box: decide among what it holds now."""
@@ -294,6 +296,7 @@ class App:
         synth = self.dev.synth
         hop = None  # the newest decision hop the continuous mapping ([continuous]) followed
         heard = None
+        background: tuple[str, ...] = ()
         mic.start()
         while not self.stop_event.is_set():
             chunk = mic.read(timeout=0.2)
@@ -325,6 +328,11 @@ class App:
                 continue  # ...but one failing on every chunk makes no progress: the watchdog restarts it
             self._errors["sound"].succeeded()
             self._made_progress("mic")
+            if p.background != background:
+                log.info("sound: room background now %s (heard for %g s within %g s: not shown until the room "
+                         "quietens)", ", ".join(p.background) or "nothing", p.settings.habituate_s,
+                         p.settings.habituate_window_s)
+                background = p.background
             if p.counters["inferences"] and self.first_inference_at is None:
                 self.first_inference_at = self.clock()
             for ev in events:
@@ -451,6 +459,8 @@ class App:
             "modes": list(self.cfg.app.modes),
             "last_event": self.last_event,
             "current_class": self.sound.current if self.sound else None,
+            # Built-in classes not shown for now: the room keeps playing them (device.sound.habituation).
+            "background": list(self.sound.background) if self.sound else [],
             "taught": sorted(getattr(getattr(self.sound_model, "decider", None), "prototypes", {}) or {}),
             "teaching": bool(self.teacher is not None and self.teacher.active),
             "counters": {

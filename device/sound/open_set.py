@@ -272,7 +272,7 @@ class OpenSetDecider:
         conf = 1.0 if conf_b >= min_conf else 1.0 - conf_b
         return Decision(UNKNOWN, "unknown", conf, dist.get(nearest), nearest)
 
-    def scores(self, probs: np.ndarray, embedding: np.ndarray | None) -> np.ndarray:
+    def scores(self, probs: np.ndarray, embedding: np.ndarray | None) -> Scores:
         """One score per ``labels_out``, for the pipeline's smoothing and hysteresis.
 
         A built-in decision keeps the model's probabilities (today's behaviour for
@@ -281,12 +281,23 @@ class OpenSetDecider:
         win the running average.
         """
         d = self.decide(probs, embedding)
-        out = np.zeros(len(self.labels_out), dtype=np.float32)
+        out = np.zeros(len(self.labels_out), dtype=np.float32).view(Scores)
         if d.kind == "builtin":
             out[: len(self.builtin)] = np.asarray(probs, dtype=np.float32).reshape(-1)
+            out.heard = d.label
         else:
             out[self.labels_out.index(d.label)] = d.confidence
+            out.heard = d.nearest if d.kind == "unknown" and d.nearest in self.builtin else None
         return out
+
+
+class Scores(np.ndarray):
+    """``OpenSetDecider.scores``: one score per output label, plus ``heard``, the built-in class the window
+    sounds most like whether or not it was shown (None: a taught sound, or no built-in class is near).
+    The pipeline's habituation counts ``heard``: a TV's music is mostly rejected, yet it is what the room
+    keeps playing."""
+
+    heard: str | None = None
 
 
 def infer(model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

@@ -35,7 +35,10 @@ instead of flickering to the teach-me card.
 Both keep the protections: nothing is classified unless the newest hop is
 louder than the gate (silence, reverb tails), nothing is decided on less
 sound than the minimums above, and hysteresis (``threshold_on`` /
-``threshold_off``) keeps the picture from flickering.
+``threshold_off``) keeps the picture from flickering. A built-in class the
+room keeps playing in long sounds (a TV's music) becomes the room's
+background and is not shown until the room quietens
+(``device.sound.habituation``, ``[sound] habituate_s``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ import numpy as np
 from device.config import SoundConfig
 from device.errors import ConfigError
 from device.frontend import LogMelParams, StreamingLogMel, dbfs
+from device.sound.habituation import Habituation
 from device.sound.labels import UNKNOWN
 
 # The pipeline's settings are the [sound] section itself: one default for every field.
@@ -117,11 +121,15 @@ class SoundPipeline:
     the box passes its built-in classes, since a taught sound's onset windows
     are capped below ``early_threshold`` on purpose and must not get in through
     agreement (measured: taught false pictures on the negatives stream tripled).
+    They are also the classes habituation may make the room's background
+    (``device.sound.habituation``; None: every label but ``unknown``);
+    ``habituation`` carries that state over from a pipeline this one replaces.
     """
 
     def __init__(self, predict: Callable[[np.ndarray], np.ndarray], labels: Sequence[str],
                  params: LogMelParams = LogMelParams(), settings: SoundConfig = SoundConfig(),
-                 clock: Callable[[], float] = time.monotonic, agree_labels: Collection[str] | None = None):
+                 clock: Callable[[], float] = time.monotonic, agree_labels: Collection[str] | None = None,
+                 habituation: Habituation | None = None):
         self.predict = predict
         self.labels = list(labels)
         self.params = params
@@ -158,7 +166,16 @@ class SoundPipeline:
         # Raw scores of this sound's latest consecutive windows (what the agreement rule looks at).
         self._recent: deque[np.ndarray] = deque(maxlen=max(self._agree_hops, 1))
         self._sound_had_class = False  # a class was decided since the last silence: "unknown" may not follow
+        self._habituable = ({i for i, x in enumerate(self.labels) if x in agree_labels} if agree_labels is not None
+                            else {i for i, x in enumerate(self.labels) if x != UNKNOWN})
+        self._habituable_names = {self.labels[i] for i in self._habituable}
+        # A pipeline rebuilt for a newly taught sound keeps what the room has been playing.
+        self.habituation = habituation or Habituation(settings.habituate_s, settings.habituate_window_s,
+                                                      settings.habituate_long_s)
         self.counters = {"windows": 0, "inferences": 0, "silent": 0, "stale": 0, "gated": 0, "early": 0}
+        # Built-in classes not shown for now (the room's background), as of the newest window; a new tuple
+        # each change, so the status thread reads it without a lock.
+        self.background: tuple[str, ...] = tuple(self.habituation.background(0.0)) if habituation else ()
 
     def _loud_seconds(self, audio: np.ndarray) -> float:
         """Seconds of 10 ms frames louder than the silence gate."""
@@ -226,7 +243,8 @@ class SoundPipeline:
                 self.last = WindowResult(t, level, None, skipped)
                 continue
             self._silent_hops = 0
-            probs = np.asarray(self.predict(feats), dtype=np.float32)
+            raw = self.predict(feats)
+            probs = np.asarray(raw, dtype=np.float32)
             self.counters["inferences"] += 1
             self._recent.append(probs)
             full = sound_s >= self.min_sound_s
@@ -237,11 +255,18 @@ class SoundPipeline:
                 else:
                     self._smoothed = self._alpha * probs + (1.0 - self._alpha) * self._smoothed
                 self._averaged_s += self.hop_s
+                heard = self._heard(raw, probs)
+                if heard is not None:
+                    self.habituation.hear(t, heard, self.hop_s, self._averaged_s)
             if self.onset and self.current is None and self._averaged_s < SETTLE_S + 1e-9:
                 events += self._decide_early(probs, t, full)
             elif full:
                 events += self._decide(t)
             self.last = WindowResult(t, level, self._smoothed.copy(), None)
+        if windows and self.habituation.after_s > 0:
+            now = tuple(self.habituation.background(t))
+            if now != self.background:
+                self.background = now
         return events
 
     def _decide(self, t: float) -> list[ClassDetected | ClassCleared]:
@@ -252,21 +277,33 @@ class SoundPipeline:
         events: list[ClassDetected | ClassCleared] = []
         if self.current is not None:
             cur_conf = float(self._smoothed[self.labels.index(self.current)])
-            if label != self.current and conf >= s.threshold_on and conf > cur_conf and self._may_show(label):
+            if label != self.current and conf >= s.threshold_on and conf > cur_conf and self._may_show(label, t):
                 events.append(ClassCleared(self.current, t, "replaced"))
                 self.current = None
             elif cur_conf < s.threshold_off:
                 events.append(ClassCleared(self.current, t, "faded"))
                 self.current = None
-        if self.current is None and conf >= s.threshold_on and self._may_show(label):
+        if self.current is None and conf >= s.threshold_on and self._may_show(label, t):
             self._detected(label)
             events.append(ClassDetected(label, conf, t, self.probabilities))
         return events
 
-    def _may_show(self, label: str) -> bool:
+    def _heard(self, raw: np.ndarray, probs: np.ndarray) -> str | None:
+        """The built-in class this window counts towards for habituation: what the open-set decision says
+        it sounds like (``Scores.heard``), else a class this window's scores would show."""
+        if hasattr(raw, "heard"):
+            return raw.heard if raw.heard in self._habituable_names else None
+        best = int(np.argmax(probs))
+        if best in self._habituable and probs[best] >= self.settings.threshold_off:
+            return self.labels[best]
+        return None
+
+    def _may_show(self, label: str, t: float) -> bool:
         # A sound that had a class and turns unclear fades to "listening": showing "teach me" for the rest
         # of a dog's bark would be a flicker (they were most of the onset design's), not news.
-        return not (label == UNKNOWN and self._sound_had_class)
+        if label == UNKNOWN:
+            return not self._sound_had_class
+        return not self.habituation.is_background(label, t)
 
     def _detected(self, label: str) -> None:
         self.current = label
@@ -283,7 +320,7 @@ class SoundPipeline:
                           for r in self._recent))
         if not (one_window or agreed) or (best in self._no_early and not full):
             return []
-        if self.labels[best] == UNKNOWN:
+        if self.labels[best] == UNKNOWN or not self._may_show(self.labels[best], t):
             # The first sliver of any sound is far from every class: "unknown" waits for the running average.
             return []
         self._detected(self.labels[best])
