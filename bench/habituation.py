@@ -3,8 +3,9 @@
     python -m bench.habituation [--model models/sound.tflite] [--quick]
 
 The box's ``SoundPipeline`` (config defaults: the onset design) replays three
-streams three times: with habituation as configured, with the stronger
-``TV_ROOM`` choice and turned off (``habituate_s = 0``); the model's outputs go through the open-set decision with the bench's
+streams four times: with habituation as configured, with the stronger
+``TV_ROOM`` choice (also with ``[teach] unknown = "strict"``) and turned off
+(``habituate_s = 0``); the model's outputs go through the open-set decision with the bench's
 taught box (``bench.e2e.taught_box``) and are computed once per stream
 (``bench.tune_sound.replay``: simulated time, the [mic] chunk):
 
@@ -37,7 +38,7 @@ LONG_S = 8.0
 # A stronger choice for a room where a TV or radio plays for hours, measured beside the default (both chosen on
 # bench.tune_sound's held-out playlists and negatives seed, never on these streams).
 TV_ROOM = {"habituate_s": 5.0, "habituate_window_s": 300.0}
-SETTINGS = ("default", "TV room", "off")
+SETTINGS = ("default", "TV room", "TV room, strict", "off")
 
 
 def _pcm(audio: np.ndarray) -> np.ndarray:
@@ -61,8 +62,9 @@ def bench_habituation(model_path: Path, quick: bool = False) -> tuple[dict[str, 
     minutes, clips = (2.0, 10) if quick else (10.0, 60)
     with tempfile.TemporaryDirectory(prefix="saysee-habituation-") as tmp:
         taught = taught_box(Path(tmp) / "taught", model.path)
-        decision, _ = open_set_model(dataclasses.replace(cfg, teach=dataclasses.replace(cfg.teach, dir=str(taught))),
-                                     model)
+        decisions = {unknown: open_set_model(dataclasses.replace(
+            cfg, teach=dataclasses.replace(cfg.teach, dir=str(taught), unknown=unknown)), model)[0]
+            for unknown in ("default", "strict")}
     neg, _ = negatives_stream(minutes, seed=NEGATIVES_SEED, exclude_families=test_families()[E2E_TAUGHT])
     long_audio, long_truth = build_playlist(clips, event_seconds=LONG_S)
     short_audio, short_truth = build_playlist(clips)
@@ -72,15 +74,18 @@ def bench_habituation(model_path: Path, quick: bool = False) -> tuple[dict[str, 
                "after the TV": (_pcm(np.concatenate([neg, short_audio])), after_truth)}
     builtin = set(model.labels)
     on = dataclasses.replace(cfg.sound, decision="onset", max_latency_s=None)
-    settings = {"default": on, "TV room": dataclasses.replace(on, **TV_ROOM),
-                "off": dataclasses.replace(on, habituate_s=0.0)}
+    tv = dataclasses.replace(on, **TV_ROOM)
+    # (decision's [teach] unknown, [sound] settings) per column
+    settings = {"default": ("default", on), "TV room": ("default", tv), "TV room, strict": ("strict", tv),
+                "off": ("default", dataclasses.replace(on, habituate_s=0.0))}
     out: dict[str, Any] = {"settings": {k: getattr(on, k) for k in ("habituate_s", "habituate_window_s",
                                                                      "habituate_long_s")},
                            "tv_room": TV_ROOM, "negatives_minutes": minutes, "long_clip_s": LONG_S, "clips": clips}
     for name, (pcm, truth) in streams.items():
-        scores = window_scores(decision.predict, pcm, params)
-        for which, s in settings.items():
-            rows, _ = replay(scores, list(decision.labels), pcm, s, cfg.mic.chunk, params, builtin)
+        scores = {unknown: window_scores(d.predict, pcm, params) for unknown, d in decisions.items()}
+        for which, (unknown, s) in settings.items():
+            rows, _ = replay(scores[unknown], list(decisions[unknown].labels), pcm, s, cfg.mic.chunk, params,
+                             builtin)
             if truth is None:
                 shown = [r["label"] for r in rows if r["type"] == "ClassDetected"]
                 result = {k: round(v, 1) for k, v in per_hour(shown, builtin, len(pcm) / params.sample_rate).items()}

@@ -549,3 +549,21 @@ def test_a_note_off_is_not_held_back_by_a_mic_that_hiccups(tmp_path):
     on = next(t for t, kind in notes if kind == "note_on")
     off = next(t for t, kind in notes if kind == "note_off")
     assert off - on < 1.0, notes  # 0.4 s and a read timeout or two, not the 3 s hiccup
+
+
+def test_a_sound_the_room_keeps_playing_becomes_its_background_and_outlives_a_taught_sound(tmp_path, caplog):
+    """A 15 s beep (a TV left on) is shown once; the beeps after it are the room's background: not shown, logged
+    in one line, listed in the status file; a pipeline rebuilt for a newly taught sound keeps that."""
+    cfg = tone_config(tmp_path)
+    tv = (0.3 * np.sin(2 * np.pi * 1000 * np.arange(15 * SR) / SR) * 32767).astype(np.int16)
+    audio = np.concatenate([np.zeros(SR, np.int16), tv, np.zeros(SR, np.int16), beeps(6.0)])
+    shown = []
+    app = App(cfg, Devices(mic=PlaylistMic(playlist=[audio], realtime=False)), sound_model=ToneModel(),
+              on_event=shown.append)
+    with caplog.at_level(logging.INFO, logger="saysee"):
+        assert app.run(seconds=60) == 0
+    # (The stand-in calls each beep's quiet-led first windows "hum": only "beep" is the TV's.)
+    assert [e.label for e in shown if isinstance(e, ClassDetected)].count("beep") == 1
+    assert any("room background now beep" in r.getMessage() for r in caplog.records)
+    assert json.loads((tmp_path / "status.json").read_text())["background"] == ["beep"]
+    assert app._sound_pipeline().habituation is app.sound.habituation
