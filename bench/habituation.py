@@ -10,7 +10,7 @@ taught box (``bench.e2e.taught_box``) and are computed once per stream
 (``bench.tune_sound.replay``: simulated time, the [mic] chunk):
 
 - ``negatives``: the false-pictures stream (``bench.false_pictures``, seed
-  NEGATIVES_SEED): built-in pictures per hour, what habituation saves;
+  NEGATIVES_SEED, or ``--seed``): built-in pictures per hour, what habituation saves;
 - ``long sounds``: the bench playlist's held-out clips rendered LONG_S long
   (longer than ``habituate_long_s``, so every one counts towards it): the share
   still recognised, what a child making the same long sound over and over loses;
@@ -45,7 +45,8 @@ def _pcm(audio: np.ndarray) -> np.ndarray:
     return np.round(np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16)
 
 
-def bench_habituation(model_path: Path, quick: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+def bench_habituation(model_path: Path, quick: bool = False, seed: int | None = None
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(figures, notes): no figures (counts and rates, not timings); notes["habituation"] per stream and setting."""
     from device.model import Model
     from device.sound.teach import open_set_model
@@ -65,7 +66,8 @@ def bench_habituation(model_path: Path, quick: bool = False) -> tuple[dict[str, 
         decisions = {unknown: open_set_model(dataclasses.replace(
             cfg, teach=dataclasses.replace(cfg.teach, dir=str(taught), unknown=unknown)), model)[0]
             for unknown in ("default", "strict")}
-    neg, _ = negatives_stream(minutes, seed=NEGATIVES_SEED, exclude_families=test_families()[E2E_TAUGHT])
+    seed = NEGATIVES_SEED if seed is None else seed
+    neg, _ = negatives_stream(minutes, seed=seed, exclude_families=test_families()[E2E_TAUGHT])
     long_audio, long_truth = build_playlist(clips, event_seconds=LONG_S)
     short_audio, short_truth = build_playlist(clips)
     after_truth = [{**c, "onset": c["onset"] + len(neg) / params.sample_rate,
@@ -80,7 +82,7 @@ def bench_habituation(model_path: Path, quick: bool = False) -> tuple[dict[str, 
                 "off": ("default", dataclasses.replace(on, habituate_s=0.0))}
     out: dict[str, Any] = {"settings": {k: getattr(on, k) for k in ("habituate_s", "habituate_window_s",
                                                                      "habituate_long_s")},
-                           "tv_room": TV_ROOM, "negatives_minutes": minutes, "long_clip_s": LONG_S, "clips": clips}
+                           "tv_room": TV_ROOM, "negatives_minutes": minutes, "negatives_seed": seed, "long_clip_s": LONG_S, "clips": clips}
     for name, (pcm, truth) in streams.items():
         scores = {unknown: window_scores(d.predict, pcm, params) for unknown, d in decisions.items()}
         for which, (unknown, s) in settings.items():
@@ -115,8 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default=str(PROJECT_ROOT / "models" / "sound.tflite"))
     ap.add_argument("--quick", action="store_true", help="2 minutes of negatives and 10 clips per stream")
     ap.add_argument("--out", default=None, help="also write habituation.json into this folder")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the negatives stream's seed (default: the bench's; never 7, bench.tune_sound's)")
     args = ap.parse_args(argv)
-    _, notes = bench_habituation(Path(args.model), args.quick)
+    from .tune_sound import NEGATIVES_SEED as TUNING_SEED
+
+    if args.seed == TUNING_SEED:
+        ap.error(f"seed {TUNING_SEED} is the stream the defaults were chosen on: measure on another")
+    _, notes = bench_habituation(Path(args.model), args.quick, args.seed)
     print(json.dumps({k: notes["habituation"][k] for k in ("settings", "tv_room")}))
     print(table(notes))
     if args.out:
